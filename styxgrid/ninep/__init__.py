@@ -1,0 +1,16 @@
+"""9P2000 (Styx) for styxgrid: a sans-IO codec, a trio server framework and a trio client.
+
+Knows nothing about grids.  The codec (messages, codec) does no I/O; the server
+serves a tree of `Node`s (tree); the client multiplexes many requests on one
+connection (client).
+"""
+
+import os
+
+from .codec import NEED_DATA, Decoder, decode_message, decode_stats, encode, encode_stat
+from .errors import LocalProtocolError, NinePError, ProtocolError, RemoteProtocolError
+from .messages import *  # noqa: F401,F403 - the message classes and constants
+from .server import FileServer, Limits, serve_listeners, serve_stream
+from .tree import Handle, Node, Session, SyntheticNode
+
+TRACE = os.environ.get("STYXGRID_TRACE") == "1"

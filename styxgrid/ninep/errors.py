@@ -1,0 +1,55 @@
+"""The 9P layer's exceptions and the error strings it answers with.
+
+Two protocol errors in the style of h11: `RemoteProtocolError` when the peer sent
+bytes that are not 9P2000, `LocalProtocolError` when our own code tried to build or
+send something invalid.  `NinePError` is the ordinary "this request failed" that a
+file handler raises; the framework turns it into Rerror.
+"""
+
+
+class ProtocolError(Exception):
+    """Base of the two protocol errors."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that is not a well-formed 9P2000 message."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to build or send an invalid message."""
+
+
+class NinePError(Exception):
+    """A request failed; `ename` is the Rerror string the peer sees."""
+
+    def __init__(self, ename: str) -> None:
+        super().__init__(ename)
+        self.ename = ename
+
+
+# Error strings, named once (lib9p srv.c / Inferno styxservers.m style).
+EBADFID = "unknown fid"
+EDUPFID = "fid already in use"
+EDUPTAG = "tag already in use"
+ENOTFOUND = "file does not exist"
+EPERM = "permission denied"
+ENOTDIR = "not a directory"
+EISDIR = "is a directory"
+EOPEN = "fid already open"
+ENOTOPEN = "fid not open"
+EBADOFFSET = "bad offset in directory read"
+EBADMODE = "bad open mode"
+EWALKOPEN = "cannot walk an open fid"
+ETOOMANYWALK = "too many names in walk"
+EEXIST = "file already exists"
+ENOAUTH = "authentication not required"
+ENOVERSION = "version not negotiated"
+EBADMSG = "unexpected message"
+ETOOMANYFIDS = "too many fids"
+ENOTEMPTY = "directory not empty"
+EBADNAME = "bad file name"
+EBADWSTAT = "wstat not allowed"
+EREADONLY = "file is read-only"
+EINTERRUPTED = "interrupted"
+EIO = "i/o error"
+ELEAVES = "permission denied: path leaves the exported tree"

@@ -1,0 +1,483 @@
+"""9P2000 server framework on trio, in the style of lib9p's srv.c and styxservers(2).
+
+The framework owns version/msize, fids, tags and every check of intro(5); the
+application supplies a `FileServer` whose `attach` returns the root `Node` of its
+tree.  Per connection there is one reader loop and one nursery.  Requests that
+never wait (walk, open, stat, clunk, ...) are answered inline in arrival order;
+reads and writes of files run each in its own task under its own cancel scope, so a
+parked read never delays another request.  Tflush cancels that scope, waits for the
+task to end, and answers Rflush; the flushed request gets no reply (flush(5)).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+import trio
+
+from . import errors as E
+from .codec import NEED_DATA, Decoder, encode_stat, encode_to
+from .errors import NinePError, RemoteProtocolError
+from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE,
+                       VERSION, Message, Rattach, Rclunk, Rcreate, Rerror, Rflush, Ropen,
+                       Rread, Rremove, Rstat, Rversion, Rwalk, Rwrite, Rwstat, Stat, Tattach,
+                       Tauth, Tclunk, Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion,
+                       Twalk, Twrite, Twstat)
+from .transport import StreamTransport, SocketTransport, peer_credentials, transport_for
+from .tree import Handle, Node, Session
+
+log = logging.getLogger("styxgrid.ninep")
+
+RECEIVE_SIZE = 65536          # below malloc's mmap threshold: no mmap per receive
+MIN_MSIZE = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-server bounds; a connection past them gets errors or back-pressure."""
+
+    max_msize: int = 1 << 20 | IOHDRSZ   # 1 MiB of payload per read or write
+    max_fids: int = 8192                 # per connection; more is "too many fids"
+    max_inflight: int = 4096             # waiting requests; then we stop reading
+
+
+class FileServer(Protocol):
+    """What an application serves: the root of the tree seen by one attach."""
+
+    def attach(self, session: Session) -> Node: ...
+
+
+class _Fid:
+    __slots__ = ("node", "session", "mode", "handle", "dir_entries", "dir_offset", "dir_index")
+
+    def __init__(self, node: Node, session: Session) -> None:
+        self.node = node
+        self.session = session
+        self.mode: int | None = None          # open mode once opened
+        self.handle: Handle | None = None
+        self.dir_entries: list[bytes] = []
+        self.dir_offset = 0                   # byte offset the next dir read must use
+        self.dir_index = 0                    # entry the next dir read starts at
+
+
+class _Request:
+    __slots__ = ("scope", "done", "flushed")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self.flushed = False
+
+
+_OPEN_WANTS = {OREAD: 4, OWRITE: 2, ORDWR: 6, OEXEC: 1}
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class Connection:
+    """One client connection: its fids, its outstanding tags, its msize."""
+
+    def __init__(self, transport: SocketTransport | StreamTransport, fs: FileServer, *,
+                 peer: dict[str, Any], limits: Limits, trace: bool) -> None:
+        self.transport = transport
+        self.fs = fs
+        self.peer = peer
+        self.limits = limits
+        self.trace = trace
+        self.msize = limits.max_msize
+        self.decoder = Decoder(limits.max_msize)
+        self.versioned = False
+        self.fids: dict[int, _Fid] = {}
+        self.inflight: dict[int, _Request] = {}
+        self.send_lock = trio.StrictFIFOLock()
+        self.room = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self.sync_handlers: dict[type, Callable[[Any], Message]] = {
+            Tversion: self.version, Tauth: self.auth, Tattach: self.attach,
+            Twalk: self.walk, Topen: self.open, Tcreate: self.create,
+            Tclunk: self.clunk, Tremove: self.remove, Tstat: self.stat, Twstat: self.wstat,
+        }
+
+    # ------------------------------------------------------------ the loops
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                try:
+                    await self.read_loop()
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.clunk_all()
+
+    async def read_loop(self) -> None:
+        out: list[bytes] = []
+        while True:
+            try:
+                msg = self.decoder.next_message()
+            except RemoteProtocolError as exc:
+                log.info("closing connection from %s: %s", self.peer, exc)
+                await self.send(out)
+                return
+            if msg is NEED_DATA:
+                await self.send(out)
+                out = []
+                try:
+                    data = await self.transport.receive_some(RECEIVE_SIZE)
+                except _BROKEN:
+                    return
+                if not data:
+                    return
+                self.decoder.feed(data)
+                continue
+            if len(self.inflight) >= self.limits.max_inflight:
+                await self.send(out)
+                out = []
+                while len(self.inflight) >= self.limits.max_inflight:
+                    self.room = trio.Event()
+                    await self.room.wait()
+            self.dispatch(msg, out)
+
+    async def send(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        try:
+            self.send_lock.acquire_nowait()     # uncontended: no trip through the loop
+        except trio.WouldBlock:
+            await self.send_lock.acquire()
+        try:
+            await self.transport.send_frames(frames)
+        except _BROKEN:
+            if self.nursery is not None:
+                self.nursery.cancel_scope.cancel()
+        finally:
+            self.send_lock.release()
+
+    def reply(self, msg: Message, out: list[bytes]) -> None:
+        if self.trace:
+            log.debug("-> %s", msg)
+        encode_to(out, msg)
+
+    def dispatch(self, msg: Message, out: list[bytes]) -> None:
+        if self.trace:
+            log.debug("<- %s", msg)
+        tag = msg.tag
+        try:
+            if tag in self.inflight:
+                raise NinePError(E.EDUPTAG)
+            if not self.versioned and type(msg) is not Tversion:
+                raise NinePError(E.ENOVERSION)
+            handler = self.sync_handlers.get(type(msg))
+            if handler is not None:
+                self.reply(handler(msg), out)
+            elif type(msg) is Tread:
+                self.start_read(msg, out)
+            elif type(msg) is Twrite:
+                self.start_write(msg, out)
+            elif type(msg) is Tflush:
+                self.spawn(tag, self.flush, msg)
+            else:
+                raise NinePError(E.EBADMSG)
+        except NinePError as exc:
+            self.reply(Rerror(tag, exc.ename), out)
+
+    def spawn(self, tag: int, fn: Callable[[Any], Awaitable[Message]], msg: Message) -> None:
+        request = _Request()
+        self.inflight[tag] = request
+        assert self.nursery is not None
+        self.nursery.start_soon(self.run_request, tag, request, fn, msg)
+
+    async def run_request(self, tag: int, request: _Request,
+                          fn: Callable[[Any], Awaitable[Message]], msg: Message) -> None:
+        reply: Message | None = None
+        with request.scope:
+            try:
+                reply = await fn(msg)
+            except NinePError as exc:
+                reply = Rerror(tag, exc.ename)
+        if self.inflight.get(tag) is request:
+            del self.inflight[tag]
+        if len(self.inflight) < self.limits.max_inflight:
+            self.room.set()
+        try:
+            if reply is not None and not request.flushed:
+                out: list[bytes] = []
+                self.reply(reply, out)
+                await self.send(out)
+        finally:
+            request.done.set()
+
+    def clunk_all(self) -> None:
+        for fid in self.fids.values():
+            if fid.handle is not None:
+                fid.handle.clunk()
+        self.fids.clear()
+
+    # ------------------------------------------------------------ helpers
+
+    def fid(self, n: int) -> _Fid:
+        fid = self.fids.get(n)
+        if fid is None:
+            raise NinePError(E.EBADFID)
+        return fid
+
+    def new_fid(self, n: int, node: Node, session: Session) -> None:
+        if n == NOFID or n in self.fids:
+            raise NinePError(E.EDUPFID)
+        if len(self.fids) >= self.limits.max_fids:
+            raise NinePError(E.ETOOMANYFIDS)
+        self.fids[n] = _Fid(node, session)
+
+    @property
+    def iounit(self) -> int:
+        return self.msize - IOHDRSZ
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        if name in ("", ".", "..") or "/" in name:
+            raise NinePError(E.EBADNAME)
+
+    # ------------------------------------------------------------ requests
+
+    def version(self, msg: Tversion) -> Message:
+        for request in self.inflight.values():
+            request.flushed = True
+            request.scope.cancel()
+        self.clunk_all()
+        if msg.msize < MIN_MSIZE:
+            raise NinePError(f"msize {msg.msize} too small (minimum {MIN_MSIZE})")
+        self.msize = min(msg.msize, self.limits.max_msize)
+        if not msg.version.startswith(VERSION):
+            self.versioned = False
+            return Rversion(msg.tag, self.msize, "unknown")
+        self.versioned = True
+        self.decoder.msize = self.msize
+        return Rversion(msg.tag, self.msize, VERSION)
+
+    def auth(self, msg: Tauth) -> Message:
+        raise NinePError(E.ENOAUTH)
+
+    def attach(self, msg: Tattach) -> Message:
+        if msg.afid != NOFID:
+            raise NinePError(E.ENOAUTH)
+        if msg.fid in self.fids:
+            raise NinePError(E.EDUPFID)
+        session = Session(msg.uname, msg.aname, peer=self.peer)
+        root = self.fs.attach(session)
+        self.new_fid(msg.fid, root, session)
+        return Rattach(msg.tag, root.qid)
+
+    def walk(self, msg: Twalk) -> Message:
+        fid = self.fid(msg.fid)
+        if fid.mode is not None:
+            raise NinePError(E.EWALKOPEN)
+        if msg.newfid != msg.fid and msg.newfid in self.fids:
+            raise NinePError(E.EDUPFID)
+        node, session, qids = fid.node, fid.session, []
+        for name in msg.wnames:
+            try:
+                if not node.is_dir:
+                    raise NinePError(E.ENOTDIR)
+                if not node.permits(session, 1):
+                    raise NinePError(E.EPERM)
+                if name == "..":
+                    node = node.parent or node
+                elif name in ("", ".") or "/" in name:
+                    raise NinePError(E.ENOTFOUND)
+                else:
+                    node = node.walk(name, session)
+            except NinePError:
+                if not qids:
+                    raise
+                return Rwalk(msg.tag, tuple(qids))
+            qids.append(node.qid)
+        if msg.newfid == msg.fid:
+            fid.node = node
+        else:
+            self.new_fid(msg.newfid, node, session)
+        return Rwalk(msg.tag, tuple(qids))
+
+    def open(self, msg: Topen) -> Message:
+        fid = self.fid(msg.fid)
+        if fid.mode is not None:
+            raise NinePError(E.EOPEN)
+        mode, node = msg.mode, fid.node
+        if mode & ~(3 | OTRUNC | ORCLOSE):
+            raise NinePError(E.EBADMODE)
+        want = _OPEN_WANTS[mode & 3] | (2 if mode & OTRUNC else 0)
+        if node.is_dir and want != 4:
+            raise NinePError(E.EISDIR)
+        if not node.permits(fid.session, want):
+            raise NinePError(E.EPERM)
+        if mode & ORCLOSE and (node.parent is None or not node.parent.permits(fid.session, 2)):
+            raise NinePError(E.EPERM)
+        if not node.is_dir:
+            fid.handle = node.open(mode, fid.session)
+        fid.mode = mode
+        return Ropen(msg.tag, node.qid, self.io_unit(fid))
+
+    def io_unit(self, fid: _Fid) -> int:
+        unit = fid.handle.iounit if fid.handle is not None else 0
+        return min(unit, self.iounit) if unit else self.iounit
+
+    def create(self, msg: Tcreate) -> Message:
+        fid = self.fid(msg.fid)
+        if fid.mode is not None:
+            raise NinePError(E.EOPEN)
+        if not fid.node.is_dir:
+            raise NinePError(E.ENOTDIR)
+        self.check_name(msg.name)
+        if msg.mode & ~(3 | OTRUNC | ORCLOSE):
+            raise NinePError(E.EBADMODE)
+        if msg.perm & DMDIR and msg.mode & 3 != OREAD:
+            raise NinePError(E.EISDIR)
+        if not fid.node.permits(fid.session, 2):
+            raise NinePError(E.EPERM)
+        node, handle = fid.node.create(msg.name, msg.perm, msg.mode, fid.session)
+        fid.node, fid.handle, fid.mode = node, handle, msg.mode
+        return Rcreate(msg.tag, node.qid, self.io_unit(fid))
+
+    def start_read(self, msg: Tread, out: list[bytes]) -> None:
+        fid = self.fid(msg.fid)
+        if fid.mode is None:
+            raise NinePError(E.ENOTOPEN)
+        if fid.mode & 3 == OWRITE:
+            raise NinePError(E.EPERM)
+        count = min(msg.count, self.iounit)
+        if fid.handle is None:
+            self.reply(Rread(msg.tag, self.read_dir(fid, msg.offset, count)), out)
+            return
+        try:
+            data = fid.handle.read_nowait(msg.offset, count)
+        except trio.WouldBlock:
+            self.spawn(msg.tag, self.read_file, (msg, fid.handle, count))
+            return
+        self.reply(Rread(msg.tag, data[:count]), out)
+
+    async def read_file(self, args: tuple[Tread, Handle, int]) -> Message:
+        msg, handle, count = args
+        data = await handle.read(msg.offset, count)
+        return Rread(msg.tag, data[:count])
+
+    def read_dir(self, fid: _Fid, offset: int, count: int) -> bytes:
+        if offset == 0:
+            fid.dir_entries = [encode_stat(child.stat())
+                               for child in fid.node.children(fid.session)]
+            fid.dir_offset = fid.dir_index = 0
+        elif offset != fid.dir_offset:
+            raise NinePError(E.EBADOFFSET)
+        entries, i, size = fid.dir_entries, fid.dir_index, 0
+        end = i
+        while end < len(entries) and size + len(entries[end]) <= count:
+            size += len(entries[end])
+            end += 1
+        if end == i and i < len(entries):
+            raise NinePError("read count too small for a directory entry")
+        data = b"".join(entries[i:end])
+        fid.dir_index, fid.dir_offset = end, offset + len(data)
+        return data
+
+    def start_write(self, msg: Twrite, out: list[bytes]) -> None:
+        fid = self.fid(msg.fid)
+        if fid.mode is None:
+            raise NinePError(E.ENOTOPEN)
+        if fid.mode & 3 not in (OWRITE, ORDWR) or fid.handle is None:
+            raise NinePError(E.EPERM)
+        try:
+            count = fid.handle.write_nowait(msg.offset, msg.data)
+        except trio.WouldBlock:
+            self.spawn(msg.tag, self.write_file, (msg, fid.handle))
+            return
+        self.reply(Rwrite(msg.tag, count), out)
+
+    async def write_file(self, args: tuple[Twrite, Handle]) -> Message:
+        msg, handle = args
+        return Rwrite(msg.tag, await handle.write(msg.offset, msg.data))
+
+    async def flush(self, msg: Tflush) -> Message:
+        request = self.inflight.get(msg.oldtag)
+        if request is not None and msg.oldtag != msg.tag:
+            request.flushed = True
+            request.scope.cancel()
+            await request.done.wait()
+        return Rflush(msg.tag)
+
+    def clunk(self, msg: Tclunk) -> Message:
+        fid = self.fids.pop(msg.fid, None)
+        if fid is None:
+            raise NinePError(E.EBADFID)
+        if fid.handle is not None:
+            fid.handle.clunk()
+        if fid.mode is not None and fid.mode & ORCLOSE:
+            try:
+                fid.node.remove(fid.session)
+            except NinePError as exc:
+                log.info("remove-on-close of %s failed: %s", fid.node, exc.ename)
+        return Rclunk(msg.tag)
+
+    def remove(self, msg: Tremove) -> Message:
+        fid = self.fids.pop(msg.fid, None)
+        if fid is None:
+            raise NinePError(E.EBADFID)
+        if fid.handle is not None:
+            fid.handle.clunk()
+        parent = fid.node.parent
+        if parent is None or not parent.permits(fid.session, 2):
+            raise NinePError(E.EPERM)
+        fid.node.remove(fid.session)
+        return Rremove(msg.tag)
+
+    def stat(self, msg: Tstat) -> Message:
+        return Rstat(msg.tag, self.fid(msg.fid).node.stat())
+
+    def wstat(self, msg: Twstat) -> Message:
+        fid = self.fid(msg.fid)
+        node, new, session = fid.node, msg.stat, fid.session
+        cur = node.stat()
+        if (new.type not in (0xFFFF, cur.type) or new.dev not in (0xFFFFFFFF, cur.dev)
+                or new.qid.path not in (0xFFFFFFFFFFFFFFFF, cur.qid.path)
+                or new.uid not in ("", cur.uid) or new.muid not in ("", cur.muid)):
+            raise NinePError(E.EBADWSTAT)
+        if new.mode != 0xFFFFFFFF and (new.mode ^ cur.mode) & DMDIR:
+            raise NinePError(E.EBADWSTAT)
+        owner_only = new.mode != 0xFFFFFFFF or new.gid not in ("", cur.gid) \
+            or new.mtime != 0xFFFFFFFF
+        if owner_only and cur.uid != session.uname:
+            raise NinePError(E.EPERM)
+        if new.name and new.name != cur.name:
+            self.check_name(new.name)
+            if node.parent is None or not node.parent.permits(session, 2):
+                raise NinePError(E.EPERM)
+        if new.length != 0xFFFFFFFFFFFFFFFF:
+            if node.is_dir and new.length != 0:
+                raise NinePError(E.EISDIR)
+            if not node.permits(session, 2):
+                raise NinePError(E.EPERM)
+        node.wstat(new, session)
+        return Rwstat(msg.tag)
+
+
+async def serve_stream(stream: trio.abc.Stream, fs: FileServer, *,
+                       peer: dict[str, Any] | None = None, limits: Limits = Limits(),
+                       trace: bool = False) -> None:
+    """Serve one connection until the client goes away; always closes the stream."""
+    transport = transport_for(stream)
+    try:
+        conn = Connection(transport, fs,
+                          peer=peer if peer is not None else peer_credentials(stream),
+                          limits=limits, trace=trace)
+        await conn.run()
+    finally:
+        await transport.aclose()
+
+
+async def serve_listeners(fs: FileServer, listeners: list[trio.abc.Listener], *,
+                          limits: Limits = Limits(), trace: bool = False,
+                          task_status: trio.TaskStatus[list[trio.abc.Listener]]
+                          = trio.TASK_STATUS_IGNORED) -> None:
+    """Accept connections forever, each served in its own task."""
+    async def handler(stream: trio.abc.Stream) -> None:
+        await serve_stream(stream, fs, limits=limits, trace=trace)
+    await trio.serve_listeners(handler, listeners, task_status=task_status)

@@ -1,0 +1,97 @@
+"""A tiny served tree for framework tests: a fast file, a parked file, a directory."""
+
+from __future__ import annotations
+
+import trio
+
+from styxgrid.ninep import DMDIR, Handle, NinePError, Session, SyntheticNode
+
+
+class ParkedHandle(Handle):
+    """Reads wait until the tree's `release` event; records when it is cancelled."""
+
+    def __init__(self, tree: "TestTree") -> None:
+        self.tree = tree
+
+    async def read(self, offset: int, count: int) -> bytes:
+        self.tree.parked += 1
+        try:
+            await self.tree.release.wait()
+        except trio.Cancelled:
+            self.tree.cancelled += 1
+            raise
+        finally:
+            self.tree.parked -= 1
+        return b"late\n"[offset:]
+
+
+class ValueHandle(Handle):
+    def __init__(self, node: "ValueNode") -> None:
+        self.node = node
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        return self.node.value[offset:offset + count]
+
+    def write_nowait(self, offset: int, data: bytes) -> int:
+        self.node.value = self.node.value[:offset] + data
+        self.node.touch()
+        return len(data)
+
+
+class ValueNode(SyntheticNode):
+    def __init__(self, name, path, value=b"", mode=0o664, parent=None):
+        super().__init__(name, path, mode, parent=parent)
+        self.value = value
+
+    def open(self, mode, session):
+        return ValueHandle(self)
+
+
+class ParkedNode(SyntheticNode):
+    def __init__(self, tree, parent):
+        super().__init__("parked", 3, 0o444, parent=parent)
+        self.tree = tree
+
+    def open(self, mode, session):
+        return ParkedHandle(self.tree)
+
+
+class DirNode(SyntheticNode):
+    def __init__(self, name, path, parent=None):
+        super().__init__(name, path, DMDIR | 0o775, parent=parent)
+        self.kids: dict[str, SyntheticNode] = {}
+
+    def add(self, node):
+        node.parent = self
+        self.kids[node.name] = node
+        return node
+
+    def walk(self, name, session):
+        try:
+            return self.kids[name]
+        except KeyError:
+            raise NinePError("file does not exist") from None
+
+    def children(self, session):
+        return list(self.kids.values())
+
+
+class TestTree:
+    """root/{fast, parked, ro, many/f00..f39}"""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.parked = 0
+        self.cancelled = 0
+        self.root = DirNode("/", 1)
+        self.root.add(ValueNode("fast", 2, b"fast\n"))
+        self.root.add(ParkedNode(self, self.root))
+        self.root.add(ValueNode("ro", 4, b"read only\n", mode=0o444))
+        many = self.root.add(DirNode("many", 5))
+        for i in range(40):
+            many.add(ValueNode(f"f{i:02d}", 100 + i, b"x"))
+
+    def attach(self, session: Session):
+        return self.root

@@ -1,0 +1,68 @@
+"""`styxgrid exportfs` checked by the independent p9probe client, and its confinement."""
+
+import os
+
+import pytest
+import trio
+
+from styxgrid.ninep import NinePError
+from styxgrid.ninep.client import open_client
+
+from ..helpers import p9probe
+
+
+@pytest.fixture
+def export(tmp_path):
+    root = tmp_path / "export"
+    (root / "w").mkdir(parents=True)
+    (root / "hello.txt").write_text("hello world\n")
+    (root / "w" / "f.txt").write_text("original\n")
+    (tmp_path / "secret").write_text("outside\n")
+    os.symlink(tmp_path / "secret", root / "escape")
+    os.symlink("hello.txt", root / "inside")
+    return root
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_p9probe_conformance(proc, export, short_tmp, transport):
+    listen = "127.0.0.1:0" if transport == "tcp" else f"{short_tmp}/9p.sock"
+    server = proc(["exportfs", str(export), "--listen", listen], r"serving \S+ on (\S+)")
+    result = p9probe(server.match.group(1), "--wfile", "w/f.txt", "--wdir", "w")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "21 passed, 0 failed, 0 skipped" in result.stdout
+    assert (export / "w" / "f.txt").read_text() == "original\n"
+
+
+def test_paths_never_leave_the_export(proc, export):
+    server = proc(["exportfs", str(export), "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+
+    async def check():
+        async with open_client(server.match.group(1), uname="root") as c:
+            assert await c.read_file("inside") == b"hello world\n"
+            with pytest.raises(NinePError, match="leaves the exported tree"):
+                await c.read_file("escape")
+            assert await c.read_file("../../hello.txt") == b"hello world\n"  # .. stops at root
+            names = {s.name for s in await c.ls("")}
+            assert "escape" not in names and "hello.txt" in names
+            with pytest.raises(NinePError):
+                await c.create("a/b")
+    trio.run(check)
+
+
+def test_wstat_rename_truncate_mode(proc, export):
+    from styxgrid.ninep import DMDIR, Stat
+    server = proc(["exportfs", str(export), "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+
+    async def check():
+        async with open_client(server.match.group(1), uname="root") as c:
+            await c.write_file("w/g.txt", b"0123456789")
+            await c.wstat("w/g.txt", Stat.dont_touch(length=4))
+            await c.wstat("w/g.txt", Stat.dont_touch(name="h.txt", mode=0o600))
+            st = await c.stat("w/h.txt")
+            assert (st.length, st.mode & 0o777) == (4, 0o600)
+            assert await c.read_file("w/h.txt") == b"0123"
+            await c.create("w/sub", perm=DMDIR | 0o755, mode=0)
+            await c.remove("w/sub")
+            await c.remove("w/h.txt")
+            assert sorted(s.name for s in await c.ls("w")) == ["f.txt"]
+    trio.run(check)
