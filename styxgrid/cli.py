@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
-import os
 import resource
 import sys
 from typing import Callable
@@ -41,7 +41,8 @@ def cmd_exportfs(args: argparse.Namespace) -> int:
     async def run() -> None:
         listeners = await open_listeners(addr)
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_listeners, fs, listeners)
+            await nursery.start(functools.partial(serve_listeners, fs, listeners,
+                                                  trace=args.trace))
             say(f"exportfs: serving {fs.root} on {_bound(listeners, addr)}")
 
     try:
@@ -85,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()
     logging.basicConfig(level=logging.DEBUG if args.trace else logging.WARNING,
                         format="%(name)s: %(message)s")
-    if args.trace:
-        os.environ["STYXGRID_TRACE"] = "1"
     return COMMANDS[args.command](args)
 
 

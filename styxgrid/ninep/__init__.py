@@ -5,12 +5,9 @@ serves a tree of `Node`s (tree); the client multiplexes many requests on one
 connection (client).
 """
 
-import os
 
 from .codec import NEED_DATA, Decoder, decode_message, decode_stats, encode, encode_stat
 from .errors import LocalProtocolError, NinePError, ProtocolError, RemoteProtocolError
 from .messages import *  # noqa: F401,F403 - the message classes and constants
 from .server import FileServer, Limits, serve_listeners, serve_stream
 from .tree import Handle, Node, Session, SyntheticNode
-
-TRACE = os.environ.get("STYXGRID_TRACE") == "1"
