@@ -1,0 +1,456 @@
+"""The scheduler's pure core: jobs of tasks, workers' slots, matchmaking.
+
+No I/O and no clock: the 9P tree and the store feed it events (submit, a slot asks
+for work, a task ends, a worker is lost, a ctl verb) and act on what it returns.
+
+Data structures are chosen for the targets of DESIGN.md:
+- a job keeps its tasks' states in a bytearray and exit codes in an array, and
+  hands out fresh task indices from a counter, so a million-task job is a few MB;
+- tasks with the same `requirements` form a group; each group keeps a heap of its
+  jobs that have queued tasks (priority, then submission) and the set of workers
+  with an idle slot that match it, updated when a worker's idle count changes, so a
+  dispatch looks at the groups one worker matches, never at every worker or task.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .describe import JobSpec
+
+QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
+STATE_NAMES = ("queued", "running", "done", "failed", "killed", "held")
+FINISHED = frozenset((DONE, FAILED, KILLED))
+MAX_LOSSES = 3
+
+
+class CoreError(ValueError):
+    """A ctl verb that cannot apply (unknown job, wrong state); the text says why."""
+
+
+def _classad(attrs: dict[str, Any]):
+    import classad2
+    return classad2.ClassAd(attrs)
+
+
+def _expr(text: str):
+    import classad2
+    return classad2.ExprTree(text)
+
+
+def split_clauses(requirements: str) -> list[str]:
+    """The top-level `&&` clauses of an expression (parentheses and strings respected)."""
+    clauses, depth, quote, start, i = [], 0, False, 0, 0
+    while i < len(requirements):
+        ch = requirements[i]
+        if ch == '"' and (i == 0 or requirements[i - 1] != "\\"):
+            quote = not quote
+        elif not quote and ch == "(":
+            depth += 1
+        elif not quote and ch == ")":
+            depth -= 1
+        elif not quote and depth == 0 and requirements.startswith("&&", i):
+            clauses.append(requirements[start:i].strip())
+            start = i + 2
+            i += 1
+        i += 1
+    clauses.append(requirements[start:].strip())
+    return [c for c in clauses if c]
+
+
+@dataclass(eq=False)
+class Job:
+    id: int
+    spec: JobSpec
+    owner: str
+    priority: int
+    state: bytearray
+    exit: array
+    counts: list[int]
+    next_fresh: int = 0                       # tasks >= this index were never handed out
+    requeued: deque = field(default_factory=deque)
+    running: dict[int, str] = field(default_factory=dict)    # task -> worker
+    losses: dict[int, int] = field(default_factory=dict)
+    failures: dict[int, int] = field(default_factory=dict)
+    reasons: dict[int, str] = field(default_factory=dict)
+    held: bool = False
+    removed: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return sum(self.counts[s] for s in FINISHED) == self.spec.tasks
+
+    @property
+    def queued(self) -> int:
+        return self.counts[QUEUED]
+
+    @property
+    def state_name(self) -> str:
+        c = self.counts
+        if self.finished:
+            return "failed" if c[FAILED] else "killed" if c[KILLED] == self.spec.tasks else "done"
+        if c[RUNNING]:
+            return "running"
+        if self.held:
+            return "held"
+        return "queued"
+
+    def status_line(self) -> str:
+        c = self.counts
+        return (f"{self.id} {self.state_name} tasks={self.spec.tasks} queued={c[QUEUED]} "
+                f"running={c[RUNNING]} done={c[DONE]} failed={c[FAILED]} killed={c[KILLED]} "
+                f"held={c[HELD]} owner={self.owner}")
+
+    def set_state(self, index: int, new: int) -> None:
+        self.counts[self.state[index]] -= 1
+        self.state[index] = new
+        self.counts[new] += 1
+
+    def pop_queued(self) -> int | None:
+        """The next queued task index: requeued ones first, then fresh ones."""
+        while self.requeued:
+            index = self.requeued.popleft()
+            if self.state[index] == QUEUED:
+                return index
+        while self.next_fresh < self.spec.tasks:
+            index = self.next_fresh
+            self.next_fresh += 1
+            if self.state[index] == QUEUED:
+                return index
+        return None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Task `index` of `job` goes to a slot of `worker`."""
+
+    worker: str
+    job: int
+    index: int
+
+
+@dataclass(eq=False)
+class Group:
+    requirements: str
+    expr: Any
+    jobs: list = field(default_factory=list)           # heap of (-priority, job id)
+    idle: dict[str, None] = field(default_factory=dict)  # matching workers with idle slots
+
+    def matches(self, worker: "Worker") -> bool:
+        if self.expr is None:
+            return True
+        return worker.eval(self.expr) is True
+
+
+@dataclass(eq=False)
+class Worker:
+    name: str
+    attrs: dict[str, Any]
+    ad: Any
+    slots: int
+    idle: int = 0
+    running: set[tuple[int, int]] = field(default_factory=set)
+    groups: list[Group] = field(default_factory=list)
+    draining: bool = False
+
+    def eval(self, expr: Any) -> Any:
+        try:
+            return expr.eval(self.ad)
+        except Exception:  # classad2 raises on evaluation errors: no match
+            return None
+
+
+class Core:
+    """All jobs and workers of one scheduler."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, Job] = {}
+        self.next_job = 1
+        self.groups: dict[str, Group] = {}
+        self.workers: dict[str, Worker] = {}
+
+    # ------------------------------------------------------------ jobs
+
+    def submit(self, spec: JobSpec, owner: str, job_id: int | None = None) -> Job:
+        jid = job_id if job_id is not None else self.next_job
+        self.next_job = max(self.next_job, jid + 1)
+        n = spec.tasks
+        job = Job(jid, spec, owner, spec.priority, bytearray(n), array("i", [-1]) * n,
+                  [n, 0, 0, 0, 0, 0])
+        self.jobs[jid] = job
+        self.group_of(job)
+        self.enqueue(job)
+        return job
+
+    def group_of(self, job: Job) -> Group:
+        key = job.spec.requirements
+        group = self.groups.get(key)
+        if group is None:
+            group = Group(key, _expr(key) if key else None)
+            self.groups[key] = group
+            for worker in self.workers.values():        # once per new group, not per dispatch
+                if group.matches(worker):
+                    worker.groups.append(group)
+                    if worker.idle and not worker.draining:
+                        group.idle[worker.name] = None
+        return group
+
+    def enqueue(self, job: Job) -> None:
+        if job.queued and not job.held and not job.removed:
+            heapq.heappush(self.group_of(job).jobs, (-job.priority, job.id))
+
+    def job(self, jid: int) -> Job:
+        job = self.jobs.get(jid)
+        if job is None or job.removed:
+            raise CoreError(f"no job {jid}")
+        return job
+
+    # ------------------------------------------------------------ dispatch
+
+    def next_task(self, group: Group) -> tuple[Job, int] | None:
+        """The best queued task of `group`, taken off the queue."""
+        heap = group.jobs
+        while heap:
+            neg_priority, jid = heap[0]
+            job = self.jobs.get(jid)
+            if job is None or job.removed or job.held or -neg_priority != job.priority:
+                heapq.heappop(heap)
+                continue
+            index = job.pop_queued()
+            if index is None:
+                heapq.heappop(heap)
+                continue
+            return job, index
+        return None
+
+    def best_group(self, worker: Worker) -> Group | None:
+        best, best_key = None, None
+        for group in worker.groups:
+            while group.jobs:
+                neg_priority, jid = group.jobs[0]
+                job = self.jobs.get(jid)
+                if job is None or job.removed or job.held or not job.queued \
+                        or -neg_priority != job.priority:
+                    heapq.heappop(group.jobs)
+                    continue
+                if best_key is None or group.jobs[0] < best_key:
+                    best, best_key = group, group.jobs[0]
+                break
+        return best
+
+    def start(self, worker: Worker, job: Job, index: int) -> Assignment:
+        job.set_state(index, RUNNING)
+        job.running[index] = worker.name
+        worker.running.add((job.id, index))
+        return Assignment(worker.name, job.id, index)
+
+    def slot_ready(self, name: str) -> Assignment | None:
+        """A slot of worker `name` asks for work: a task now, or the slot waits idle."""
+        worker = self.workers[name]
+        if not worker.draining:
+            group = self.best_group(worker)
+            if group is not None:
+                picked = self.next_task(group)
+                if picked is not None:
+                    return self.start(worker, *picked)
+        self.set_idle(worker, worker.idle + 1)
+        return None
+
+    def slot_gone(self, name: str) -> None:
+        """An idle slot stopped waiting (its read was flushed)."""
+        worker = self.workers.get(name)
+        if worker is not None and worker.idle:
+            self.set_idle(worker, worker.idle - 1)
+
+    def set_idle(self, worker: Worker, idle: int) -> None:
+        was, worker.idle = worker.idle > 0 and not worker.draining, idle
+        now = idle > 0 and not worker.draining
+        if was == now:
+            return
+        for group in worker.groups:
+            if now:
+                group.idle[worker.name] = None
+            else:
+                group.idle.pop(worker.name, None)
+
+    def dispatch(self) -> list[Assignment]:
+        """Hand queued tasks to idle slots; called after anything queued tasks."""
+        out = []
+        for group in self.groups.values():
+            while group.idle and group.jobs:
+                picked = self.next_task(group)
+                if picked is None:
+                    break
+                job, index = picked
+                worker = self.pick_worker(group, job)
+                self.set_idle(worker, worker.idle - 1)
+                out.append(self.start(worker, job, index))
+        return out
+
+    def pick_worker(self, group: Group, job: Job) -> Worker:
+        """The idle matching worker with the best `rank` (first idle if no rank)."""
+        if not job.spec.rank:
+            return self.workers[next(iter(group.idle))]
+        rank = _expr(job.spec.rank)
+
+        def score(name: str) -> float:
+            value = self.workers[name].eval(rank)
+            return float(value) if isinstance(value, (int, float)) else float("-inf")
+        return self.workers[max(group.idle, key=score)]
+
+    # ------------------------------------------------------------ workers
+
+    def worker_join(self, name: str, attrs: dict[str, Any], slots: int) -> Worker:
+        old = self.workers.get(name)
+        if old is not None:
+            self.worker_lost(name)
+        worker = Worker(name, attrs, _classad(attrs), slots)
+        worker.groups = [g for g in self.groups.values() if g.matches(worker)]
+        self.workers[name] = worker
+        return worker
+
+    def worker_lost(self, name: str) -> list[tuple[int, int]]:
+        """The worker went away: its running tasks go back to the queue (or fail
+        after MAX_LOSSES).  Returns the tasks it held."""
+        worker = self.workers.pop(name, None)
+        if worker is None:
+            return []
+        self.set_idle(worker, 0)
+        lost = sorted(worker.running)
+        for jid, index in lost:
+            job = self.jobs.get(jid)
+            if job is None or job.running.get(index) != name:
+                continue
+            del job.running[index]
+            job.losses[index] = job.losses.get(index, 0) + 1
+            if job.losses[index] >= MAX_LOSSES:
+                job.reasons[index] = f"lost {MAX_LOSSES} times (last on worker {name})"
+                job.set_state(index, FAILED)
+            else:
+                self.requeue(job, index)
+        return lost
+
+    def requeue(self, job: Job, index: int) -> None:
+        job.set_state(index, HELD if job.held else QUEUED)
+        if not job.held:
+            job.requeued.append(index)
+            self.enqueue(job)
+
+    def task_done(self, name: str, jid: int, index: int, status: int) -> bool:
+        """Worker `name` reports task (jid, index) ended with `status`.  False when the
+        report is stale (task no longer leased to it): it is then ignored."""
+        job = self.jobs.get(jid)
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.running.discard((jid, index))
+        if job is None or job.running.get(index) != name:
+            return False
+        del job.running[index]
+        job.exit[index] = status
+        if status == 0:
+            job.set_state(index, DONE)
+        elif job.failures.get(index, 0) < job.spec.retries:
+            job.failures[index] = job.failures.get(index, 0) + 1
+            self.requeue(job, index)
+        else:
+            job.reasons[index] = f"exit status {status}"
+            job.set_state(index, FAILED)
+        return True
+
+    # ------------------------------------------------------------ ctl verbs
+
+    def kill(self, jid: int) -> list[tuple[str, int]]:
+        """Kill every unfinished task; returns (worker, task) pairs to stop."""
+        job = self.job(jid)
+        stop = [(name, index) for index, name in job.running.items()]
+        for name, index in stop:
+            worker = self.workers.get(name)
+            if worker is not None:
+                worker.running.discard((jid, index))
+        job.running.clear()
+        for index in range(job.spec.tasks):
+            if job.state[index] not in FINISHED:
+                job.reasons[index] = "killed"
+                job.set_state(index, KILLED)
+        return stop
+
+    def hold(self, jid: int) -> None:
+        job = self.job(jid)
+        if job.finished:
+            raise CoreError(f"job {jid} is finished")
+        job.held = True
+        for index in range(job.spec.tasks):
+            if job.state[index] == QUEUED:
+                job.set_state(index, HELD)
+
+    def release(self, jid: int) -> None:
+        job = self.job(jid)
+        if not job.held:
+            raise CoreError(f"job {jid} is not held")
+        job.held = False
+        for index in range(job.spec.tasks):
+            if job.state[index] == HELD:
+                job.set_state(index, QUEUED)
+                if index < job.next_fresh:
+                    job.requeued.append(index)
+        self.enqueue(job)
+
+    def set_priority(self, jid: int, priority: int) -> None:
+        job = self.job(jid)
+        job.priority = priority
+        self.enqueue(job)
+
+    def retry(self, jid: int) -> int:
+        """Queue the failed tasks again; returns how many."""
+        job = self.job(jid)
+        again = [i for i in range(job.spec.tasks) if job.state[i] == FAILED]
+        for index in again:
+            job.losses.pop(index, None)
+            job.failures.pop(index, None)
+            job.reasons.pop(index, None)
+            job.exit[index] = -1
+            self.requeue(job, index)
+        return len(again)
+
+    def remove(self, jid: int) -> None:
+        job = self.job(jid)
+        if not job.finished:
+            raise CoreError(f"job {jid} is not finished: kill it first")
+        job.removed = True
+        del self.jobs[jid]
+
+    # ------------------------------------------------------------ explanations
+
+    def why(self, jid: int) -> str:
+        """Why the job's queued tasks are not running, like condor_q -better-analyze."""
+        job = self.job(jid)
+        if job.finished:
+            return f"job {jid} is finished ({job.state_name})\n"
+        if job.held:
+            return f"job {jid} is held: 'release' it to let it run\n"
+        if not job.queued:
+            return f"job {jid} has no queued tasks: {job.counts[RUNNING]} running\n"
+        workers = list(self.workers.values())
+        if not workers:
+            return f"job {jid}: no workers are connected\n"
+        group = self.group_of(job)
+        matching = [w for w in workers if group.matches(w)]
+        if not matching:
+            lines = [f"job {jid}: no node matches its requirements ({len(workers)} connected)"]
+            for clause in split_clauses(job.spec.requirements):
+                expr = _expr(clause)
+                fails = sum(1 for w in workers if w.eval(expr) is not True)
+                lines.append(f"  clause {clause!r} fails on {fails} of {len(workers)} nodes")
+            return "\n".join(lines) + "\n"
+        usable = [w for w in matching if not w.draining]
+        if not usable:
+            return f"job {jid}: all {len(matching)} matching nodes are draining\n"
+        if not any(w.idle for w in usable):
+            busy = sum(len(w.running) for w in usable)
+            return (f"job {jid}: all {len(usable)} matching nodes are busy "
+                    f"({busy} tasks running); {job.queued} tasks wait their turn\n")
+        return f"job {jid}: {job.queued} tasks are being dispatched\n"

@@ -1,0 +1,131 @@
+"""The scheduler core without sockets: matchmaking, order, loss, verbs, why."""
+
+import pytest
+
+from styxgrid.scheduler.core import (DONE, FAILED, KILLED, QUEUED, RUNNING, Core, CoreError,
+                                     split_clauses)
+from styxgrid.scheduler.describe import JobSpec
+
+LINUX = {"OpSys": "LINUX", "Arch": "X86_64", "Memory": 4096, "Cpus": 2}
+
+
+def drain(core, worker, slots=1):
+    got = []
+    for _ in range(slots):
+        a = core.slot_ready(worker)
+        if a:
+            got.append(a)
+    return got
+
+
+def test_tasks_go_to_idle_slots_in_priority_then_submission_order():
+    core = Core()
+    low = core.submit(JobSpec(cmd="a", tasks=2), "u")
+    high = core.submit(JobSpec(cmd="b", priority=5), "u")
+    core.worker_join("w1", LINUX, slots=4)
+    got = drain(core, "w1", 4)
+    assert [(a.job, a.index) for a in got] == [(high.id, 0), (low.id, 0), (low.id, 1)]
+    assert core.workers["w1"].idle == 1
+    late = core.submit(JobSpec(cmd="c"), "u")
+    assert [(a.worker, a.job) for a in core.dispatch()] == [("w1", late.id)]
+    assert core.workers["w1"].idle == 0
+
+
+def test_requirements_match_and_why_names_the_failing_clause():
+    core = Core()
+    core.worker_join("small", {**LINUX, "Memory": 1024}, slots=1)
+    job = core.submit(JobSpec(cmd="x", requirements='Memory >= 2048 && OpSys == "LINUX"'), "u")
+    assert drain(core, "small") == []
+    why = core.why(job.id)
+    assert "no node matches" in why
+    assert "'Memory >= 2048' fails on 1 of 1 nodes" in why
+    assert "'OpSys == \"LINUX\"' fails on 0 of 1 nodes" in why
+    core.worker_join("big", LINUX, slots=1)
+    assert [(a.worker, a.job) for a in drain(core, "big")] == [("big", job.id)]
+
+
+def test_rank_picks_the_best_idle_worker():
+    core = Core()
+    for name, mem in (("a", 1000), ("b", 9000), ("c", 5000)):
+        core.worker_join(name, {**LINUX, "Memory": mem}, slots=1)
+        drain(core, name)
+    core.submit(JobSpec(cmd="x", rank="Memory"), "u")
+    assert [a.worker for a in core.dispatch()] == ["b"]
+
+
+def test_lost_worker_requeues_and_third_loss_fails():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x"), "u")
+    for attempt in range(3):
+        core.worker_join(f"w{attempt}", LINUX, slots=1)
+        assert drain(core, f"w{attempt}")[0].job == job.id
+        core.worker_lost(f"w{attempt}")
+    assert job.state[0] == FAILED and "lost 3 times" in job.reasons[0]
+
+
+def test_done_retries_and_stale_reports():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=2, retries=1), "u")
+    core.worker_join("w", LINUX, slots=2)
+    a, b = drain(core, "w", 2)
+    assert core.task_done("w", job.id, a.index, 0)
+    assert core.task_done("w", job.id, b.index, 1)          # retried once
+    assert job.state[b.index] == QUEUED
+    assert not core.task_done("w", job.id, b.index, 0)      # stale: no longer leased
+    again = drain(core, "w")[0]
+    assert core.task_done("w", job.id, again.index, 2)
+    assert job.state[b.index] == FAILED and job.state_name == "failed"
+    assert core.retry(job.id) == 1 and job.state[b.index] == QUEUED
+
+
+def test_hold_release_kill_remove_and_priority():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=3), "u")
+    core.hold(job.id)
+    core.worker_join("w", LINUX, slots=1)
+    assert drain(core, "w") == []
+    assert "held" in core.why(job.id)
+    core.release(job.id)
+    first = core.dispatch()
+    assert len(first) == 1 and job.state[first[0].index] == RUNNING
+    with pytest.raises(CoreError, match="not finished"):
+        core.remove(job.id)
+    assert core.kill(job.id) == [("w", first[0].index)]
+    assert all(s == KILLED for s in job.state) and job.finished
+    core.remove(job.id)
+    with pytest.raises(CoreError, match="no job"):
+        core.hold(job.id)
+    other = core.submit(JobSpec(cmd="y"), "u")
+    core.set_priority(other.id, 9)
+    assert other.priority == 9
+
+
+def test_busy_explanation():
+    core = Core()
+    core.worker_join("w", LINUX, slots=1)
+    core.submit(JobSpec(cmd="a"), "u")
+    drain(core, "w")
+    waiting = core.submit(JobSpec(cmd="b"), "u")
+    assert "all 1 matching nodes are busy" in core.why(waiting.id)
+
+
+def test_a_million_task_job_is_compact():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=1_000_000), "u")
+    core.worker_join("w", LINUX, slots=2)
+    assert [a.index for a in drain(core, "w", 2)] == [0, 1]
+    assert job.counts[QUEUED] == 999_998 and len(job.state) == 1_000_000
+
+
+def test_split_clauses():
+    assert split_clauses('(A && B) && C == "x && y" && D') == ["(A && B)", 'C == "x && y"', "D"]
+
+
+def test_finished_job_counts():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x"), "u")
+    core.worker_join("w", LINUX, slots=1)
+    a = drain(core, "w")[0]
+    core.task_done("w", job.id, a.index, 0)
+    assert job.state[0] == DONE and job.finished
+    assert job.status_line().startswith(f"{job.id} done tasks=1 queued=0 running=0 done=1")
