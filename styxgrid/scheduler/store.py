@@ -1,0 +1,142 @@
+"""The scheduler's durable state: SQLite in WAL mode, written by group commit.
+
+Callers `await store.write(...)`; one writer task gathers every change waiting at
+that moment into a single transaction (run in a thread: SQLite blocks) and wakes
+all of their callers once it is on disk.  So a submit returns only when its job is
+committed, yet a burst of task results costs one commit, not one per message.
+
+What is kept: each job's description, owner, priority and held flag; each finished
+task's state, exit status and reason.  Queued and running tasks are implied: on
+restart every task without a result is queued again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import trio
+
+from .core import FINISHED, Core, Job
+from .describe import JobSpec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
+    priority INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS results (
+    job INTEGER NOT NULL, task INTEGER NOT NULL, state INTEGER NOT NULL,
+    exit INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job, task)) WITHOUT ROWID;
+"""
+
+Statement = tuple[str, tuple]
+
+
+@dataclass
+class _Batch:
+    statements: list[Statement]
+    done: trio.Event
+    error: BaseException | None = None
+
+
+class Store:
+    """One SQLite file; open it, `load` it into a Core, run `writer` in a nursery."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.waiting: list[_Batch] = []
+        self.wake = trio.Event()
+        self.commits = 0
+        self.writes = 0
+
+    def statistics(self) -> dict[str, int]:
+        """How many writes were asked for and how many commits served them."""
+        return {"writes": self.writes, "commits": self.commits}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def load(self, core: Core) -> None:
+        """Rebuild `core`'s jobs from the file (finished tasks stay finished)."""
+        results: dict[int, list[tuple]] = {}
+        for row in self.db.execute("SELECT job, task, state, exit, reason FROM results"):
+            results.setdefault(row[0], []).append(row[1:])
+        for jid, owner, spec, priority, held in self.db.execute(
+                "SELECT id, owner, spec, priority, held FROM jobs ORDER BY id"):
+            job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid)
+            job.priority = priority
+            for task, state, status, reason in results.get(jid, ()):
+                job.set_state(task, state)
+                job.exit[task] = status
+                if reason:
+                    job.reasons[task] = reason
+            if held:
+                core.hold(jid)
+            core.enqueue(job)
+
+    async def write(self, statements: Iterable[Statement]) -> None:
+        """Return once `statements` are committed (together with whatever else waits)."""
+        batch = _Batch(list(statements), trio.Event())
+        self.writes += 1
+        self.waiting.append(batch)
+        self.wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    async def writer(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit waiting batches, one transaction per round, until cancelled."""
+        task_status.started()
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            batches, self.waiting = self.waiting, []
+            error: BaseException | None = None
+            try:
+                await trio.to_thread.run_sync(self._commit, batches)
+                self.commits += 1
+            except sqlite3.Error as exc:
+                error = exc
+            for batch in batches:
+                batch.error = error
+                batch.done.set()
+
+    def _commit(self, batches: list[_Batch]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for batch in batches:
+                for sql, params in batch.statements:
+                    db.execute(sql, params)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+# Statements for the changes the scheduler makes, named once.
+
+def job_row(job: Job) -> Statement:
+    return ("INSERT OR REPLACE INTO jobs (id, owner, spec, priority, held) VALUES (?,?,?,?,?)",
+            (job.id, job.owner, job.spec.lines(), job.priority, int(job.held)))
+
+
+def result_row(job: Job, task: int) -> Statement:
+    assert job.state[task] in FINISHED
+    return ("INSERT OR REPLACE INTO results (job, task, state, exit, reason) VALUES (?,?,?,?,?)",
+            (job.id, task, job.state[task], job.exit[task], job.reasons.get(task, "")))
+
+
+def forget_results(job: Job, tasks: Iterable[int]) -> list[Statement]:
+    return [("DELETE FROM results WHERE job=? AND task=?", (job.id, t)) for t in tasks]
+
+
+def forget_job(jid: int) -> list[Statement]:
+    return [("DELETE FROM results WHERE job=?", (jid,)), ("DELETE FROM jobs WHERE id=?", (jid,))]

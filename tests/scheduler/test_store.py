@@ -1,0 +1,59 @@
+"""The SQLite store: group commit, and a core rebuilt from the file."""
+
+import trio
+
+from styxgrid.scheduler.core import DONE, FAILED, Core
+from styxgrid.scheduler.describe import JobSpec
+from styxgrid.scheduler.store import Store, forget_job, job_row, result_row
+
+LINUX = {"OpSys": "LINUX", "Memory": 4096}
+
+
+async def test_state_survives_reopen_and_batches_commit_together(tmp_path, nursery):
+    store = Store(tmp_path / "state.db")
+    await nursery.start(store.writer)
+    core = Core()
+    a = core.submit(JobSpec(cmd="/bin/echo", args=("hi",), tasks=3), "alice")
+    b = core.submit(JobSpec(cmd="/bin/true", priority=4), "bob")
+    await store.write([job_row(a), job_row(b)])
+    core.worker_join("w", LINUX, slots=3)
+    ran = [core.slot_ready("w") for _ in range(3)]
+    for assignment, status in zip(ran, (0, 0, 7)):
+        core.task_done("w", assignment.job, assignment.index, status)
+    finished = [(core.jobs[x.job], x.index) for x in ran]
+    before = store.statistics()
+    async with trio.open_nursery() as burst:            # many writers, few commits
+        for job, task in finished:
+            burst.start_soon(store.write, [result_row(job, task)])
+    after = store.statistics()
+    assert after["writes"] - before["writes"] == 3
+    assert after["commits"] - before["commits"] == 1
+    core.hold(a.id)
+    await store.write([job_row(a)])
+    store.close()
+
+    reopened = Store(tmp_path / "state.db")
+    again = Core()
+    reopened.load(again)
+    states = {jid: bytes(job.state) for jid, job in again.jobs.items()}
+    original = {jid: bytes(job.state) for jid, job in core.jobs.items()}
+    assert states == original
+    assert again.jobs[b.id].priority == 4 and again.jobs[a.id].held
+    failed = [t for j, t in finished if j.state[t] == FAILED]
+    assert all(again.jobs[j.id].exit[t] == j.exit[t] for j, t in finished)
+    assert all(again.jobs[j.id].state[t] in (DONE, FAILED) for j, t in finished)
+    assert len(failed) == 1
+    assert again.next_job == b.id + 1
+    reopened.close()
+
+
+async def test_forget_job(tmp_path, nursery):
+    store = Store(tmp_path / "s.db")
+    await nursery.start(store.writer)
+    core = Core()
+    job = core.submit(JobSpec(cmd="x"), "u")
+    await store.write([job_row(job)])
+    await store.write(forget_job(job.id))
+    fresh = Core()
+    store.load(fresh)
+    assert fresh.jobs == {}
