@@ -22,7 +22,7 @@ from .codec import NEED_DATA, Decoder, encode_stat, encode_to
 from .errors import NinePError, RemoteProtocolError
 from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE,
                        VERSION, Message, Rattach, Rclunk, Rcreate, Rerror, Rflush, Ropen,
-                       Rread, Rremove, Rstat, Rversion, Rwalk, Rwrite, Rwstat, Stat, Tattach,
+                       Rread, Rremove, Rstat, Rversion, Rwalk, Rwrite, Rwstat, Tattach,
                        Tauth, Tclunk, Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion,
                        Twalk, Twrite, Twstat)
 from .transport import StreamTransport, SocketTransport, peer_credentials, transport_for
