@@ -79,6 +79,7 @@ class Job:
     reasons: dict[int, str] = field(default_factory=dict)
     held: bool = False
     removed: bool = False
+    heap_key: tuple[int, int] | None = None  # the entry this job has in its group's heap
 
     @property
     def finished(self) -> bool:
@@ -200,8 +201,11 @@ class Core:
         return group
 
     def enqueue(self, job: Job) -> None:
-        if job.queued and not job.held and not job.removed:
-            heapq.heappush(self.group_of(job).jobs, (-job.priority, job.id))
+        """Make sure the job's group heap holds one live entry for it."""
+        key = (-job.priority, job.id)
+        if job.queued and not job.held and not job.removed and job.heap_key != key:
+            job.heap_key = key
+            heapq.heappush(self.group_of(job).jobs, key)
 
     def job(self, jid: int) -> Job:
         job = self.jobs.get(jid)
@@ -211,35 +215,38 @@ class Core:
 
     # ------------------------------------------------------------ dispatch
 
-    def next_task(self, group: Group) -> tuple[Job, int] | None:
-        """The best queued task of `group`, taken off the queue."""
+    def live_top(self, group: Group) -> tuple[int, int] | None:
+        """The group's best heap entry whose job can run now; stale entries (job
+        gone, held, out of queued tasks, re-prioritized) are dropped on the way."""
         heap = group.jobs
         while heap:
-            neg_priority, jid = heap[0]
-            job = self.jobs.get(jid)
-            if job is None or job.removed or job.held or -neg_priority != job.priority:
-                heapq.heappop(heap)
-                continue
+            key = heap[0]
+            job = self.jobs.get(key[1])
+            if job is not None and job.heap_key == key and job.queued and not job.held:
+                return key
+            heapq.heappop(heap)
+            if job is not None and job.heap_key == key:
+                job.heap_key = None
+        return None
+
+    def next_task(self, group: Group) -> tuple[Job, int] | None:
+        """The best queued task of `group`, taken off the queue."""
+        while (key := self.live_top(group)) is not None:
+            job = self.jobs[key[1]]
             index = job.pop_queued()
-            if index is None:
-                heapq.heappop(heap)
-                continue
-            return job, index
+            if index is not None:
+                return job, index
+            heapq.heappop(group.jobs)
+            job.heap_key = None
         return None
 
     def best_group(self, worker: Worker) -> Group | None:
+        """Of the groups this worker matches, the one whose best job comes first."""
         best, best_key = None, None
         for group in worker.groups:
-            while group.jobs:
-                neg_priority, jid = group.jobs[0]
-                job = self.jobs.get(jid)
-                if job is None or job.removed or job.held or not job.queued \
-                        or -neg_priority != job.priority:
-                    heapq.heappop(group.jobs)
-                    continue
-                if best_key is None or group.jobs[0] < best_key:
-                    best, best_key = group, group.jobs[0]
-                break
+            key = self.live_top(group)
+            if key is not None and (best_key is None or key < best_key):
+                best, best_key = group, key
         return best
 
     def start(self, worker: Worker, job: Job, index: int) -> Assignment:

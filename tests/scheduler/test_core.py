@@ -61,6 +61,7 @@ def test_lost_worker_requeues_and_third_loss_fails():
         assert drain(core, f"w{attempt}")[0].job == job.id
         core.worker_lost(f"w{attempt}")
     assert job.state[0] == FAILED and "lost 3 times" in job.reasons[0]
+    assert len(core.groups[""].jobs) <= 1, "requeues must not pile up heap entries"
 
 
 def test_done_retries_and_stale_reports():
