@@ -78,7 +78,6 @@ class Job:
     failures: dict[int, int] = field(default_factory=dict)
     reasons: dict[int, str] = field(default_factory=dict)
     held: bool = False
-    removed: bool = False
     heap_key: tuple[int, int] | None = None  # the entry this job has in its group's heap
 
     @property
@@ -203,13 +202,13 @@ class Core:
     def enqueue(self, job: Job) -> None:
         """Make sure the job's group heap holds one live entry for it."""
         key = (-job.priority, job.id)
-        if job.queued and not job.held and not job.removed and job.heap_key != key:
+        if job.queued and not job.held and job.heap_key != key:
             job.heap_key = key
             heapq.heappush(self.group_of(job).jobs, key)
 
     def job(self, jid: int) -> Job:
         job = self.jobs.get(jid)
-        if job is None or job.removed:
+        if job is None:
             raise CoreError(f"no job {jid}")
         return job
 
@@ -427,7 +426,6 @@ class Core:
         job = self.job(jid)
         if not job.finished:
             raise CoreError(f"job {jid} is not finished: kill it first")
-        job.removed = True
         del self.jobs[jid]
 
     # ------------------------------------------------------------ explanations

@@ -77,9 +77,8 @@ class Store:
                 job.exit[task] = status
                 if reason:
                     job.reasons[task] = reason
-            if held:
+            if held and not job.finished:
                 core.hold(jid)
-            core.enqueue(job)
 
     async def write(self, statements: Iterable[Statement]) -> None:
         """Return once `statements` are committed (together with whatever else waits)."""

@@ -57,3 +57,18 @@ async def test_forget_job(tmp_path, nursery):
     fresh = Core()
     store.load(fresh)
     assert fresh.jobs == {}
+
+
+async def test_a_job_that_finished_while_held_loads(tmp_path, nursery):
+    store = Store(tmp_path / "s.db")
+    await nursery.start(store.writer)
+    core = Core()
+    job = core.submit(JobSpec(cmd="x"), "u")
+    core.worker_join("w", LINUX, slots=1)
+    running = core.slot_ready("w")
+    core.hold(job.id)                       # held while its only task runs
+    core.task_done("w", job.id, running.index, 0)
+    await store.write([job_row(job), result_row(job, running.index)])
+    fresh = Core()
+    store.load(fresh)
+    assert fresh.jobs[job.id].state_name == "done"
