@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import resource
+import signal
+import socket
+import subprocess
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Awaitable, Callable
 
 import trio
 
-from .ninep import serve_listeners
+from .errgroups import unwrapped
+from .ninep import NinePError, serve_listeners
+from .ninep.client import Client, ConnectionLost, open_client
 from .ninep.exportfs import ExportFS
+from .ninep.messages import ORDWR
 from .ninep.transport import open_listeners, parse_address
 
 Command = Callable[[argparse.Namespace], int]
@@ -63,6 +71,265 @@ def _bound(listeners: list, addr) -> str:
     return f"{host}:{port}"
 
 
+DEFAULT_STATE = ".styxgrid"
+SOCKET_NAME = "scheduler.sock"
+
+
+def default_scheduler() -> str:
+    """$STYXGRID_SCHEDULER, else the socket of a `styxgrid up` in this folder or above."""
+    env = os.environ.get("STYXGRID_SCHEDULER")
+    if env:
+        return env
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        sock = folder / DEFAULT_STATE / SOCKET_NAME
+        if sock.exists():
+            return str(sock)
+    return str(here / DEFAULT_STATE / SOCKET_NAME)
+
+
+async def _serve_scheduler(args: argparse.Namespace, addr, ready: Callable[[str], None]) -> None:
+    from .scheduler.service import serve_scheduler
+    async with trio.open_nursery() as nursery:
+        _grid, listeners = await nursery.start(functools.partial(
+            serve_scheduler, args.state, addr, heartbeat_timeout=args.heartbeat_timeout,
+            trace=args.trace))
+        ready(_bound(listeners, addr))
+
+
+def _run_until_signal(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` under trio until it ends or SIGINT/SIGTERM arrives."""
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            async def on_signal() -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+            nursery.start_soon(on_signal)
+            await main()
+            nursery.cancel_scope.cancel()
+    trio.run(run)
+
+
+@command
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    try:
+        addr = parse_address(args.listen or str(Path(args.state) / SOCKET_NAME))
+    except ValueError as exc:
+        say(f"scheduler: {exc}")
+        return 2
+    try:
+        _run_until_signal(lambda: _serve_scheduler(
+            args, addr, lambda where: say(f"scheduler: serving {args.state} on {where}")))
+    except OSError as exc:
+        say(f"scheduler: {exc}")
+        return 1
+    return 0
+
+
+def _worker_config(args: argparse.Namespace):
+    from .worker.ad import parse_attr
+    from .worker.agent import WorkerConfig
+    attrs = dict(parse_attr(a) for a in args.attr)
+    return WorkerConfig(scheduler=args.scheduler or default_scheduler(),
+                        name=args.name or socket.gethostname(), slots=args.slots,
+                        workdir=args.workdir or "", attrs=attrs, nice=args.nice,
+                        heartbeat=args.heartbeat)
+
+
+@command
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker.agent import Worker
+    try:
+        config = _worker_config(args)
+    except ValueError as exc:
+        say(f"worker: {exc}")
+        return 2
+    worker = Worker(config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            say(f"worker: {config.name} joined {config.scheduler} with {config.slots} slots")
+    _run_until_signal(main)
+    return 0
+
+
+@command
+def cmd_up(args: argparse.Namespace) -> int:
+    """A scheduler on a unix socket in the state folder and local workers, in the
+    foreground, until Ctrl-C or SIGTERM."""
+    state = Path(args.state).resolve()
+    addr = parse_address(str(state / SOCKET_NAME))
+    slots = args.workers or os.cpu_count() or 1
+    args.state = str(state)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            ready = trio.Event()
+            nursery.start_soon(_serve_scheduler, args, addr, lambda where: ready.set())
+            await ready.wait()
+            worker = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "styxgrid.cli", "worker", "--scheduler", str(addr),
+                 "--slots", str(slots), "--name", f"{socket.gethostname()}-local"],
+                stderr=subprocess.PIPE)
+            try:
+                await _wait_line(worker, "joined")
+                say(f"up: scheduler on {addr}, {slots} local worker slots, state in {state}")
+                say(f"up: try  STYXGRID_SCHEDULER={addr} styxgrid submit -- echo hi")
+                await worker.wait()
+            finally:
+                worker.terminate()
+                with trio.CancelScope(shield=True):
+                    await worker.wait()
+    _run_until_signal(main)
+    return 0
+
+
+async def _wait_line(process: trio.Process, word: str) -> None:
+    """Copy a child's stderr to ours until a line with `word`; then keep copying."""
+    assert process.stderr is not None
+    buffer = b""
+    while word.encode() not in buffer:
+        chunk = await process.stderr.receive_some()
+        if not chunk:
+            raise OSError(f"worker ended: {buffer.decode(errors='replace')}")
+        buffer += chunk
+    sys.stderr.buffer.write(buffer)
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ user commands over 9P
+
+def _client_command(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) -> Command:
+    """Wrap an async command that talks to the scheduler: connect, run, report errors."""
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        address = args.scheduler or default_scheduler()
+
+        async def main() -> int:
+            with unwrapped():
+                async with open_client(address) as client:
+                    return await fn(client, args)
+        try:
+            return trio.run(main)
+        except NinePError as exc:
+            say(f"{args.command}: {exc}")
+            return 1
+        except ValueError as exc:
+            say(f"{args.command}: {exc}")
+            return 2
+        except (OSError, ConnectionLost) as exc:
+            say(f"{args.command}: cannot reach the scheduler at {address}: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    return command(run)
+
+
+def description(args: argparse.Namespace) -> str:
+    import shlex
+    if args.cmd[:1] == ["--"]:
+        args.cmd = args.cmd[1:]
+    if not args.cmd:
+        raise ValueError("give the command after --")
+    lines = [f"cmd {shlex.quote(args.cmd[0])}"]
+    if args.cmd[1:]:
+        lines.append("args " + shlex.join(args.cmd[1:]))
+    lines.append(f"tasks {args.tasks}")
+    lines += [f"env {e}" for e in args.env]
+    lines += [f"input {p}" for p in args.input]
+    lines += [f"output {p}" for p in args.output]
+    for key in ("dir", "requirements", "rank", "priority", "retries"):
+        value = getattr(args, key)
+        if value not in (None, ""):
+            lines.append(f"{key} {value}")
+    return "\n".join(lines) + "\nsubmit\n"
+
+
+async def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    f = await client.open("new", ORDWR)
+    async with f:
+        await f.pwrite(0, description(args).encode())
+        print((await f.pread(0, 64)).decode().strip())
+    return 0
+
+
+async def cmd_q(client: Client, args: argparse.Namespace) -> int:
+    print(f"{'JOB':>6} {'STATE':8} {'TASKS':>7} {'QUEUED':>7} {'RUN':>5} {'DONE':>7} "
+          f"{'FAIL':>5} OWNER")
+    for entry in await client.ls("jobs"):
+        try:
+            line = (await client.read_file(f"jobs/{entry.name}/status")).decode()
+        except NinePError:
+            continue                       # removed meanwhile
+        words = line.split()
+        f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+        print(f"{words[0]:>6} {words[1]:8} {f['tasks']:>7} {f['queued']:>7} "
+              f"{f['running']:>5} {f['done']:>7} {f['failed']:>5} {f['owner']}")
+    return 0
+
+
+async def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    sys.stdout.write((await client.read_file("nodes/index")).decode())
+    sys.stdout.write((await client.read_file("stats")).decode())
+    return 0
+
+
+async def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    """Show progress while the job runs; exit 0 if every task is done, else 1."""
+    job = args.job
+    show = sys.stderr.isatty()
+
+    async def progress() -> None:
+        async for _ in client.stream(f"jobs/{job}/events"):
+            if show:
+                words = (await client.read_file(f"jobs/{job}/status")).decode().split()
+                f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+                total, done = int(f["tasks"]), int(f["done"]) + int(f["failed"])
+                bar = "#" * (30 * done // max(total, 1))
+                sys.stderr.write(f"\rjob {job} [{bar:30}] {done}/{total} {words[1]}  ")
+                sys.stderr.flush()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(progress)
+        final = (await client.read_file(f"jobs/{job}/wait")).decode()
+        nursery.cancel_scope.cancel()
+    if show:
+        sys.stderr.write("\n")
+    print(final.strip())
+    return 0 if final.split()[1] == "done" else 1
+
+
+async def cmd_why(client: Client, args: argparse.Namespace) -> int:
+    sys.stdout.write((await client.read_file(f"jobs/{args.job}/why")).decode())
+    return 0
+
+
+async def cmd_cat(client: Client, args: argparse.Namespace) -> int:
+    for path in args.paths:
+        async for chunk in client.stream(path):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    return 0
+
+
+async def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    for entry in await client.ls(args.path):
+        print(entry.name + ("/" if entry.mode & 0x80000000 else ""))
+    return 0
+
+
+async def cmd_write(client: Client, args: argparse.Namespace) -> int:
+    """Write the words given (or stdin) to a file in one write, like `echo > FILE`."""
+    data = (" ".join(args.words) + "\n").encode() if args.words else sys.stdin.buffer.read()
+    await client.write_file(args.path, data)
+    return 0
+
+
+for _fn in (cmd_submit, cmd_q, cmd_status, cmd_wait, cmd_why, cmd_cat, cmd_ls, cmd_write):
+    _client_command(_fn)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="styxgrid", description=__doc__)
     top.add_argument("--trace", action="store_true", help="log every 9P message in and out")
@@ -71,7 +338,69 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exportfs", help="serve a local folder over 9P2000")
     p.add_argument("dir", help="the folder to serve")
     p.add_argument("--listen", required=True, help="HOST:PORT or an absolute unix socket path")
+
+    p = sub.add_parser("scheduler", help="run the scheduler (a 9P server) on one address")
+    p.add_argument("--state", default=DEFAULT_STATE, help="state folder (SQLite, output)")
+    p.add_argument("--listen", help="HOST:PORT or a unix socket path (default: STATE/"
+                   f"{SOCKET_NAME})")
+    p.add_argument("--heartbeat-timeout", type=float, default=10.0,
+                   help="seconds of silence after which a worker is lost")
+
+    p = sub.add_parser("worker", help="run a worker that dials out to the scheduler")
+    _worker_options(p)
+
+    p = sub.add_parser("up", help="scheduler and local workers on this machine")
+    p.add_argument("--state", default=DEFAULT_STATE)
+    p.add_argument("--workers", type=int, default=0, help="local worker slots (default: cores)")
+    p.add_argument("--heartbeat-timeout", type=float, default=10.0)
+
+    p = sub.add_parser("submit", help="submit a job; prints its id")
+    _scheduler_option(p)
+    p.add_argument("-n", "--tasks", type=int, default=1)
+    p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--input", action="append", default=[], metavar="PATH")
+    p.add_argument("--output", action="append", default=[], metavar="PATH")
+    p.add_argument("--dir")
+    p.add_argument("--requirements")
+    p.add_argument("--rank")
+    p.add_argument("--priority", type=int)
+    p.add_argument("--retries", type=int)
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS")
+
+    for name, text in (("q", "the job queue"), ("status", "the nodes")):
+        _scheduler_option(sub.add_parser(name, help=text))
+    for name, text in (("wait", "wait for a job, with progress"),
+                       ("why", "why a job is not running")):
+        p = sub.add_parser(name, help=text)
+        _scheduler_option(p)
+        p.add_argument("job", type=int)
+    p = sub.add_parser("cat", help="print files of the grid (streams follow to their end)")
+    _scheduler_option(p)
+    p.add_argument("paths", nargs="+")
+    p = sub.add_parser("ls", help="list a folder of the grid")
+    _scheduler_option(p)
+    p.add_argument("path", nargs="?", default="")
+    p = sub.add_parser("write", help="write words (or stdin) to a file of the grid")
+    _scheduler_option(p)
+    p.add_argument("path")
+    p.add_argument("words", nargs="*")
     return top
+
+
+def _scheduler_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", help="address (default: $STYXGRID_SCHEDULER or the "
+                   "socket of `styxgrid up` here or in a parent folder)")
+
+
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    _scheduler_option(p)
+    p.add_argument("--name", help="node name (default: host name)")
+    p.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workdir", help="where task sandboxes are made")
+    p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                   help="a custom ClassAd attribute (repeatable)")
+    p.add_argument("--nice", type=int, default=10, help="niceness of tasks (default 10)")
+    p.add_argument("--heartbeat", type=float, default=3.0, help="seconds between heartbeats")
 
 
 def raise_fd_limit() -> None:

@@ -18,6 +18,7 @@ from typing import AsyncIterator
 
 import trio
 
+from ..errgroups import unwrapped
 from . import errors as E
 from .codec import NEED_DATA, Decoder, decode_stats, encode_to
 from .errors import NinePError, RemoteProtocolError
@@ -353,13 +354,14 @@ async def open_client(addr: str | Address | trio.abc.Stream, *, uname: str | Non
         stream = await connect(parse_address(addr) if isinstance(addr, str) else addr)
     client = Client(stream, msize)
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.reader)
-            try:
-                await client.handshake(uname or default_uname(), aname)
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+        with unwrapped():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.reader)
+                try:
+                    await client.handshake(uname or default_uname(), aname)
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
     finally:
         await client.transport.aclose()
 

@@ -346,8 +346,9 @@ class Core:
             job.requeued.append(index)
             self.enqueue(job)
 
-    def task_done(self, name: str, jid: int, index: int, status: int) -> bool:
-        """Worker `name` reports task (jid, index) ended with `status`.  False when the
+    def task_done(self, name: str, jid: int, index: int, status: int, reason: str = "") -> bool:
+        """Worker `name` reports task (jid, index) ended with `status` (negative: killed
+        by that signal; `reason` says why it could not run, if so).  False when the
         report is stale (task no longer leased to it): it is then ignored."""
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
@@ -363,9 +364,41 @@ class Core:
             job.failures[index] = job.failures.get(index, 0) + 1
             self.requeue(job, index)
         else:
-            job.reasons[index] = f"exit status {status}"
+            job.reasons[index] = reason or (f"exit status {status}" if status > 0
+                                            else f"killed by signal {-status}")
             job.set_state(index, FAILED)
         return True
+
+    def reclaim(self, name: str, jid: int, index: int) -> bool:
+        """A worker rejoining (say, after a scheduler restart) still runs this task:
+        take it back as running there, unless it was handed out again meanwhile."""
+        job = self.jobs.get(jid)
+        worker = self.workers.get(name)
+        if job is None or worker is None or job.state[index] != QUEUED or job.held:
+            return False
+        job.set_state(index, RUNNING)
+        job.running[index] = name
+        worker.running.add((jid, index))
+        return True
+
+    def unassign(self, name: str, jid: int, index: int) -> None:
+        """A task was given to a slot whose read was flushed before it got it: put it
+        back at the head of the queue, with no loss counted."""
+        job = self.jobs.get(jid)
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.running.discard((jid, index))
+        if job is not None and job.running.get(index) == name:
+            del job.running[index]
+            self.requeue(job, index)
+
+    def set_draining(self, name: str, draining: bool) -> None:
+        """A drained worker keeps its running tasks but is given no new ones."""
+        worker = self.workers[name]
+        idle = worker.idle
+        self.set_idle(worker, 0)
+        worker.draining = draining
+        self.set_idle(worker, idle)
 
     # ------------------------------------------------------------ ctl verbs
 

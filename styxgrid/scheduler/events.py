@@ -1,0 +1,57 @@
+"""The scheduler's event log: one line per state change, read like acme's log file.
+
+A reader starts at the moment it opens (`cursor()`), reads every line after that,
+and waits when it has seen them all.  The log keeps the last `keep` lines in
+memory; a reader that falls further behind is told how many it missed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import trio
+
+
+class EventLog:
+    def __init__(self, keep: int = 65536) -> None:
+        self.lines: deque[tuple[int, bytes]] = deque(maxlen=keep)   # (job or 0, line)
+        self.next_seq = 0                   # sequence number of the next line
+        self.changed = trio.Event()
+
+    @property
+    def first_seq(self) -> int:
+        return self.next_seq - len(self.lines)
+
+    def cursor(self) -> int:
+        return self.next_seq
+
+    def add(self, job: int, text: str) -> None:
+        self.lines.append((job, f"{time.time():.3f} {text}\n".encode()))
+        self.next_seq += 1
+        if self.lines and self.changed.statistics().tasks_waiting:
+            self.changed.set()
+            self.changed = trio.Event()
+
+    def take(self, cursor: int, job: int, count: int) -> tuple[bytes, int]:
+        """Lines from `cursor` on (of `job` only, unless 0), at most `count` bytes but
+        at least one line; returns them and the new cursor."""
+        out: list[bytes] = []
+        size = 0
+        if cursor < self.first_seq:
+            missed = self.first_seq - cursor
+            out.append(f"{time.time():.3f} ({missed} events dropped: reader too slow)\n".encode())
+            size = len(out[0])
+            cursor = self.first_seq
+        start = cursor - self.first_seq
+        for i in range(start, len(self.lines)):
+            line_job, line = self.lines[i]
+            if job and line_job != job:
+                cursor += 1
+                continue
+            if out and size + len(line) > count:
+                break
+            out.append(line)
+            size += len(line)
+            cursor += 1
+        return b"".join(out), cursor

@@ -1,0 +1,417 @@
+"""The running scheduler: the pure core, the store, the spool and the event log,
+driven by what arrives through the 9P tree.
+
+The tree (namespace.py) calls in here; this module never sees a fid.  Every change
+that must survive a crash is written to the store before the call that made it
+returns.  Workers are `WorkerLink`s: the link of one joined connection, with its
+parked slot reads (`Slot`) and a queue of commands (kill) for its control fid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import store as rows
+from .core import FAILED, FINISHED, STATE_NAMES, Assignment, Core, CoreError, Job
+from .describe import JobSpec
+from .events import EventLog
+from .spool import Spool
+from .store import Store
+
+log = logging.getLogger("styxgrid.scheduler")
+
+ELOST = "worker lost: join again"
+ENOTJOINED = "not joined: write 'join NAME' to /work first"
+
+
+@dataclass(eq=False)
+class Slot:
+    """One parked read of /work: waits for an assignment (or for its worker's end)."""
+
+    link: "WorkerLink"
+    event: trio.Event = field(default_factory=trio.Event)
+    assignment: Assignment | None = None
+
+
+@dataclass(eq=False)
+class WorkerLink:
+    """A joined worker connection."""
+
+    name: str
+    attrs: dict[str, Any]
+    slots: int
+    last_seen: float
+    parked: deque[Slot] = field(default_factory=deque)
+    commands: list[str] = field(default_factory=list)
+    command_ready: trio.Event = field(default_factory=trio.Event)
+    gone: bool = False
+
+    def send(self, command: str) -> None:
+        self.commands.append(command)
+        self.command_ready.set()
+
+
+def parse_value(text: str) -> Any:
+    """A ClassAd literal from an ad line: integer, real, boolean or string."""
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
+class Grid:
+    """All of one scheduler's state.  Run `run` in a nursery before serving."""
+
+    def __init__(self, state_dir: str | Path, *, heartbeat_timeout: float = 10.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.core = Core()
+        self.store = Store(self.state_dir / "grid.db")
+        self.store.load(self.core)
+        self.spool = Spool(str(self.state_dir / "spool"))
+        self.data_dir = str(self.state_dir / "data")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.events = EventLog()
+        self.links: dict[str, WorkerLink] = {}
+        self.watchers: dict[int, trio.Event] = {}
+        self.task_texts: dict[int, bytes] = {}
+        self.heartbeat_timeout = heartbeat_timeout
+        self.nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """The store's writer and the heartbeat watchdog, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            await nursery.start(self.store.writer)
+            nursery.start_soon(self.watchdog)
+            task_status.started()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------ watching
+
+    async def wait_changed(self, jid: int) -> None:
+        """Wait until job `jid` changes (a task state, its output, its end)."""
+        event = self.watchers.get(jid)
+        if event is None:
+            event = self.watchers[jid] = trio.Event()
+        await event.wait()
+
+    def notify(self, jid: int) -> None:
+        event = self.watchers.pop(jid, None)
+        if event is not None:
+            event.set()
+
+    def job(self, jid: int) -> Job:
+        try:
+            return self.core.job(jid)
+        except CoreError as exc:
+            raise LookupError(str(exc)) from None
+
+    # ------------------------------------------------------------ jobs
+
+    async def submit(self, spec: JobSpec, owner: str) -> Job:
+        """Commit a new job, then queue it; returns once it is on disk."""
+        jid = self.core.next_job
+        self.core.next_job += 1
+        await self.store.write([rows.new_job_row(jid, owner, spec)])
+        job = self.core.submit(spec, owner, job_id=jid)
+        self.events.add(jid, f"job {jid} submitted tasks={spec.tasks} owner={owner}")
+        self.dispatch()
+        return job
+
+    async def job_verb(self, jid: int, verb: str, arg: int | None = None) -> str:
+        """A job ctl verb; CoreError (wrong state, no such job) says why it can't."""
+        core = self.core
+        job = core.job(jid)
+        statements: list[rows.Statement] = []
+        if verb == "kill":
+            unfinished = [t for t in range(job.spec.tasks) if job.state[t] not in FINISHED]
+            for name, index in core.kill(jid):
+                link = self.links.get(name)
+                if link is not None:
+                    link.send(f"kill {jid} {index}")
+            statements = [rows.result_row(job, t) for t in unfinished]
+        elif verb == "hold":
+            core.hold(jid)
+            statements = [rows.job_row(job)]
+        elif verb == "release":
+            core.release(jid)
+            statements = [rows.job_row(job)]
+        elif verb == "priority":
+            assert arg is not None
+            core.set_priority(jid, arg)
+            statements = [rows.job_row(job)]
+        elif verb == "retry":
+            failed = [t for t in range(job.spec.tasks) if job.state[t] == FAILED]
+            core.retry(jid)
+            statements = rows.forget_results(job, failed)
+        elif verb == "remove":
+            core.remove(jid)
+            statements = rows.forget_job(jid)
+        await self.store.write(statements)
+        if verb == "remove":
+            self.spool.remove_job(jid)
+            self.task_texts.pop(jid, None)
+            self.events.add(jid, f"job {jid} removed")
+        else:
+            self.events.add(jid, f"job {jid} {verb}" + (f" {arg}" if arg is not None else ""))
+            self.job_event_if_finished(job)
+        self.notify(jid)
+        self.dispatch()
+        return job.status_line() if verb != "remove" else f"{jid} removed"
+
+    def job_event_if_finished(self, job: Job) -> None:
+        if job.finished:
+            self.events.add(job.id, f"job {job.id} {job.state_name}")
+
+    # ------------------------------------------------------------ dispatch
+
+    def dispatch(self) -> None:
+        """Hand queued tasks to parked slots."""
+        for assignment in self.core.dispatch():
+            link = self.links[assignment.worker]
+            slot = link.parked.popleft()
+            self.started(assignment)
+            slot.assignment = assignment
+            slot.event.set()
+
+    def started(self, a: Assignment) -> None:
+        self.spool.reset(a.job, a.index)
+        self.events.add(a.job, f"job {a.job} task {a.index} running node={a.worker}")
+        self.notify(a.job)
+
+    def take_work(self, link: WorkerLink) -> Assignment | Slot:
+        """A slot asks for work: a task now, or a parked `Slot` to wait on."""
+        if link.gone:
+            raise LookupError(ELOST)
+        assignment = self.core.slot_ready(link.name)
+        if assignment is not None:
+            self.started(assignment)
+            return assignment
+        slot = Slot(link)
+        link.parked.append(slot)
+        return slot
+
+    def unpark(self, slot: Slot) -> None:
+        """A parked read went away (flushed, connection closed)."""
+        link = slot.link
+        if slot.assignment is not None:
+            a = slot.assignment
+            if not link.gone:
+                self.core.unassign(link.name, a.job, a.index)
+                self.events.add(a.job, f"job {a.job} task {a.index} queued (slot went away)")
+                self.dispatch()
+            return
+        try:
+            link.parked.remove(slot)
+        except ValueError:
+            return
+        if not link.gone:
+            self.core.slot_gone(link.name)
+
+    def task_text(self, a: Assignment) -> bytes:
+        """What a slot's read returns: `task J T`, then the job's description lines."""
+        text = self.task_texts.get(a.job)
+        if text is None:
+            spec = self.core.jobs[a.job].spec
+            lines = [line for line in spec.lines().splitlines()
+                     if not line.startswith(("requirements ", "rank "))]
+            text = self.task_texts[a.job] = ("\n".join(lines) + "\n").encode()
+        return f"task {a.job} {a.index} {self.core.jobs[a.job].spec.tasks}\n".encode() + text
+
+    # ------------------------------------------------------------ workers
+
+    def join(self, text: str) -> WorkerLink:
+        """A worker's `join` text: its name, slots, attributes, and tasks it still runs."""
+        name, slots, attrs, running = "", 1, {}, []
+        for line in text.splitlines():
+            key, _, value = line.strip().partition(" ")
+            if not key:
+                continue
+            if key == "join":
+                name = value.strip()
+            elif key == "slots":
+                slots = int(value)
+            elif key == "attr":
+                attr, eq, literal = value.partition("=")
+                if not eq or not attr.strip().isidentifier():
+                    raise ValueError(f"bad attribute line {line!r}: want 'attr Name = value'")
+                attrs[attr.strip()] = parse_value(literal)
+            elif key == "running":
+                jid, index = value.split()
+                running.append((int(jid), int(index)))
+            else:
+                raise ValueError(f"unknown join line {line!r}")
+        if not name or "/" in name or name in (".", "..", "index"):
+            raise ValueError("join: needs a worker name (no '/')")
+        if not 1 <= slots <= 4096:
+            raise ValueError(f"join: slots {slots} out of range (1..4096)")
+        old = self.links.get(name)
+        if old is not None:
+            self.lose(old, "joined again")
+        attrs = {"Name": name, "Slots": slots, **attrs}
+        self.core.worker_join(name, attrs, slots)
+        link = WorkerLink(name, attrs, slots, trio.current_time())
+        self.links[name] = link
+        self.events.add(0, f"node {name} joined slots={slots}")
+        for jid, index in running:
+            if self.core.reclaim(name, jid, index):
+                self.events.add(jid, f"job {jid} task {index} running node={name} (reclaimed)")
+                self.notify(jid)
+            else:
+                link.send(f"kill {jid} {index}")
+        return link
+
+    def heartbeat(self, link: WorkerLink, text: str) -> None:
+        if link.gone:
+            raise LookupError(ELOST)
+        link.last_seen = trio.current_time()
+        for word in text.split()[1:]:
+            key, _, value = word.partition("=")
+            if key == "load":
+                link.attrs["LoadAvg"] = parse_value(value)
+
+    def lose(self, link: WorkerLink, why: str) -> None:
+        """The worker is gone: its running tasks go back to the queue (or fail after
+        too many losses), its parked reads end with an error."""
+        if link.gone:
+            return
+        link.gone = True
+        if self.links.get(link.name) is link:
+            del self.links[link.name]
+        lost = self.core.worker_lost(link.name)
+        self.events.add(0, f"node {link.name} lost: {why}")
+        statements = []
+        for jid, index in lost:
+            job = self.core.jobs.get(jid)
+            if job is None:
+                continue
+            state = STATE_NAMES[job.state[index]]
+            self.events.add(jid, f"job {jid} task {index} {state} (worker {link.name} lost)")
+            if job.state[index] in FINISHED:
+                statements.append(rows.result_row(job, index, link.name))
+                self.job_event_if_finished(job)
+            self.notify(jid)
+        while link.parked:
+            link.parked.popleft().event.set()
+        link.command_ready.set()
+        if statements and self.nursery is not None:
+            self.nursery.start_soon(self.store.write, statements)
+        self.dispatch()
+
+    async def watchdog(self) -> None:
+        """Workers silent for longer than the heartbeat timeout are lost."""
+        while True:
+            await trio.sleep(min(1.0, self.heartbeat_timeout / 4))
+            now = trio.current_time()
+            for link in list(self.links.values()):
+                if now - link.last_seen > self.heartbeat_timeout:
+                    self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
+
+    async def task_done(self, link: WorkerLink, jid: int, index: int, status: int,
+                        reason: str) -> None:
+        """A worker's report; committed before it returns.  Stale reports are ignored."""
+        if not self.core.task_done(link.name, jid, index, status, reason):
+            return
+        link.last_seen = trio.current_time()
+        job = self.core.jobs[jid]
+        state = job.state[index]
+        self.events.add(jid, f"job {jid} task {index} {STATE_NAMES[state]} exit={status}")
+        if state in FINISHED:
+            await self.store.write([rows.result_row(job, index, link.name)])
+            self.job_event_if_finished(job)
+        else:
+            self.dispatch()
+        self.notify(jid)
+
+    def drain(self, name: str | None, draining: bool) -> None:
+        """Stop (or resume) handing tasks to one worker, or to all."""
+        names = [name] if name is not None else list(self.links)
+        for n in names:
+            if n not in self.links:
+                raise LookupError(f"no node {n}")
+            self.core.set_draining(n, draining)
+            self.events.add(0, f"node {n} {'draining' if draining else 'resumed'}")
+        if not draining:
+            self.dispatch()
+
+    def vacate(self, name: str) -> None:
+        """Drain a node and send its running tasks back to the queue (`disable`)."""
+        self.drain(name, True)
+        link = self.links[name]
+        worker = self.core.workers[name]
+        for jid, index in sorted(worker.running):
+            link.send(f"kill {jid} {index}")
+            self.core.unassign(name, jid, index)
+            self.events.add(jid, f"job {jid} task {index} queued (node {name} disabled)")
+            self.notify(jid)
+        self.dispatch()
+
+    # ------------------------------------------------------------ views
+
+    def stats_line(self) -> str:
+        counts = [0] * len(STATE_NAMES)
+        for job in self.core.jobs.values():
+            for state, n in enumerate(job.counts):
+                counts[state] += n
+        slots = sum(link.slots for link in self.links.values())
+        idle = sum(w.idle for w in self.core.workers.values())
+        parts = [f"{name}={counts[i]}" for i, name in enumerate(STATE_NAMES)]
+        return (f"jobs={len(self.core.jobs)} " + " ".join(parts) +
+                f" workers={len(self.links)} slots={slots} idle={idle}\n")
+
+    def node_status(self, name: str) -> str:
+        link = self.links[name]
+        worker = self.core.workers[name]
+        a = link.attrs
+        state = "draining" if worker.draining else "busy" if worker.running else "idle"
+        seen = trio.current_time() - link.last_seen
+        return (f"{name} {state} cpus={a.get('Cpus', '?')} mem={a.get('Memory', '?')} "
+                f"load={a.get('LoadAvg', '?')} os={a.get('OpSys', '?')} "
+                f"arch={a.get('Arch', '?')} slots={link.slots} running={len(worker.running)} "
+                f"seen={seen:.1f}s\n")
+
+    def node_ad(self, name: str) -> str:
+        def literal(v: Any) -> str:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, str):
+                return '"' + v.replace('\\', '\\\\').replace('"', '\\"') + '"'
+            return str(v)
+        attrs = self.links[name].attrs
+        return "".join(f"{k} = {literal(v)}\n" for k, v in sorted(attrs.items()))
+
+    def task_status(self, jid: int, index: int) -> str:
+        job = self.core.job(jid)
+        state = job.state[index]
+        line = f"{index} {STATE_NAMES[state]}"
+        if index in job.running:
+            line += f" node={job.running[index]}"
+        if state in FINISHED:
+            line += f" exit={job.exit[index]}"
+        if index in job.reasons:
+            line += f" reason={job.reasons[index]}"
+        return line + "\n"
+
+    def task_node(self, jid: int, index: int) -> str:
+        job = self.core.job(jid)
+        node = job.running.get(index)
+        if node is None and job.state[index] in FINISHED:
+            node = self.store.task_node(jid, index)
+        return (node or "") + "\n" if node else ""

@@ -1,0 +1,716 @@
+"""The scheduler's served tree (styxgrid(4)): a thin 9P adapter over `Grid`.
+
+Directories are made on walk from the grid's state, so a job appears in `ls jobs`
+the moment it is committed.  State files answer a read at offset 0 with a fresh
+snapshot and serve later offsets from it, so `cat` sees one consistent value.
+Streams (stdout, events) park a read until there is more, and end when their job
+ends.  Error texts are the grid's own words: the shell user sees them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Awaitable, Callable, Iterable
+
+import trio
+
+from ..ninep.errors import ENOTFOUND, NinePError
+from ..ninep.exportfs import ExportFS, HostNode
+from ..ninep.messages import DMDIR, OWRITE, ORDWR
+from ..ninep.tree import Handle, Node, Session, SyntheticNode
+from .core import FINISHED, CoreError
+from .describe import Description, DescriptionError
+from .grid import ELOST, ENOTJOINED, Grid, Slot, WorkerLink
+
+# Qid paths: kind in the low byte, then job (32 bits), then task + 1 (24 bits).
+(K_ROOT, K_NEW, K_CTL, K_STATS, K_EVENTS, K_JOBS, K_NODES, K_WORK, K_JOB, K_JOBCTL, K_DESC,
+ K_STATUS, K_WAIT, K_STDOUT, K_STDERR, K_JEVENTS, K_WHY, K_TASKS, K_INPUTS, K_TASK, K_TSTATUS,
+ K_TNODE, K_TSTDOUT, K_TSTDERR, K_TEXIT, K_INDEX, K_NODE, K_NSTATUS, K_NAD, K_NCTL) = range(30)
+
+JOB_VERBS = "kill, hold, release, priority P, retry or remove"
+EBADSTREAM = "stream files are read in order, from the start"
+
+
+def qpath(kind: int, job: int = 0, task: int = -1) -> int:
+    return kind | (job & 0xFFFFFFFF) << 8 | ((task + 1) & 0xFFFFFF) << 40
+
+
+ReadFn = Callable[[], str]
+WriteFn = Callable[[str], Awaitable[None]]
+
+
+class TextHandle(Handle):
+    """A state or ctl file: reads give a snapshot taken at offset 0; each write is a
+    whole verb (or verbs, one a line) handed to `write_fn`."""
+
+    def __init__(self, read_fn: ReadFn | None, write_fn: WriteFn | None) -> None:
+        self.read_fn = read_fn
+        self.write_fn = write_fn
+        self.snapshot = b""
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        if self.read_fn is None:
+            return b""
+        if offset == 0:
+            self.snapshot = _call(self.read_fn).encode()
+        return self.snapshot[offset:offset + count]
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if self.write_fn is None:
+            raise NinePError("file is read-only")
+        await self.write_fn(_text(data))
+        return len(data)
+
+
+def _call(fn: ReadFn) -> str:
+    try:
+        return fn()
+    except (LookupError, CoreError) as exc:
+        raise NinePError(_words(exc)) from None
+
+
+def _words(exc: Exception) -> str:
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise NinePError("not UTF-8 text") from None
+
+
+class PollHandle(Handle):
+    """A file whose read may have to wait: `poll` answers now or says None (wait);
+    `changed` waits for the next change worth polling again."""
+
+    def poll(self, offset: int, count: int) -> bytes | None:
+        raise NotImplementedError
+
+    async def changed(self) -> None:
+        raise NotImplementedError
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        data = self.poll(offset, count)
+        if data is None:
+            raise trio.WouldBlock
+        return data
+
+    async def read(self, offset: int, count: int) -> bytes:
+        while True:
+            data = self.poll(offset, count)
+            if data is not None:
+                return data
+            await self.changed()
+
+
+class File(SyntheticNode):
+    """A synthetic file; `opener(session, mode)` gives its handle."""
+
+    def __init__(self, name: str, qid_path: int, parent: Node,
+                 opener: Callable[[Session, int], Handle], mode: int = 0o444) -> None:
+        super().__init__(name, qid_path, mode, parent=parent)
+        self.opener = opener
+
+    def open(self, mode: int, session: Session) -> Handle:
+        return self.opener(session, mode)
+
+
+class Dir(SyntheticNode):
+    """A synthetic directory: `names()` lists it, `child(name)` makes an entry."""
+
+    def __init__(self, name: str, qid_path: int, parent: Node | None) -> None:
+        super().__init__(name, qid_path, DMDIR | 0o555, parent=parent)
+
+    def names(self) -> Iterable[str]:
+        return ()
+
+    def child(self, name: str) -> Node | None:
+        return None
+
+    def walk(self, name: str, session: Session) -> Node:
+        node = self.child(name)
+        if node is None:
+            raise NinePError(ENOTFOUND)
+        return node
+
+    def children(self, session: Session) -> list[Node]:
+        return [n for n in map(self.child, self.names()) if n is not None]
+
+
+def text_file(name: str, qid_path: int, parent: Node, read_fn: ReadFn | None,
+              write_fn: WriteFn | None = None) -> File:
+    mode = (0o444 if read_fn else 0) | (0o222 if write_fn else 0)
+    return File(name, qid_path, parent, lambda s, m: TextHandle(read_fn, write_fn), mode)
+
+
+# ------------------------------------------------------------------ the root
+
+class GridFS:
+    """The FileServer: every attach sees the same tree."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.data = ExportFS(grid.data_dir)
+
+    def attach(self, session: Session) -> Node:
+        return Root(self)
+
+
+class Root(Dir):
+    NAMES = ("new", "ctl", "stats", "events", "jobs", "nodes", "data", "work")
+
+    def __init__(self, fs: GridFS) -> None:
+        super().__init__("/", qpath(K_ROOT), None)
+        self.fs = fs
+
+    def names(self) -> Iterable[str]:
+        return self.NAMES
+
+    def child(self, name: str) -> Node | None:
+        grid = self.fs.grid
+        if name == "new":
+            return File(name, qpath(K_NEW), self, lambda s, m: NewHandle(grid, s), 0o666)
+        if name == "ctl":
+            return text_file(name, qpath(K_CTL), self, lambda: grid_state(grid),
+                             lambda text: grid_ctl(grid, text))
+        if name == "stats":
+            return text_file(name, qpath(K_STATS), self, grid.stats_line)
+        if name == "events":
+            return File(name, qpath(K_EVENTS), self, lambda s, m: EventStream(grid, 0))
+        if name == "jobs":
+            return JobsDir(grid, self)
+        if name == "nodes":
+            return NodesDir(grid, self)
+        if name == "data":
+            return HostNode(self.fs.data, self.fs.data.root, "data", self)
+        if name == "work":
+            return File(name, qpath(K_WORK), self, lambda s, m: WorkHandle(grid, s), 0o666)
+        return None
+
+
+def grid_state(grid: Grid) -> str:
+    draining = [n for n, w in grid.core.workers.items() if w.draining]
+    return f"draining {' '.join(draining)}\n" if draining else "running\n"
+
+
+async def grid_ctl(grid: Grid, text: str) -> None:
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("drain", "resume") and len(words) <= 2:
+            try:
+                grid.drain(words[1] if len(words) == 2 else None, words[0] == "drain")
+            except LookupError as exc:
+                raise NinePError(_words(exc)) from None
+        else:
+            raise NinePError(f"unknown verb {line.strip()!r}: expected drain [NODE] or "
+                             "resume [NODE]")
+
+
+class NewHandle(Handle):
+    """/new: description lines in, `submit` commits the job; a read gives its id."""
+
+    def __init__(self, grid: Grid, session: Session) -> None:
+        self.grid = grid
+        self.session = session
+        self.description = Description()
+        self.last: int | None = None
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        if self.last is None:
+            raise NinePError("no job submitted on this file yet: write a description ending "
+                             "in 'submit'")
+        return f"{self.last}\n".encode()[offset:offset + count]
+
+    async def write(self, offset: int, data: bytes) -> int:
+        try:
+            spec = self.description.feed(_text(data))
+        except DescriptionError as exc:
+            self.description = Description()
+            raise NinePError(str(exc)) from None
+        if spec is not None:
+            job = await self.grid.submit(spec, self.session.uname)
+            self.last = job.id
+        return len(data)
+
+
+# ------------------------------------------------------------------ jobs
+
+class JobsDir(Dir):
+    def __init__(self, grid: Grid, parent: Node) -> None:
+        super().__init__("jobs", qpath(K_JOBS), parent)
+        self.grid = grid
+
+    def names(self) -> Iterable[str]:
+        return [str(j) for j in sorted(self.grid.core.jobs)]
+
+    def child(self, name: str) -> Node | None:
+        if not name.isdigit() or int(name) not in self.grid.core.jobs:
+            return None
+        return JobDir(self.grid, int(name), self)
+
+
+def parse_job_verbs(text: str) -> list[tuple[str, int | None]]:
+    """Every line checked before any is carried out: nothing is half done."""
+    verbs: list[tuple[str, int | None]] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        verb = words[0]
+        if verb in ("kill", "hold", "release", "retry", "remove") and len(words) == 1:
+            verbs.append((verb, None))
+        elif verb == "priority" and len(words) == 2 and words[1].lstrip("-").isdigit() \
+                and -1000 <= int(words[1]) <= 1000:
+            verbs.append((verb, int(words[1])))
+        elif verb == "priority":
+            raise NinePError(f"bad verb {line.strip()!r}: want 'priority P' with P in "
+                             "-1000..1000")
+        else:
+            raise NinePError(f"unknown verb {line.strip()!r}: expected {JOB_VERBS}")
+    if not verbs:
+        raise NinePError(f"empty ctl write: expected {JOB_VERBS}")
+    return verbs
+
+
+class JobDir(Dir):
+    NAMES = ("ctl", "desc", "status", "wait", "stdout", "stderr", "events", "why", "tasks",
+             "inputs", "outputs")
+
+    def __init__(self, grid: Grid, jid: int, parent: Node) -> None:
+        super().__init__(str(jid), qpath(K_JOB, jid), parent)
+        self.grid = grid
+        self.jid = jid
+        self.owner = grid.core.jobs[jid].owner
+
+    def names(self) -> Iterable[str]:
+        return self.NAMES
+
+    def child(self, name: str) -> Node | None:
+        grid, jid = self.grid, self.jid
+        job = grid.core.jobs.get(jid)
+        if job is None:
+            return None
+        if name == "ctl":
+            return text_file(name, qpath(K_JOBCTL, jid), self, lambda: f"{jid}\n",
+                             lambda text: self.ctl(text))
+        if name == "desc":
+            return text_file(name, qpath(K_DESC, jid), self, job.spec.lines)
+        if name == "status":
+            return text_file(name, qpath(K_STATUS, jid), self,
+                             lambda: grid.job(jid).status_line() + "\n")
+        if name == "why":
+            return text_file(name, qpath(K_WHY, jid), self, lambda: grid.core.why(jid))
+        if name == "wait":
+            return File(name, qpath(K_WAIT, jid), self, lambda s, m: WaitHandle(grid, jid))
+        if name in ("stdout", "stderr"):
+            kind = K_STDOUT if name == "stdout" else K_STDERR
+            return File(name, qpath(kind, jid), self, lambda s, m: JobStream(grid, jid, name))
+        if name == "events":
+            return File(name, qpath(K_JEVENTS, jid), self, lambda s, m: EventStream(grid, jid))
+        if name == "tasks":
+            return TasksDir(grid, jid, self)
+        if name == "inputs":
+            return InputsDir(grid, jid, self)
+        if name == "outputs":
+            path = grid.spool.outputs_dir(jid)
+            return HostNode(ExportFS(path), os.path.realpath(path), "outputs", self)
+        return None
+
+    async def ctl(self, text: str) -> None:
+        for verb, arg in parse_job_verbs(text):
+            try:
+                await self.grid.job_verb(self.jid, verb, arg)
+            except CoreError as exc:
+                raise NinePError(str(exc)) from None
+
+
+class WaitHandle(PollHandle):
+    """`wait`: a read at offset 0 parks until the job is finished, then gives its status."""
+
+    def __init__(self, grid: Grid, jid: int) -> None:
+        self.grid = grid
+        self.jid = jid
+        self.snapshot = b""
+
+    def poll(self, offset: int, count: int) -> bytes | None:
+        if offset == 0:
+            job = self.grid.core.jobs.get(self.jid)
+            if job is None:
+                raise NinePError(f"job {self.jid} was removed")
+            if not job.finished:
+                return None
+            self.snapshot = (job.status_line() + "\n").encode()
+        return self.snapshot[offset:offset + count]
+
+    async def changed(self) -> None:
+        await self.grid.wait_changed(self.jid)
+
+
+class JobStream(PollHandle):
+    """A job's stdout or stderr: its tasks' output in task order, tail -f style.
+
+    The cursor walks task by task: it reads a task's file to its end and moves on
+    only when that task is finished (its worker uploads everything before it
+    reports), so the stream ends exactly when the job does."""
+
+    def __init__(self, grid: Grid, jid: int, stream: str) -> None:
+        self.grid = grid
+        self.jid = jid
+        self.stream = stream
+        self.task = self.pos = self.offset = 0
+
+    def poll(self, offset: int, count: int) -> bytes | None:
+        if offset != self.offset:
+            if offset != 0:
+                raise NinePError(EBADSTREAM)
+            self.task = self.pos = self.offset = 0
+        job = self.grid.core.jobs.get(self.jid)
+        if job is None:
+            return b""
+        spool = self.grid.spool
+        while self.task < job.spec.tasks:
+            data = spool.read(self.jid, self.task, self.stream, self.pos, count)
+            if data:
+                self.pos += len(data)
+                self.offset += len(data)
+                return data
+            if job.state[self.task] not in FINISHED:
+                return None
+            self.task += 1
+            self.pos = 0
+        return b""
+
+    async def changed(self) -> None:
+        await self.grid.wait_changed(self.jid)
+
+
+class EventStream(PollHandle):
+    """Lines of the event log from the moment of open; a job's stream ends with it."""
+
+    def __init__(self, grid: Grid, jid: int) -> None:
+        self.grid = grid
+        self.jid = jid
+        self.cursor = grid.events.cursor()
+
+    def poll(self, offset: int, count: int) -> bytes | None:
+        data, self.cursor = self.grid.events.take(self.cursor, self.jid, count)
+        if data:
+            return data
+        if self.jid:
+            job = self.grid.core.jobs.get(self.jid)
+            if job is None or job.finished:
+                return b""
+        return None
+
+    async def changed(self) -> None:
+        await self.grid.events.changed.wait()
+
+
+class TasksDir(Dir):
+    def __init__(self, grid: Grid, jid: int, parent: Node) -> None:
+        super().__init__("tasks", qpath(K_TASKS, jid), parent)
+        self.grid = grid
+        self.jid = jid
+
+    def names(self) -> Iterable[str]:
+        job = self.grid.core.jobs.get(self.jid)
+        return map(str, range(job.spec.tasks if job else 0))
+
+    def child(self, name: str) -> Node | None:
+        job = self.grid.core.jobs.get(self.jid)
+        if job is None or not name.isdigit() or int(name) >= job.spec.tasks:
+            return None
+        return TaskDir(self.grid, self.jid, int(name), self)
+
+
+class TaskDir(Dir):
+    NAMES = ("status", "node", "stdout", "stderr", "exit")
+
+    def __init__(self, grid: Grid, jid: int, index: int, parent: Node) -> None:
+        super().__init__(str(index), qpath(K_TASK, jid, index), parent)
+        self.grid = grid
+        self.jid = jid
+        self.index = index
+
+    def names(self) -> Iterable[str]:
+        return self.NAMES
+
+    def child(self, name: str) -> Node | None:
+        grid, jid, index = self.grid, self.jid, self.index
+        if name == "status":
+            return text_file(name, qpath(K_TSTATUS, jid, index), self,
+                             lambda: grid.task_status(jid, index))
+        if name == "node":
+            return text_file(name, qpath(K_TNODE, jid, index), self,
+                             lambda: grid.task_node(jid, index))
+        if name == "exit":
+            return text_file(name, qpath(K_TEXIT, jid, index), self,
+                             lambda: task_exit(grid, jid, index))
+        if name in ("stdout", "stderr"):
+            kind = K_TSTDOUT if name == "stdout" else K_TSTDERR
+
+            def opener(session: Session, mode: int) -> Handle:
+                if mode & 3 in (OWRITE, ORDWR):
+                    return UploadHandle(grid, session, jid, index, name)
+                return TaskStream(grid, jid, index, name)
+            return File(name, qpath(kind, jid, index), self, opener, 0o666)
+        return None
+
+
+def task_exit(grid: Grid, jid: int, index: int) -> str:
+    job = grid.job(jid)
+    return f"{job.exit[index]}\n" if job.state[index] in FINISHED else ""
+
+
+class TaskStream(PollHandle):
+    """One task's stdout or stderr: tail -f until the task is finished."""
+
+    def __init__(self, grid: Grid, jid: int, index: int, stream: str) -> None:
+        self.grid = grid
+        self.jid = jid
+        self.index = index
+        self.stream = stream
+
+    def poll(self, offset: int, count: int) -> bytes | None:
+        data = self.grid.spool.read(self.jid, self.index, self.stream, offset, count)
+        if data:
+            return data
+        job = self.grid.core.jobs.get(self.jid)
+        if job is None or job.state[self.index] in FINISHED:
+            return b""
+        return None
+
+    async def changed(self) -> None:
+        await self.grid.wait_changed(self.jid)
+
+
+class UploadHandle(Handle):
+    """A worker writing the output of a task leased to it, at explicit offsets."""
+
+    def __init__(self, grid: Grid, session: Session, jid: int, index: int, stream: str) -> None:
+        self.grid = grid
+        self.jid = jid
+        self.index = index
+        link: WorkerLink | None = session.data.get("link")
+        job = grid.core.jobs.get(jid)
+        if link is None or job is None or job.running.get(index) != link.name:
+            raise NinePError(f"task {jid}.{index} is not leased to this worker")
+        self.link = link
+        self.fd = grid.spool.open_for_write(jid, index, stream)
+
+    def write_nowait(self, offset: int, data: bytes) -> int:
+        job = self.grid.core.jobs.get(self.jid)
+        if job is None or job.running.get(self.index) != self.link.name:
+            raise NinePError(f"task {self.jid}.{self.index} is no longer leased to this worker")
+        n = os.pwrite(self.fd, data, offset)
+        self.grid.notify(self.jid)
+        return n
+
+    def clunk(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class InputsDir(Dir):
+    """The job's declared inputs, as they are in /data now (read-only)."""
+
+    def __init__(self, grid: Grid, jid: int, parent: Node) -> None:
+        super().__init__("inputs", qpath(K_INPUTS, jid), parent)
+        self.grid = grid
+        self.jid = jid
+
+    def names(self) -> Iterable[str]:
+        job = self.grid.core.jobs.get(self.jid)
+        return [os.path.basename(p) for p in (job.spec.inputs if job else ())]
+
+    def child(self, name: str) -> Node | None:
+        job = self.grid.core.jobs.get(self.jid)
+        for path in job.spec.inputs if job else ():
+            if os.path.basename(path) == name:
+                export = ExportFS(self.grid.data_dir)
+                node: Node = HostNode(export, export.root, "data", None)
+                try:
+                    for part in path.strip("/").split("/"):
+                        node = node.walk(part, Session("", ""))
+                except NinePError:
+                    return None
+                return node
+        return None
+
+
+# ------------------------------------------------------------------ nodes
+
+class NodesDir(Dir):
+    def __init__(self, grid: Grid, parent: Node) -> None:
+        super().__init__("nodes", qpath(K_NODES), parent)
+        self.grid = grid
+
+    def names(self) -> Iterable[str]:
+        return ["index", *sorted(self.grid.links)]
+
+    def child(self, name: str) -> Node | None:
+        grid = self.grid
+        if name == "index":
+            return text_file(name, qpath(K_INDEX), self,
+                             lambda: "".join(grid.node_status(n) for n in sorted(grid.links)))
+        if name in grid.links:
+            return NodeDir(grid, name, self)
+        return None
+
+
+class NodeDir(Dir):
+    def __init__(self, grid: Grid, name: str, parent: Node) -> None:
+        number = hash(name) & 0xFFFFFFFF
+        super().__init__(name, qpath(K_NODE, number), parent)
+        self.grid = grid
+        self.number = number
+
+    def names(self) -> Iterable[str]:
+        return ("status", "ad", "ctl")
+
+    def child(self, name: str) -> Node | None:
+        grid, node = self.grid, self.name
+        if name == "status":
+            return text_file(name, qpath(K_NSTATUS, self.number), self,
+                             lambda: grid.node_status(node))
+        if name == "ad":
+            return text_file(name, qpath(K_NAD, self.number), self, lambda: grid.node_ad(node))
+        if name == "ctl":
+            return text_file(name, qpath(K_NCTL, self.number), self,
+                             lambda: grid.node_status(node), lambda text: node_ctl(grid, node, text))
+        return None
+
+
+async def node_ctl(grid: Grid, name: str, text: str) -> None:
+    verbs = [line.strip() for line in text.splitlines() if line.strip()]
+    for verb in verbs:
+        if verb not in ("drain", "resume", "disable"):
+            raise NinePError(f"unknown verb {verb!r}: expected drain, resume or disable")
+    try:
+        for verb in verbs:
+            if verb == "disable":
+                grid.vacate(name)
+            else:
+                grid.drain(name, verb == "drain")
+    except (LookupError, KeyError) as exc:
+        raise NinePError(f"no node {name}") from exc
+
+
+# ------------------------------------------------------------------ the labour exchange
+
+class WorkHandle(Handle):
+    """/work, the labour exchange.
+
+    The fid a worker writes `join` on is its control fid: it takes `heartbeat` and
+    `done J T STATUS [REASON]` writes, and its reads wait for commands (`kill J T`).
+    Every other fid of the joined connection is a slot: each read waits until a task
+    is assigned to it and returns `task J T N` followed by the job's description.
+    """
+
+    def __init__(self, grid: Grid, session: Session) -> None:
+        self.grid = grid
+        self.session = session
+        self.control: WorkerLink | None = None
+        self.parked: Slot | None = None
+
+    @property
+    def link(self) -> WorkerLink:
+        link = self.session.data.get("link")
+        if link is None:
+            raise NinePError(ENOTJOINED)
+        return link
+
+    # writes: join, heartbeat, done
+
+    def write_nowait(self, offset: int, data: bytes) -> int:
+        text = _text(data)
+        first = text.split(None, 1)[0] if text.strip() else ""
+        if first == "join":
+            try:
+                link = self.grid.join(text)
+            except ValueError as exc:
+                raise NinePError(str(exc)) from None
+            self.session.data["link"] = self.control = link
+            return len(data)
+        if first == "heartbeat":
+            try:
+                self.grid.heartbeat(self.link, text)
+            except LookupError as exc:
+                raise NinePError(_words(exc)) from None
+            return len(data)
+        if first == "done":
+            raise trio.WouldBlock
+        raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat or done")
+
+    async def write(self, offset: int, data: bytes) -> int:
+        link = self.link
+        for line in _text(data).splitlines():
+            words = line.split(None, 4)
+            if not words:
+                continue
+            try:
+                jid, index, status = int(words[1]), int(words[2]), int(words[3])
+            except (IndexError, ValueError):
+                raise NinePError(f"bad report {line!r}: want 'done J T STATUS [REASON]'") \
+                    from None
+            reason = words[4] if len(words) > 4 else ""
+            await self.grid.task_done(link, jid, index, status, reason)
+        return len(data)
+
+    # reads: commands on the control fid, tasks on slot fids
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        link = self.link
+        if self.control is not None:
+            if link.commands:
+                text = "".join(c + "\n" for c in link.commands).encode()
+                link.commands.clear()
+                return text
+            if link.gone:
+                raise NinePError(ELOST)
+            link.command_ready = trio.Event()
+            raise trio.WouldBlock
+        if self.parked is not None:
+            raise NinePError("this slot is already waiting for work")
+        try:
+            got = self.grid.take_work(link)
+        except LookupError as exc:
+            raise NinePError(_words(exc)) from None
+        if isinstance(got, Slot):
+            self.parked = got
+            raise trio.WouldBlock
+        return self.grid.task_text(got)
+
+    async def read(self, offset: int, count: int) -> bytes:
+        if self.control is not None:
+            link = self.control
+            while not link.commands and not link.gone:
+                await link.command_ready.wait()
+                link.command_ready = trio.Event()
+            return self.read_nowait(offset, count)
+        slot = self.parked
+        assert slot is not None
+        try:
+            await slot.event.wait()
+        except trio.Cancelled:
+            if self.parked is slot:
+                self.parked = None
+                self.grid.unpark(slot)
+            raise
+        self.parked = None
+        if slot.assignment is None:
+            raise NinePError(ELOST)
+        return self.grid.task_text(slot.assignment)
+
+    def clunk(self) -> None:
+        if self.parked is not None:
+            slot, self.parked = self.parked, None
+            self.grid.unpark(slot)
+            slot.event.set()
+        if self.control is not None:
+            self.grid.lose(self.control, "connection closed")
+

@@ -1,0 +1,64 @@
+"""Task output on the scheduler's disk: STATE/spool/J/T.stdout, T.stderr, outputs/.
+
+Workers write a task's stdout and stderr at explicit offsets (so an upload repeated
+after a reconnect lands in the same place); readers read them back by offset.  A
+file that was never written reads as empty.  A task's files are emptied when it is
+handed out again, so a re-run does not append to a lost attempt's output.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+
+STREAMS = ("stdout", "stderr")
+
+
+class Spool:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+
+    def job_dir(self, jid: int) -> str:
+        return os.path.join(self.root, str(jid))
+
+    def path(self, jid: int, index: int, stream: str) -> str:
+        return os.path.join(self.root, str(jid), f"{index}.{stream}")
+
+    def outputs_dir(self, jid: int) -> str:
+        path = os.path.join(self.root, str(jid), "outputs")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def reset(self, jid: int, index: int) -> None:
+        """Empty a task's stdout and stderr before it runs (again)."""
+        for stream in STREAMS:
+            try:
+                os.unlink(self.path(jid, index, stream))
+            except FileNotFoundError:
+                pass
+
+    def open_for_write(self, jid: int, index: int, stream: str) -> int:
+        """A descriptor for a worker's upload; the caller closes it."""
+        path = self.path(jid, index, stream)
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def read(self, jid: int, index: int, stream: str, offset: int, count: int) -> bytes:
+        try:
+            fd = os.open(self.path(jid, index, stream), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return b""
+            raise
+        try:
+            return os.pread(fd, count, offset)
+        finally:
+            os.close(fd)
+
+    def remove_job(self, jid: int) -> None:
+        shutil.rmtree(self.job_dir(jid), ignore_errors=True)

@@ -1,0 +1,291 @@
+"""The worker agent: one persistent connection out, K slots pulling tasks.
+
+Tasks live in the worker's own nursery, not in the connection's: when the
+scheduler goes away the tasks go on running, the agent dials again with backoff,
+names the tasks it still runs in its `join` (the scheduler takes them back), and
+reports them on the new connection.  A slot holds one unit of `capacity` from the
+read that fetched its task until that task has been reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..errgroups import unwrapped
+from ..ninep.client import Client, ConnectionLost, File, open_client
+from ..ninep.errors import NinePError
+from ..ninep.messages import OREAD, ORDWR, OWRITE
+from ..scheduler.describe import JobSpec
+from .ad import literal, machine_ad
+from .process import Process
+
+log = logging.getLogger("styxgrid.worker")
+
+PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
+STREAM_INTERVAL = 0.25      # how often a running task's new output is sent
+
+
+@dataclass
+class WorkerConfig:
+    scheduler: str
+    name: str
+    slots: int = 1
+    workdir: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    nice: int = 10
+    heartbeat: float = 3.0
+    uname: str | None = None
+
+
+@dataclass(eq=False)
+class Link:
+    """The current connection: its client and its control fid on /work."""
+
+    client: Client
+    ctl: File
+
+
+@dataclass(eq=False)
+class TaskRun:
+    job: int
+    index: int
+    tasks: int
+    spec: JobSpec
+    sandbox: str
+    process: Process | None = None
+    killed: bool = False
+    sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+
+    def expand(self, text: str) -> str:
+        """$STYXGRID_TASK / $STYXGRID_JOB in args and file names, like Condor's $(Process)."""
+        for name, value in (("STYXGRID_TASK", self.index), ("STYXGRID_JOB", self.job)):
+            text = text.replace("${" + name + "}", str(value)).replace("$" + name, str(value))
+        return text
+
+    @property
+    def cwd(self) -> str:
+        return self.spec.dir or self.sandbox
+
+    def local(self, stream: str) -> str:
+        return os.path.join(self.sandbox, f".styxgrid.{stream}")
+
+
+def parse_task(data: bytes) -> tuple[int, int, int, JobSpec]:
+    head, _, rest = data.decode().partition("\n")
+    words = head.split()
+    if len(words) != 4 or words[0] != "task":
+        raise NinePError(f"bad task from the scheduler: {head!r}")
+    return int(words[1]), int(words[2]), int(words[3]), JobSpec.from_lines(rest)
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.workdir = config.workdir or os.path.join(tempfile.gettempdir(),
+                                                      f"styxgrid-worker-{config.name}")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.capacity = trio.Semaphore(config.slots)
+        self.tasks: dict[tuple[int, int], TaskRun] = {}
+        self.link: Link | None = None
+        self.linked = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self.ad = machine_ad(config.name, config.slots, config.attrs)
+        self.env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+
+    # ------------------------------------------------------------ the connection
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the grid until cancelled, dialling again whenever the link drops."""
+        backoff = 0.05
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            while True:
+                try:
+                    with unwrapped():
+                        await self.connect(task_status)
+                    backoff = 0.05
+                except (ConnectionLost, OSError, NinePError) as exc:
+                    log.warning("worker %s: %s; dialling again in %.1fs", self.config.name,
+                                exc, backoff)
+                task_status = trio.TASK_STATUS_IGNORED
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def join_text(self) -> str:
+        lines = [f"join {self.config.name}", f"slots {self.config.slots}"]
+        self.ad["LoadAvg"] = round(os.getloadavg()[0], 2)
+        lines += [f"attr {k} = {literal(v)}" for k, v in self.ad.items()]
+        lines += [f"running {j} {t}" for (j, t) in self.tasks]
+        return "\n".join(lines) + "\n"
+
+    async def connect(self, task_status: trio.TaskStatus) -> None:
+        async with open_client(self.config.scheduler, uname=self.config.uname,
+                               aname="worker") as client:
+            ctl = await client.open("work", ORDWR)
+            await ctl.pwrite(0, self.join_text().encode())
+            self.link = Link(client, ctl)
+            self.linked.set()
+            task_status.started()
+            log.info("worker %s joined %s", self.config.name, self.config.scheduler)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.heartbeats, ctl)
+                    nursery.start_soon(self.commands, ctl)
+                    for _ in range(self.config.slots):
+                        nursery.start_soon(self.slot, client)
+            finally:
+                self.link = None
+                self.linked = trio.Event()
+
+    async def heartbeats(self, ctl: File) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat)
+            await ctl.pwrite(0, f"heartbeat load={os.getloadavg()[0]:.2f}".encode())
+
+    async def commands(self, ctl: File) -> None:
+        """The scheduler's orders: `kill J T`."""
+        while True:
+            text = (await ctl.pread(0, ctl.iounit)).decode()
+            for line in text.splitlines():
+                words = line.split()
+                if len(words) == 3 and words[0] == "kill":
+                    run = self.tasks.get((int(words[1]), int(words[2])))
+                    if run is not None:
+                        run.killed = True
+                        if run.process is not None:
+                            run.process.kill()
+
+    async def slot(self, client: Client) -> None:
+        """Pull a task whenever this worker has a free slot."""
+        f = await client.open("work", OREAD)
+        async with f:
+            while True:
+                await self.capacity.acquire()
+                try:
+                    data = await f.pread(0, f.iounit)
+                    job, index, tasks, spec = parse_task(data)
+                except BaseException:
+                    self.capacity.release()
+                    raise
+                assert self.nursery is not None
+                self.nursery.start_soon(self.run_task, job, index, tasks, spec)
+
+    async def current_link(self) -> Link:
+        while self.link is None:
+            await self.linked.wait()
+        return self.link
+
+    # ------------------------------------------------------------ one task
+
+    async def run_task(self, job: int, index: int, tasks: int, spec: JobSpec) -> None:
+        sandbox = tempfile.mkdtemp(prefix=f"{job}.{index}.", dir=self.workdir)
+        run = TaskRun(job, index, tasks, spec, sandbox)
+        self.tasks[(job, index)] = run
+        try:
+            status, reason = await self.execute(run)
+            if not run.killed:
+                await self.report(run, status, reason)
+        finally:
+            del self.tasks[(job, index)]
+            shutil.rmtree(sandbox, ignore_errors=True)
+            self.capacity.release()
+
+    def task_env(self, run: TaskRun) -> dict[str, str]:
+        env = dict(self.env)
+        env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
+                   STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name)
+        env.update((k, run.expand(v)) for k, v in run.spec.env)
+        return env
+
+    async def execute(self, run: TaskRun) -> tuple[int, str]:
+        """Fetch the inputs, run the program, stream its output; (status, reason)."""
+        spec = run.spec
+        try:
+            await self.fetch_inputs(run)
+            argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
+            run.process = Process(argv, self.task_env(run), run.cwd, run.local("stdout"),
+                                  run.local("stderr"), self.config.nice)
+        except OSError as exc:
+            return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
+        except NinePError as exc:
+            return 127, f"cannot fetch inputs: {exc}"
+        if run.killed:
+            run.process.kill()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.stream_while_running, run)
+            status = await run.process.wait()
+            nursery.cancel_scope.cancel()
+        return status, ""
+
+    async def fetch_inputs(self, run: TaskRun) -> None:
+        for path in run.spec.inputs:
+            path = run.expand(path)
+            client = (await self.current_link()).client
+            data = await client.read_file(f"data/{path.lstrip('/')}")
+            local = os.path.join(run.cwd, os.path.basename(path))
+            with open(local, "wb") as f:
+                f.write(data)
+            if os.path.basename(run.spec.cmd) == os.path.basename(path):
+                os.chmod(local, 0o755)
+
+    async def stream_while_running(self, run: TaskRun) -> None:
+        while True:
+            await trio.sleep(STREAM_INTERVAL)
+            link = self.link
+            if link is not None:
+                try:
+                    await self.send_output(link.client, run)
+                except (ConnectionLost, NinePError) as exc:
+                    log.info("task %s.%s: output not sent yet: %s", run.job, run.index, exc)
+
+    async def send_output(self, client: Client, run: TaskRun) -> None:
+        """Send what the task wrote since last time, at the same offsets."""
+        for stream in ("stdout", "stderr"):
+            try:
+                size = os.stat(run.local(stream)).st_size
+            except FileNotFoundError:
+                continue
+            if size <= run.sent[stream]:
+                continue
+            remote = await client.open(f"jobs/{run.job}/tasks/{run.index}/{stream}", OWRITE)
+            async with remote:
+                with open(run.local(stream), "rb") as f:
+                    f.seek(run.sent[stream])
+                    while run.sent[stream] < size:
+                        chunk = f.read(min(remote.iounit, size - run.sent[stream]))
+                        if not chunk:
+                            break
+                        run.sent[stream] += await remote.pwrite(run.sent[stream], chunk)
+
+    async def send_outputs(self, client: Client, run: TaskRun) -> None:
+        for path in run.spec.outputs:
+            local = os.path.join(run.cwd, run.expand(path))
+            if os.path.isfile(local):
+                with open(local, "rb") as f:
+                    data = f.read()
+                name = os.path.basename(local)
+                await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
+
+    async def report(self, run: TaskRun, status: int, reason: str) -> None:
+        """Output, outputs, then `done`, on whichever connection is up; a report the
+        scheduler refuses (the task was given to another worker meanwhile) is dropped."""
+        line = f"done {run.job} {run.index} {status} {reason}".strip()
+        while True:
+            link = await self.current_link()
+            try:
+                await self.send_output(link.client, run)
+                await self.send_outputs(link.client, run)
+                await link.ctl.pwrite(0, line.encode())
+                return
+            except ConnectionLost:
+                await trio.sleep(0.05)
+            except NinePError as exc:
+                log.warning("task %s.%s: report refused: %s", run.job, run.index, exc)
+                return
