@@ -114,7 +114,7 @@ def _run_until_signal(main: Callable[[], Awaitable[None]]) -> None:
 @command
 def cmd_scheduler(args: argparse.Namespace) -> int:
     try:
-        addr = parse_address(args.listen or str(Path(args.state) / SOCKET_NAME))
+        addr = parse_address(args.listen or str(Path(args.state).resolve() / SOCKET_NAME))
     except ValueError as exc:
         say(f"scheduler: {exc}")
         return 2

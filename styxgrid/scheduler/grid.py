@@ -324,21 +324,29 @@ class Grid:
                 if now - link.last_seen > self.heartbeat_timeout:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
 
-    async def task_done(self, link: WorkerLink, jid: int, index: int, status: int,
-                        reason: str) -> None:
-        """A worker's report; committed before it returns.  Stale reports are ignored."""
-        if not self.core.task_done(link.name, jid, index, status, reason):
-            return
+    async def tasks_done(self, link: WorkerLink,
+                         reports: list[tuple[int, int, int, str]]) -> None:
+        """A worker's reports (job, task, status, reason), committed together before
+        this returns; watchers hear of them after the commit.  Stale ones are ignored."""
         link.last_seen = trio.current_time()
-        job = self.core.jobs[jid]
-        state = job.state[index]
-        self.events.add(jid, f"job {jid} task {index} {STATE_NAMES[state]} exit={status}")
-        if state in FINISHED:
-            await self.store.write([rows.result_row(job, index, link.name)])
+        statements, changed, requeued = [], {}, False
+        for jid, index, status, reason in reports:
+            if not self.core.task_done(link.name, jid, index, status, reason):
+                continue
+            job = changed[jid] = self.core.jobs[jid]
+            state = job.state[index]
+            self.events.add(jid, f"job {jid} task {index} {STATE_NAMES[state]} exit={status}")
+            if state in FINISHED:
+                statements.append(rows.result_row(job, index, link.name))
+            else:
+                requeued = True
+        if statements:
+            await self.store.write(statements)
+        for jid, job in changed.items():
             self.job_event_if_finished(job)
-        else:
+            self.notify(jid)
+        if requeued:
             self.dispatch()
-        self.notify(jid)
 
     def drain(self, name: str | None, draining: bool) -> None:
         """Stop (or resume) handing tasks to one worker, or to all."""

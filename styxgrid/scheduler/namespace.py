@@ -647,18 +647,22 @@ class WorkHandle(Handle):
         raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat or done")
 
     async def write(self, offset: int, data: bytes) -> int:
+        """`done J T STATUS [REASON]` lines: all checked, then committed together."""
         link = self.link
+        reports = []
         for line in _text(data).splitlines():
             words = line.split(None, 4)
             if not words:
                 continue
             try:
+                if words[0] != "done":
+                    raise ValueError
                 jid, index, status = int(words[1]), int(words[2]), int(words[3])
             except (IndexError, ValueError):
                 raise NinePError(f"bad report {line!r}: want 'done J T STATUS [REASON]'") \
                     from None
-            reason = words[4] if len(words) > 4 else ""
-            await self.grid.task_done(link, jid, index, status, reason)
+            reports.append((jid, index, status, words[4] if len(words) > 4 else ""))
+        await self.grid.tasks_done(link, reports)
         return len(data)
 
     # reads: commands on the control fid, tasks on slot fids

@@ -74,15 +74,70 @@ class TaskRun:
         return self.spec.dir or self.sandbox
 
     def local(self, stream: str) -> str:
-        return os.path.join(self.sandbox, f".styxgrid.{stream}")
+        """Where the task's stdout/stderr go: beside its sandbox, not in it."""
+        return f"{self.sandbox}.{stream}"
 
 
-def parse_task(data: bytes) -> tuple[int, int, int, JobSpec]:
-    head, _, rest = data.decode().partition("\n")
-    words = head.split()
-    if len(words) != 4 or words[0] != "task":
-        raise NinePError(f"bad task from the scheduler: {head!r}")
-    return int(words[1]), int(words[2]), int(words[3]), JobSpec.from_lines(rest)
+class TaskParser:
+    """Reads `task J T N` + description; a job's description is parsed once."""
+
+    def __init__(self, keep: int = 64) -> None:
+        self.specs: dict[bytes, JobSpec] = {}
+        self.keep = keep
+
+    def parse(self, data: bytes) -> tuple[int, int, int, JobSpec]:
+        head, _, rest = data.partition(b"\n")
+        words = head.split()
+        if len(words) != 4 or words[0] != b"task":
+            raise NinePError(f"bad task from the scheduler: {head!r}")
+        spec = self.specs.get(rest)
+        if spec is None:
+            if len(self.specs) >= self.keep:
+                self.specs.clear()
+            spec = self.specs[rest] = JobSpec.from_lines(rest.decode())
+        return int(words[1]), int(words[2]), int(words[3]), spec
+
+
+class Sandboxes:
+    """Task folders, emptied and reused: making and deleting a folder per task costs
+    more than a tiny task does.  A reused folder is empty, as a fresh one is."""
+
+    def __init__(self, root: str, keep: int) -> None:
+        self.root = root
+        self.keep = keep
+        self.free: list[str] = []
+
+    def take(self) -> str:
+        return self.free.pop() if self.free else tempfile.mkdtemp(prefix="task.", dir=self.root)
+
+    def give_back(self, path: str) -> None:
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        raise IsADirectoryError(entry.path)
+                    os.unlink(entry.path)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        if len(self.free) < self.keep:
+            self.free.append(path)
+        else:
+            os.rmdir(path)
+            for stream in ("stdout", "stderr"):
+                try:
+                    os.unlink(f"{path}.{stream}")
+                except FileNotFoundError:
+                    pass
+
+
+@dataclass(eq=False)
+class Report:
+    """A `done` line waiting to be sent; `sent` is set once the scheduler took it."""
+
+    line: str
+    sent: trio.Event = field(default_factory=trio.Event)
+    error: str = ""
 
 
 class Worker:
@@ -92,6 +147,10 @@ class Worker:
                                                       f"styxgrid-worker-{config.name}")
         os.makedirs(self.workdir, exist_ok=True)
         self.capacity = trio.Semaphore(config.slots)
+        self.sandboxes = Sandboxes(self.workdir, keep=2 * config.slots)
+        self.parser = TaskParser()
+        self.outbox: list[Report] = []          # `done` lines for the next batch
+        self.outbox_ready = trio.Event()
         self.tasks: dict[tuple[int, int], TaskRun] = {}
         self.link: Link | None = None
         self.linked = trio.Event()
@@ -138,6 +197,8 @@ class Worker:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self.heartbeats, ctl)
                     nursery.start_soon(self.commands, ctl)
+                    nursery.start_soon(self.stream_output, client)
+                    nursery.start_soon(self.reporter, ctl)
                     for _ in range(self.config.slots):
                         nursery.start_soon(self.slot, client)
             finally:
@@ -148,6 +209,28 @@ class Worker:
         while True:
             await trio.sleep(self.config.heartbeat)
             await ctl.pwrite(0, f"heartbeat load={os.getloadavg()[0]:.2f}".encode())
+
+    async def reporter(self, ctl: File) -> None:
+        """Send waiting `done` lines, all that wait, in one write: while one batch is
+        committed the next one gathers.  A batch cut off by a lost connection is sent
+        again on the next one (the scheduler ignores a report it already has)."""
+        while True:
+            while not self.outbox:
+                self.outbox_ready = trio.Event()
+                await self.outbox_ready.wait()
+            batch, self.outbox = self.outbox[:512], self.outbox[512:]
+            try:
+                await ctl.pwrite(0, "".join(r.line + "\n" for r in batch).encode())
+            except NinePError as exc:
+                for r in batch:
+                    r.error = str(exc)
+                    r.sent.set()
+                continue
+            except BaseException:
+                self.outbox[:0] = batch
+                raise
+            for r in batch:
+                r.sent.set()
 
     async def commands(self, ctl: File) -> None:
         """The scheduler's orders: `kill J T`."""
@@ -170,7 +253,7 @@ class Worker:
                 await self.capacity.acquire()
                 try:
                     data = await f.pread(0, f.iounit)
-                    job, index, tasks, spec = parse_task(data)
+                    job, index, tasks, spec = self.parser.parse(data)
                 except BaseException:
                     self.capacity.release()
                     raise
@@ -185,17 +268,20 @@ class Worker:
     # ------------------------------------------------------------ one task
 
     async def run_task(self, job: int, index: int, tasks: int, spec: JobSpec) -> None:
-        sandbox = tempfile.mkdtemp(prefix=f"{job}.{index}.", dir=self.workdir)
-        run = TaskRun(job, index, tasks, spec, sandbox)
+        """Run one task; its slot is free again the moment its process ends, while
+        the report (output, outputs, `done`) goes on beside the next task."""
+        run = TaskRun(job, index, tasks, spec, self.sandboxes.take())
         self.tasks[(job, index)] = run
         try:
-            status, reason = await self.execute(run)
+            try:
+                status, reason = await self.execute(run)
+            finally:
+                self.capacity.release()
             if not run.killed:
                 await self.report(run, status, reason)
         finally:
             del self.tasks[(job, index)]
-            shutil.rmtree(sandbox, ignore_errors=True)
-            self.capacity.release()
+            self.sandboxes.give_back(run.sandbox)
 
     def task_env(self, run: TaskRun) -> dict[str, str]:
         env = dict(self.env)
@@ -218,11 +304,7 @@ class Worker:
             return 127, f"cannot fetch inputs: {exc}"
         if run.killed:
             run.process.kill()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.stream_while_running, run)
-            status = await run.process.wait()
-            nursery.cancel_scope.cancel()
-        return status, ""
+        return await run.process.wait(), ""
 
     async def fetch_inputs(self, run: TaskRun) -> None:
         for path in run.spec.inputs:
@@ -235,15 +317,17 @@ class Worker:
             if os.path.basename(run.spec.cmd) == os.path.basename(path):
                 os.chmod(local, 0o755)
 
-    async def stream_while_running(self, run: TaskRun) -> None:
+    async def stream_output(self, client: Client) -> None:
+        """Every STREAM_INTERVAL, send what running tasks wrote since last time (one
+        loop for all tasks: a tiny task never pays for a timer of its own)."""
         while True:
             await trio.sleep(STREAM_INTERVAL)
-            link = self.link
-            if link is not None:
-                try:
-                    await self.send_output(link.client, run)
-                except (ConnectionLost, NinePError) as exc:
-                    log.info("task %s.%s: output not sent yet: %s", run.job, run.index, exc)
+            for run in list(self.tasks.values()):
+                if run.process is not None and run.process.status is None:
+                    try:
+                        await self.send_output(client, run)
+                    except NinePError as exc:
+                        log.info("task %s.%s: output not sent: %s", run.job, run.index, exc)
 
     async def send_output(self, client: Client, run: TaskRun) -> None:
         """Send what the task wrote since last time, at the same offsets."""
@@ -276,16 +360,20 @@ class Worker:
     async def report(self, run: TaskRun, status: int, reason: str) -> None:
         """Output, outputs, then `done`, on whichever connection is up; a report the
         scheduler refuses (the task was given to another worker meanwhile) is dropped."""
-        line = f"done {run.job} {run.index} {status} {reason}".strip()
         while True:
             link = await self.current_link()
             try:
                 await self.send_output(link.client, run)
                 await self.send_outputs(link.client, run)
-                await link.ctl.pwrite(0, line.encode())
-                return
+                break
             except ConnectionLost:
                 await trio.sleep(0.05)
             except NinePError as exc:
-                log.warning("task %s.%s: report refused: %s", run.job, run.index, exc)
+                log.warning("task %s.%s: output refused: %s", run.job, run.index, exc)
                 return
+        report = Report(f"done {run.job} {run.index} {status} {reason}".strip())
+        self.outbox.append(report)
+        self.outbox_ready.set()
+        await report.sent.wait()
+        if report.error:
+            log.warning("task %s.%s: report refused: %s", run.job, run.index, report.error)

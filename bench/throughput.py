@@ -1,0 +1,150 @@
+"""Task throughput and latency of a local grid, side by side with the spawn floor.
+
+One invocation:
+1. 2,000 x /bin/true as one job of 2,000 tasks through `styxgrid up --workers 2`,
+   against `xargs -P2`, GNU `parallel -j2` and a plain Python loop of
+   subprocess.run in 2 threads (the spawn floor); tasks/s and every ratio.
+2. 200 single-task jobs one after another on the idle grid: submit -> finished
+   latency p50 / p99 (submit is a write to /new, finished is the read of `wait`).
+
+    .venv/bin/python bench/throughput.py [--tasks 2000] [--jobs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import trio
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from styxgrid.ninep.client import open_client  # noqa: E402
+from styxgrid.ninep.messages import ORDWR  # noqa: E402
+
+TRUE = shutil.which("true") or "/bin/true"
+
+
+def python_floor(n: int) -> float:
+    """subprocess.run of /bin/true, n times, in 2 threads."""
+    todo = list(range(n))
+    lock = threading.Lock()
+
+    def loop() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                todo.pop()
+            subprocess.run([TRUE])
+    start = time.perf_counter()
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - start)
+
+
+def shell_rate(command: str, n: int) -> float | None:
+    tool = command.split("|")[1].split()[0]
+    if not shutil.which(tool):
+        return None
+    start = time.perf_counter()
+    subprocess.run(["bash", "-c", command.format(n=n, true=TRUE)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return n / (time.perf_counter() - start)
+
+
+async def submit(client, text: str) -> int:
+    f = await client.open("new", ORDWR)
+    async with f:
+        await f.pwrite(0, text.encode())
+        return int((await f.pread(0, 64)).decode())
+
+
+async def grid_rate(sock: str, n: int) -> float:
+    async with open_client(sock) as client:
+        start = time.perf_counter()
+        job = await submit(client, f"cmd {TRUE}\ntasks {n}\nsubmit\n")
+        status = (await client.read_file(f"jobs/{job}/wait")).decode()
+        elapsed = time.perf_counter() - start
+        assert " done " in status, status
+    return n / elapsed
+
+
+async def grid_latency(sock: str, jobs: int) -> list[float]:
+    out = []
+    async with open_client(sock) as client:
+        for _ in range(jobs):
+            start = time.perf_counter()
+            job = await submit(client, f"submit {TRUE}\n")
+            await client.read_file(f"jobs/{job}/wait")
+            out.append(time.perf_counter() - start)
+    return out
+
+
+def start_grid(state: str, slots: int) -> subprocess.Popen:
+    up = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "up", "--state", state,
+                           "--workers", str(slots)], stderr=subprocess.PIPE, text=True)
+    assert up.stderr is not None
+    for line in up.stderr:
+        if "up: scheduler on" in line:
+            return up
+    raise SystemExit(f"styxgrid up did not start: {up.wait()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3, help="medians of this many runs")
+    args = ap.parse_args()
+    n = args.tasks
+
+    def median(fn, *a):
+        values = [v for v in (fn(*a) for _ in range(args.rounds)) if v is not None]
+        return statistics.median(values) if values else None
+
+    tmp = tempfile.mkdtemp(prefix="sgbench-", dir="/tmp")
+    up = start_grid(os.path.join(tmp, "state"), 2)
+    try:
+        sock = os.path.join(tmp, "state", "scheduler.sock")
+        trio.run(grid_rate, sock, 200)                      # warm up
+        grid = median(lambda: trio.run(grid_rate, sock, n))
+        latencies = trio.run(grid_latency, sock, args.jobs)
+    finally:
+        up.terminate()
+        up.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    floor = median(python_floor, n)
+    xargs = median(shell_rate, "seq {n} | xargs -P2 -n1 {true}", n)
+    parallel = median(shell_rate, "seq {n} | parallel -j2 {true} >/dev/null", n)
+
+    print(f"{n} x {TRUE}, 2 slots (medians of {args.rounds})")
+    print(f"  {'runner':34} {'tasks/s':>9} {'grid / runner':>14}")
+    rows = [("styxgrid up --workers 2", grid),
+            ("python subprocess.run x2 threads", floor),
+            ("xargs -P2", xargs), ("GNU parallel -j2", parallel)]
+    for name, rate in rows:
+        if rate is None:
+            print(f"  {name:34} {'(not installed)':>9}")
+            continue
+        print(f"  {name:34} {rate:9.0f} {grid / rate:14.2f}")
+    print(f"  target: grid >= 0.6 x spawn floor -> {grid / floor:.2f}")
+    lat = sorted(latencies)
+    p50 = lat[len(lat) // 2] * 1000
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    print(f"submit -> finished, {len(lat)} single-task jobs one after another:")
+    print(f"  p50 {p50:.2f} ms   p99 {p99:.2f} ms   (targets: p50 <= 3 ms, p99 <= 10 ms)")
+
+
+if __name__ == "__main__":
+    main()
