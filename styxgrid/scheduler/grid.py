@@ -89,6 +89,8 @@ class Grid:
         self.links: dict[str, WorkerLink] = {}
         self.watchers: dict[int, trio.Event] = {}
         self.task_texts: dict[int, bytes] = {}
+        self.first_event: dict[int, int] = {}    # where each job's event history starts
+        self.announced = {jid for jid, job in self.core.jobs.items() if job.finished}
         self.heartbeat_timeout = heartbeat_timeout
         self.nursery: trio.Nursery | None = None
 
@@ -131,6 +133,7 @@ class Grid:
         self.core.next_job += 1
         await self.store.write([rows.new_job_row(jid, owner, spec)])
         job = self.core.submit(spec, owner, job_id=jid)
+        self.first_event[jid] = self.events.cursor()
         self.events.add(jid, f"job {jid} submitted tasks={spec.tasks} owner={owner}")
         self.dispatch()
         return job
@@ -160,6 +163,7 @@ class Grid:
         elif verb == "retry":
             failed = [t for t in range(job.spec.tasks) if job.state[t] == FAILED]
             core.retry(jid)
+            self.announced.discard(jid)
             statements = rows.forget_results(job, failed)
         elif verb == "remove":
             core.remove(jid)
@@ -167,6 +171,8 @@ class Grid:
         await self.store.write(statements)
         if verb == "remove":
             self.spool.remove_job(jid)
+            self.announced.discard(jid)
+            self.first_event.pop(jid, None)
             self.task_texts.pop(jid, None)
             self.events.add(jid, f"job {jid} removed")
         else:
@@ -177,7 +183,9 @@ class Grid:
         return job.status_line() if verb != "remove" else f"{jid} removed"
 
     def job_event_if_finished(self, job: Job) -> None:
-        if job.finished:
+        """Announce a job's end once it is committed; its event stream ends there."""
+        if job.finished and job.id not in self.announced:
+            self.announced.add(job.id)
             self.events.add(job.id, f"job {job.id} {job.state_name}")
 
     # ------------------------------------------------------------ dispatch

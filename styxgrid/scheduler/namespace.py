@@ -388,21 +388,21 @@ class JobStream(PollHandle):
 
 
 class EventStream(PollHandle):
-    """Lines of the event log from the moment of open; a job's stream ends with it."""
+    """/events: lines from the moment of open.  A job's events: its whole history
+    (while the log still holds it), ending with the line that announces its end."""
 
     def __init__(self, grid: Grid, jid: int) -> None:
         self.grid = grid
         self.jid = jid
-        self.cursor = grid.events.cursor()
+        now = grid.events.cursor()
+        self.cursor = max(grid.events.first_seq, grid.first_event.get(jid, now)) if jid else now
 
     def poll(self, offset: int, count: int) -> bytes | None:
         data, self.cursor = self.grid.events.take(self.cursor, self.jid, count)
         if data:
             return data
-        if self.jid:
-            job = self.grid.core.jobs.get(self.jid)
-            if job is None or job.finished:
-                return b""
+        if self.jid and (self.jid in self.grid.announced or self.jid not in self.grid.core.jobs):
+            return b""
         return None
 
     async def changed(self) -> None:
