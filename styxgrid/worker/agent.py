@@ -143,8 +143,8 @@ class Report:
 class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.workdir = config.workdir or os.path.join(tempfile.gettempdir(),
-                                                      f"styxgrid-worker-{config.name}")
+        self.workdir = os.path.abspath(config.workdir or os.path.join(
+            tempfile.gettempdir(), f"styxgrid-worker-{config.name}"))
         os.makedirs(self.workdir, exist_ok=True)
         self.capacity = trio.Semaphore(config.slots)
         self.sandboxes = Sandboxes(self.workdir, keep=2 * config.slots)

@@ -24,13 +24,11 @@ class Process:
                    (os.POSIX_SPAWN_OPEN, 2, stderr, out_flags, 0o644)]
         program = argv[0]
         spawn = os.posix_spawn if "/" in program else os.posix_spawnp
-        here = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
             self.pid = spawn(program, argv, env, file_actions=actions, setpgroup=0)
         finally:
-            os.fchdir(here)
-            os.close(here)
+            os.chdir("/")                     # the worker itself never uses relative paths
         self.pidfd = os.pidfd_open(self.pid)
         self.status: int | None = None
         if nice:
