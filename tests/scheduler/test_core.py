@@ -130,3 +130,28 @@ def test_finished_job_counts():
     core.task_done("w", job.id, a.index, 0)
     assert job.state[0] == DONE and job.finished
     assert job.status_line().startswith(f"{job.id} done tasks=1 queued=0 running=0 done=1")
+
+
+def test_reclaim_takes_back_a_queued_task_and_unassign_requeues_without_a_loss():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=2), "u")
+    core.worker_join("w", LINUX, slots=2)
+    assert core.reclaim("w", job.id, 1)
+    assert job.state[1] == RUNNING and job.running[1] == "w"
+    assert not core.reclaim("w", job.id, 1)          # already running: not twice
+    a = core.slot_ready("w")
+    assert (a.job, a.index) == (job.id, 0)           # task 1 is not handed out again
+    core.unassign("w", job.id, 0)
+    assert job.state[0] == QUEUED and job.losses == {}
+    assert core.slot_ready("w").index == 0
+
+
+def test_draining_worker_gets_nothing_until_resumed():
+    core = Core()
+    core.worker_join("w", LINUX, slots=1)
+    assert core.slot_ready("w") is None              # parked, idle
+    core.set_draining("w", True)
+    core.submit(JobSpec(cmd="x"), "u")
+    assert core.dispatch() == []
+    core.set_draining("w", False)
+    assert [a.worker for a in core.dispatch()] == ["w"]
