@@ -173,15 +173,31 @@ def cmd_up(args: argparse.Namespace) -> int:
                 [sys.executable, "-m", "styxgrid.cli", "worker", "--scheduler", str(addr),
                  "--slots", str(slots), "--name", f"{socket.gethostname()}-local"],
                 stderr=subprocess.PIPE)
+            children = [worker]
             try:
                 await _wait_line(worker, "joined")
+                nursery.start_soon(_copy_stderr, worker)
+                if args.mount:
+                    os.makedirs(args.mount, exist_ok=True)
+                    mount = await trio.lowlevel.open_process(
+                        [sys.executable, "-m", "styxgrid.cli", "mount", "--foreground",
+                         str(addr), os.path.abspath(args.mount)], stderr=subprocess.PIPE)
+                    children.insert(0, mount)
+                    await _wait_line(mount, "mounted on")
+                    nursery.start_soon(_copy_stderr, mount)
                 say(f"up: scheduler on {addr}, {slots} local worker slots, state in {state}")
-                say(f"up: try  STYXGRID_SCHEDULER={addr} styxgrid submit -- echo hi")
+                if args.mount:
+                    say(f"up: try  echo 'submit echo hi' > {args.mount}/new; "
+                        f"cat {args.mount}/jobs/1/wait")
+                else:
+                    say(f"up: try  STYXGRID_SCHEDULER={addr} styxgrid submit -- echo hi")
                 await worker.wait()
             finally:
-                worker.terminate()
+                for child in children:
+                    child.terminate()
                 with trio.CancelScope(shield=True):
-                    await worker.wait()
+                    for child in children:
+                        await child.wait()
     _run_until_signal(main)
     return 0
 
@@ -197,6 +213,62 @@ async def _wait_line(process: trio.Process, word: str) -> None:
         buffer += chunk
     sys.stderr.buffer.write(buffer)
     sys.stderr.flush()
+
+
+async def _copy_stderr(process: trio.Process) -> None:
+    assert process.stderr is not None
+    async for chunk in process.stderr:
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+
+
+@command
+def cmd_mount(args: argparse.Namespace) -> int:
+    """Mount a 9P server with FUSE; in the background unless --foreground."""
+    mountpoint = os.path.abspath(args.mountpoint)
+    if not os.path.isdir(mountpoint):
+        say(f"mount: {mountpoint} is not a folder")
+        return 2
+    if not args.foreground:
+        return _mount_in_background(args, mountpoint)
+    from .fs.mount import serve_mount
+
+    def ready() -> None:
+        say(f"mount: {args.addr} mounted on {mountpoint}")
+        if os.environ.pop("STYXGRID_DETACHED", None):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+    try:
+        with unwrapped():
+            trio.run(functools.partial(serve_mount, args.addr, mountpoint, ready=ready))
+    except (OSError, ConnectionLost, NinePError, RuntimeError) as exc:
+        say(f"mount: cannot mount {args.addr} on {mountpoint}: {exc}")
+        return 1
+    return 0
+
+
+def _mount_in_background(args: argparse.Namespace, mountpoint: str) -> int:
+    """Start the foreground mount as a detached child; return once it is mounted
+    (0) or has failed (its message, 1)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "styxgrid.cli", "mount", "--foreground", args.addr, mountpoint],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True, env={**os.environ, "STYXGRID_DETACHED": "1"})
+    assert child.stderr is not None
+    for line in child.stderr:
+        sys.stderr.write(line)
+        if " mounted on " in line:
+            child.stderr.close()
+            return 0
+    child.wait()
+    return 1
+
+
+@command
+def cmd_umount(args: argparse.Namespace) -> int:
+    result = subprocess.run(["fusermount3", "-u", os.path.abspath(args.mountpoint)])
+    return result.returncode
 
 
 # ------------------------------------------------------------------ user commands over 9P
@@ -353,6 +425,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default=DEFAULT_STATE)
     p.add_argument("--workers", type=int, default=0, help="local worker slots (default: cores)")
     p.add_argument("--heartbeat-timeout", type=float, default=10.0)
+    p.add_argument("--mount", metavar="DIR", help="also mount the grid here with FUSE")
+
+    p = sub.add_parser("mount", help="mount a 9P server (a scheduler, exportfs) with FUSE")
+    p.add_argument("addr", help="HOST:PORT or a unix socket path")
+    p.add_argument("mountpoint")
+    p.add_argument("--foreground", action="store_true", help="stay in the foreground")
+
+    p = sub.add_parser("umount", help="unmount a styxgrid mount (fusermount3 -u)")
+    p.add_argument("mountpoint")
 
     p = sub.add_parser("submit", help="submit a job; prints its id")
     _scheduler_option(p)

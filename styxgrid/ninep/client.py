@@ -62,6 +62,7 @@ class Client:
         self.root = 0
         self.send_lock = trio.StrictFIFOLock()
         self.closed: str | None = None
+        self.lost = trio.Event()             # set when the connection has gone
 
     # ------------------------------------------------------------ plumbing
 
@@ -87,6 +88,7 @@ class Client:
             self.closed = self.closed or "connection closed by the server"
             for waiter in self.pending.values():
                 waiter.event.set()
+            self.lost.set()
 
     async def send(self, msg: Message) -> None:
         frames: list[bytes] = []
@@ -297,6 +299,9 @@ class File:
         self.qid = qid
         self.iounit = min(iounit, client.iounit)
         self.offset = 0
+
+    async def stat(self) -> Stat:
+        return (await self.client.rpc(Tstat, self.fid)).stat
 
     async def pread(self, offset: int, count: int) -> bytes:
         reply = await self.client.rpc(Tread, self.fid, offset, min(count, self.iounit))

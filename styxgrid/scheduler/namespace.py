@@ -210,19 +210,27 @@ async def grid_ctl(grid: Grid, text: str) -> None:
 
 
 class NewHandle(Handle):
-    """/new: description lines in, `submit` commits the job; a read gives its id."""
+    """/new: description lines in, `submit` commits the job; a read gives its id.
+
+    The id line starts wherever the first read after the submit starts: through
+    a mount, `read id <&3` reads at the descriptor's offset, which the write has
+    moved past the description."""
 
     def __init__(self, grid: Grid, session: Session) -> None:
         self.grid = grid
         self.session = session
         self.description = Description()
         self.last: int | None = None
+        self.base: int | None = None
 
     def read_nowait(self, offset: int, count: int) -> bytes:
         if self.last is None:
             raise NinePError("no job submitted on this file yet: write a description ending "
                              "in 'submit'")
-        return f"{self.last}\n".encode()[offset:offset + count]
+        if self.base is None or offset < self.base:
+            self.base = offset
+        start = offset - self.base
+        return f"{self.last}\n".encode()[start:start + count]
 
     async def write(self, offset: int, data: bytes) -> int:
         try:
@@ -232,7 +240,7 @@ class NewHandle(Handle):
             raise NinePError(str(exc)) from None
         if spec is not None:
             job = await self.grid.submit(spec, self.session.uname)
-            self.last = job.id
+            self.last, self.base = job.id, None
         return len(data)
 
 

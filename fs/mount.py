@@ -1,0 +1,46 @@
+"""Mounting: dial the server first (an unreachable one fails the mount with a
+message and leaves nothing mounted), then init, run pyfuse3's loop with room for
+many parked reads, and unmount on SIGINT/SIGTERM or when the loop ends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Callable
+
+import pyfuse3
+import trio
+
+from .operations import NinePOperations
+from .remote import Remote
+
+log = logging.getLogger("styxgrid.fs")
+
+MAX_REQUESTS = 4096      # concurrent FUSE requests: each parked `cat wait` holds one
+
+
+async def serve_mount(addr: str, mountpoint: str, *, uname: str | None = None,
+                      aname: str = "", ready: Callable[[], None] = lambda: None) -> None:
+    """Mount `addr` at `mountpoint` until unmounted or signalled."""
+    remote = Remote(addr, uname, aname)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(remote.run)
+        ops = NinePOperations(remote, nursery)
+        options = {"fsname=styxgrid", "subtype=styxgrid"}
+        if os.getuid() == 0:
+            options.add("allow_other")          # root mounts for every user of the machine
+        pyfuse3.init(ops, mountpoint, options)
+        try:
+            ready()
+
+            async def on_signal() -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        pyfuse3.terminate()
+                        return
+            nursery.start_soon(on_signal)
+            await pyfuse3.main(min_tasks=1, max_tasks=MAX_REQUESTS)
+        finally:
+            pyfuse3.close(unmount=True)
+            nursery.cancel_scope.cancel()

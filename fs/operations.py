@@ -1,0 +1,456 @@
+"""The pyfuse3 Operations that put a 9P2000 tree under a mount point.
+
+Inodes are paths: `paths[inode]` and `inodes[path]`, kept while the kernel holds
+a lookup count (`lookups`), dropped on `forget`.  One open FUSE file is one open
+9P fid (`handles[fh]`), so a read after a write on the same descriptor reaches
+the same server file (the clone idiom).  Every open uses direct I/O: the files
+are synthetic, their stat length is 0, and each read must reach the server.
+
+Known limits: rename works within one folder only (9P2000 renames by wstat;
+`mv` across folders falls back to copy and delete on EXDEV); file owners are
+shown as the mounting user unless the 9P user name exists locally.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import pwd
+import stat as st
+import time
+from dataclasses import dataclass, field
+
+import pyfuse3
+import trio
+
+from ..errgroups import unwrapped
+from ..ninep.client import Client, ConnectionLost, File
+from ..ninep.errors import NinePError
+from ..ninep.messages import DMDIR, OREAD, ORDWR, OTRUNC, OWRITE, Stat
+from .errors import errno_for
+from .interrupt import wait_signal
+from .remote import Remote
+
+log = logging.getLogger("styxgrid.fs")
+
+ERRSTR = "errstr"
+ERRSTR_INODE = pyfuse3.ROOT_INODE + 1
+DIR_TIMEOUT = 1.0            # names and attributes of folders change rarely
+READAHEAD = 2                # 9P reads kept in flight ahead of a sequential reader
+
+
+@dataclass(eq=False)
+class Handle:
+    """An open file: its fid, who opened it, and a read-ahead for plain files."""
+
+    file: File | None
+    path: str
+    pid: int
+    uid: int
+    generation: int
+    size: int = 0                                   # stat length at open (0: synthetic)
+    errstr: bytes = b""
+    ahead: dict[int, "Chunk"] = field(default_factory=dict)
+    next_offset: int = -1
+
+
+@dataclass(eq=False)
+class Chunk:
+    """One read-ahead 9P read: its data once `ready` is set."""
+
+    ready: trio.Event = field(default_factory=trio.Event)
+    data: bytes = b""
+    error: int = 0
+
+
+def fuse_error(exc: Exception) -> pyfuse3.FUSEError:
+    if isinstance(exc, NinePError):
+        return pyfuse3.FUSEError(errno_for(exc.ename))
+    return pyfuse3.FUSEError(errno.EIO)
+
+
+class NinePOperations(pyfuse3.Operations):
+    def __init__(self, remote: Remote, nursery: trio.Nursery) -> None:
+        super().__init__()
+        self.remote = remote
+        self.nursery = nursery
+        self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
+        self.inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
+        self.lookups: dict[int, int] = {}
+        self.next_inode = itertools.count(ERRSTR_INODE + 1)
+        self.handles: dict[int, Handle] = {}
+        self.dirs: dict[int, tuple[str, list[Stat]]] = {}
+        self.next_fh = itertools.count(1)
+        self.errors: dict[int, str] = {}          # uid -> last error message (errstr)
+        self.owner = os.getuid(), os.getgid()
+
+    # ------------------------------------------------------------ helpers
+
+    def failed(self, uid: int, exc: Exception) -> pyfuse3.FUSEError:
+        """Remember the message for /errstr and give the errno to raise."""
+        text = exc.ename if isinstance(exc, NinePError) else f"i/o error: {exc}"
+        self.errors[uid] = text
+        return fuse_error(exc)
+
+    def path_of(self, inode: int) -> str:
+        path = self.paths.get(inode)
+        if path is None:
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return path
+
+    @staticmethod
+    def join(parent: str, name: bytes) -> str:
+        text = os.fsdecode(name)
+        return f"{parent}/{text}" if parent else text
+
+    def remember(self, path: str) -> int:
+        """The inode for `path`, counted as one more kernel lookup."""
+        inode = self.inodes.get(path)
+        if inode is None:
+            inode = next(self.next_inode)
+            self.inodes[path] = inode
+            self.paths[inode] = path
+        self.lookups[inode] = self.lookups.get(inode, 0) + 1
+        return inode
+
+    def user_id(self, name: str) -> int:
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            return self.owner[0]
+
+    def attributes(self, inode: int, s: Stat) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        is_dir = bool(s.mode & DMDIR)
+        a.st_ino = inode
+        a.st_mode = (st.S_IFDIR if is_dir else st.S_IFREG) | (s.mode & 0o777)
+        a.st_nlink = 2 if is_dir else 1
+        a.st_uid = self.user_id(s.uid)
+        a.st_gid = self.owner[1]
+        a.st_size = s.length
+        a.st_blksize = 128 * 1024
+        a.st_blocks = (s.length + 511) // 512
+        a.st_atime_ns = s.atime * 10**9
+        a.st_mtime_ns = a.st_ctime_ns = s.mtime * 10**9
+        a.entry_timeout = DIR_TIMEOUT
+        a.attr_timeout = DIR_TIMEOUT if is_dir else 0
+        return a
+
+    def errstr_attributes(self) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = ERRSTR_INODE
+        a.st_mode = st.S_IFREG | 0o444
+        a.st_nlink = 1
+        a.st_uid, a.st_gid = self.owner
+        a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = time.time_ns()
+        a.entry_timeout = DIR_TIMEOUT
+        return a
+
+    async def client(self) -> Client:
+        return await self.remote.get()
+
+    async def stat_path(self, path: str, uid: int) -> Stat:
+        try:
+            return await (await self.client()).stat(path)
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(uid, exc) from None
+
+    # ------------------------------------------------------------ names
+
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if parent_inode == pyfuse3.ROOT_INODE and name == ERRSTR.encode():
+            return self.errstr_attributes()
+        if name == b"..":
+            path = self.path_of(parent_inode).rpartition("/")[0]
+        elif name == b".":
+            path = self.path_of(parent_inode)
+        else:
+            path = self.join(self.path_of(parent_inode), name)
+        s = await self.stat_path(path, ctx.uid)
+        return self.attributes(self.remember(path), s)
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            left = self.lookups.get(inode, 0) - count
+            if left > 0:
+                self.lookups[inode] = left
+                continue
+            self.lookups.pop(inode, None)
+            path = self.paths.pop(inode, None)
+            if path is not None and self.inodes.get(path) == inode:
+                del self.inodes[path]
+
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if inode == ERRSTR_INODE:
+            return self.errstr_attributes()
+        s = await self.stat_path(self.path_of(inode), ctx.uid)
+        return self.attributes(inode, s)
+
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """Truncate, chmod and mtime become one Twstat; the rest is ignored."""
+        if inode == ERRSTR_INODE:
+            return self.errstr_attributes()
+        changes: dict[str, int] = {}
+        if fields.update_size:
+            changes["length"] = attr.st_size
+        if fields.update_mode:
+            changes["mode"] = attr.st_mode & 0o777
+        if fields.update_mtime:
+            changes["mtime"] = attr.st_mtime_ns // 10**9
+        path = self.path_of(inode)
+        if changes:
+            try:
+                if "mode" in changes:
+                    current = await (await self.client()).stat(path)
+                    changes["mode"] |= current.mode & DMDIR
+                await (await self.client()).wstat(path, Stat.dont_touch(**changes))
+            except (NinePError, ConnectionLost) as exc:
+                raise self.failed(ctx.uid, exc) from None
+        return await self.getattr(inode, ctx)
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 128 * 1024
+        s.f_blocks = s.f_bfree = s.f_bavail = 1 << 30
+        s.f_files = s.f_ffree = s.f_favail = 1 << 30
+        s.f_namemax = 255
+        return s
+
+    # ------------------------------------------------------------ folders
+
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        path = self.path_of(inode)
+        try:
+            entries = await (await self.client()).ls(path)
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(ctx.uid, exc) from None
+        fh = next(self.next_fh)
+        self.dirs[fh] = (path, entries)
+        return fh
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        path, entries = self.dirs[fh]
+        extra = 1 if path == "" else 0               # /errstr, at the mount's root
+        for i in range(start_id, len(entries) + extra):
+            if i == len(entries):
+                if not pyfuse3.readdir_reply(token, ERRSTR.encode(),
+                                             self.errstr_attributes(), i + 1):
+                    return
+                continue
+            s = entries[i]
+            child = f"{path}/{s.name}" if path else s.name
+            inode = self.remember(child)              # an entry the kernel takes is a lookup
+            if not pyfuse3.readdir_reply(token, os.fsencode(s.name),
+                                         self.attributes(inode, s), i + 1):
+                await self.forget([(inode, 1)])       # not taken: buffer full
+                return
+
+    async def releasedir(self, fh: int) -> None:
+        self.dirs.pop(fh, None)
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        path = self.join(self.path_of(parent_inode), name)
+        try:
+            client = await self.client()
+            f = await client.create(path, perm=DMDIR | (mode & 0o777), mode=OREAD)
+            s = await f.stat()
+            await f.close()
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(ctx.uid, exc) from None
+        return self.attributes(self.remember(path), s)
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self.join(self.path_of(parent_inode), name)
+        try:
+            await (await self.client()).remove(path)
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(ctx.uid, exc) from None
+
+    rmdir = unlink
+
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        """Within one folder, by Twstat of the name; a file already there is
+        replaced (removed first), as rename(2) does."""
+        if parent_inode_old != parent_inode_new:
+            raise pyfuse3.FUSEError(errno.EXDEV)
+        if flags:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        parent = self.path_of(parent_inode_old)
+        old, new = self.join(parent, name_old), self.join(parent, name_new)
+        try:
+            client = await self.client()
+            try:
+                await client.remove(new)
+            except NinePError as exc:
+                if errno_for(exc.ename) != errno.ENOENT:
+                    raise
+            await client.wstat(old, Stat.dont_touch(name=os.fsdecode(name_new)))
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(ctx.uid, exc) from None
+        self.moved(old, new)
+
+    def moved(self, old: str, new: str) -> None:
+        """Re-key the inode table after a rename: the file and all below it."""
+        for path in [p for p in self.inodes if p == old or p.startswith(old + "/")]:
+            inode = self.inodes.pop(path)
+            moved_to = new + path[len(old):]
+            self.inodes[moved_to] = inode
+            self.paths[inode] = moved_to
+
+    # ------------------------------------------------------------ files
+
+    @staticmethod
+    def nine_mode(flags: int) -> int:
+        access = flags & os.O_ACCMODE
+        mode = {os.O_WRONLY: OWRITE, os.O_RDWR: ORDWR}.get(access, OREAD)
+        return mode | (OTRUNC if flags & os.O_TRUNC else 0)
+
+    def add_handle(self, handle: Handle) -> pyfuse3.FileInfo:
+        fh = next(self.next_fh)
+        self.handles[fh] = handle
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if inode == ERRSTR_INODE:
+            text = (self.errors.get(ctx.uid, "") + "\n").encode()
+            return self.add_handle(Handle(None, ERRSTR, ctx.pid, ctx.uid, 0, errstr=text))
+        path = self.path_of(inode)
+        try:
+            client = await self.client()
+            f = await client.open(path, self.nine_mode(flags))
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(ctx.uid, exc) from None
+        size = 0
+        if flags & os.O_ACCMODE == os.O_RDONLY and not f.qid.is_dir:
+            try:
+                size = (await f.stat()).length
+            except (NinePError, ConnectionLost):
+                size = 0
+        return self.add_handle(Handle(f, path, ctx.pid, ctx.uid, self.remote.generation, size))
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                           pyfuse3.EntryAttributes]:
+        path = self.join(self.path_of(parent_inode), name)
+        try:
+            client = await self.client()
+            f = await client.create(path, perm=mode & 0o777, mode=self.nine_mode(flags) & ~OTRUNC)
+            s = await f.stat()
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(ctx.uid, exc) from None
+        info = self.add_handle(Handle(f, path, ctx.pid, ctx.uid, self.remote.generation))
+        return info, self.attributes(self.remember(path), s)
+
+    def live(self, fh: int) -> Handle:
+        handle = self.handles.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        if handle.file is not None and handle.generation != self.remote.generation:
+            raise pyfuse3.FUSEError(errno.EIO)       # opened on a connection since lost
+        return handle
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self.live(fh)
+        if handle.file is None:
+            return handle.errstr[off:off + size]
+        try:
+            if handle.size:
+                return await self.read_ahead(handle, off, size)
+            return await self.read_parked(handle, off, size)
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(handle.uid, exc) from None
+
+    async def read_parked(self, handle: Handle, off: int, size: int) -> bytes:
+        """A read of a synthetic file may wait (wait, stdout): it ends with EINTR
+        when the reader gets a signal (see interrupt.py)."""
+        assert handle.file is not None
+        result: list[bytes] = []
+        interrupted = False
+        with unwrapped():
+            async with trio.open_nursery() as nursery:
+                async def read() -> None:
+                    result.append(await handle.file.pread(off, size))
+                    nursery.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    nonlocal interrupted
+                    await wait_signal(handle.pid)
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(read)
+                nursery.start_soon(watch)
+        if interrupted and not result:
+            raise pyfuse3.FUSEError(errno.EINTR)
+        return result[0]
+
+    async def read_ahead(self, handle: Handle, off: int, size: int) -> bytes:
+        """Plain files: 9P reads of a whole iounit, READAHEAD of them in flight
+        ahead of a sequential reader; FUSE's smaller reads are served from them."""
+        assert handle.file is not None
+        unit = handle.file.iounit
+        start = off - off % unit
+        if off != handle.next_offset and start not in handle.ahead:
+            handle.ahead.clear()
+        handle.next_offset = off + size
+        for k in range(READAHEAD + 1):
+            at = start + k * unit
+            if at < max(handle.size, off + size) and at not in handle.ahead:
+                handle.ahead[at] = chunk = Chunk()
+                self.nursery.start_soon(self.fetch, handle.file, at, unit, chunk)
+        for at in [a for a in handle.ahead if a < start]:
+            del handle.ahead[at]
+        out = b""
+        while size > 0:
+            chunk = handle.ahead.get(start)
+            if chunk is None:
+                break
+            await chunk.ready.wait()
+            if chunk.error:
+                raise pyfuse3.FUSEError(chunk.error)
+            piece = chunk.data[off - start:off - start + size]
+            out += piece
+            if len(chunk.data) < unit or not piece:
+                break                                   # end of file
+            off += len(piece)
+            size -= len(piece)
+            start += unit
+        return out
+
+    async def fetch(self, f: File, at: int, count: int, chunk: Chunk) -> None:
+        try:
+            chunk.data = await f.pread(at, count)
+        except NinePError as exc:
+            chunk.error = errno_for(exc.ename)
+        except ConnectionLost:
+            chunk.error = errno.EIO
+        finally:
+            chunk.ready.set()
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self.live(fh)
+        if handle.file is None:
+            raise pyfuse3.FUSEError(errno.EACCES)
+        handle.ahead.clear()
+        try:
+            return await handle.file.pwrite(off, buf)
+        except (NinePError, ConnectionLost) as exc:
+            raise self.failed(handle.uid, exc) from None
+
+    async def flush(self, fh: int) -> None:
+        pass
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        pass
+
+    async def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh, None)
+        if handle is not None and handle.file is not None:
+            handle.ahead.clear()
+            await handle.file.close()
