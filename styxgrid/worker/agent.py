@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from ..errgroups import unwrapped
+from ..errgroups import sole
 from ..ninep.client import Client, ConnectionLost, File, open_client
 from ..ninep.errors import NinePError
 from ..ninep.messages import OREAD, ORDWR, OWRITE
@@ -167,12 +167,11 @@ class Worker:
             self.nursery = nursery
             while True:
                 try:
-                    with unwrapped():
-                        await self.connect(task_status)
+                    await self.connect(task_status)
                     backoff = 0.05
-                except (ConnectionLost, OSError, NinePError) as exc:
+                except* (ConnectionLost, OSError, NinePError) as lost:
                     log.warning("worker %s: %s; dialling again in %.1fs", self.config.name,
-                                exc, backoff)
+                                sole(lost.exceptions[0]), backoff)
                 task_status = trio.TASK_STATUS_IGNORED
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,178 @@
+"""The FUSE mount, driven by real shell commands (bash -c) through a real mount of a
+real scheduler, and of `styxgrid exportfs`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ..helpers import REPO, STYXGRID
+
+TIMEOUT = 60
+
+
+def sh(script: str, *, check: bool = True, timeout: float = TIMEOUT,
+       cwd: str | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                            timeout=timeout, cwd=cwd)
+    if check:
+        assert result.returncode == 0, f"{script!r}: {result.stdout}{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def mounted(grid, proc):
+    """The grid, one worker with 2 slots, mounted at DIR/mnt; yields the mount point."""
+    grid.start_worker("w1", 2)
+    mnt = os.path.join(grid.dir, "mnt")
+    os.mkdir(mnt)
+    m = proc(["mount", "--foreground", grid.sock, mnt], r"mounted on")
+    yield mnt
+    m.stop()
+    assert not os.path.ismount(mnt)
+
+
+def test_shell_drives_the_grid(mounted):
+    g = mounted
+    sh(f"echo 'submit echo hi' > {g}/new")
+    assert sh(f"cat {g}/jobs/1/wait").stdout.split()[:2] == ["1", "done"]
+    assert sh(f"cat {g}/jobs/1/stdout").stdout == "hi\n"
+    assert sh(f"cat {g}/jobs/1/status").stdout.startswith("1 done tasks=1 ")
+    out = sh(f"exec 3<>{g}/new; echo 'submit sh -c \"echo clone\"' >&3; read id <&3; "
+             f"echo $id; cat {g}/jobs/$id/wait >/dev/null; cat {g}/jobs/$id/stdout").stdout
+    assert out == "2\nclone\n"
+    assert sh(f"ls {g}/jobs").stdout.split() == ["1", "2"]
+    assert sh(f"ls {g}/nodes").stdout.split() == ["index", "w1"]
+    assert sh(f"cat {g}/nodes/*/status").stdout.startswith("w1 ")
+    assert sh(f"ls {g}").stdout.split() == ["ctl", "data", "errstr", "events", "jobs",
+                                           "new", "nodes", "stats", "work"]
+
+
+def test_cat_wait_blocks_until_the_job_ends(mounted):
+    g = mounted
+    sh(f"echo 'submit sleep 1' > {g}/new")
+    start = time.monotonic()
+    assert " done " in sh(f"cat {g}/jobs/1/wait").stdout
+    assert time.monotonic() - start > 0.5
+
+
+def test_bad_verb_fails_echo_and_errstr_names_it(mounted):
+    g = mounted
+    sh(f"echo 'submit echo x' > {g}/new")
+    bad = sh(f"echo frobnicate > {g}/jobs/1/ctl", check=False)
+    assert bad.returncode != 0 and "Invalid argument" in bad.stderr
+    assert "unknown verb 'frobnicate'" in sh(f"cat {g}/errstr").stdout
+    bad = sh(f"echo 'tasks lots' > {g}/new", check=False)
+    assert bad.returncode != 0
+    assert "tasks: 'lots' is not a whole number" in sh(f"cat {g}/errstr").stdout
+    missing = sh(f"cat {g}/jobs/99/status", check=False)
+    assert missing.returncode != 0 and "No such file" in missing.stderr
+    assert sh(f"ls {g}/jobs").stdout.split() == ["1"]
+
+
+def test_sigint_ends_a_blocked_cat_within_a_second(mounted):
+    g = mounted
+    sh(f"echo 'submit sleep 60' > {g}/new")
+    cat = subprocess.Popen(["cat", f"{g}/jobs/1/wait"], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    assert cat.poll() is None                       # blocked in the read
+    start = time.monotonic()
+    cat.send_signal(signal.SIGINT)
+    cat.wait(5)
+    assert time.monotonic() - start < 1.0
+    assert cat.returncode == -signal.SIGINT
+    assert sh(f"cat {g}/jobs/1/status").stdout.split()[1] == "running"   # mount still works
+    sh(f"echo kill > {g}/jobs/1/ctl")
+    assert " killed " in sh(f"cat {g}/jobs/1/wait").stdout
+
+
+def test_data_copy_in_and_out_and_folder_operations(mounted, tmp_path):
+    g = mounted
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(50 * 1024 * 1024))
+    sh(f"cp {big} {g}/data/big.bin && cp {g}/data/big.bin {tmp_path}/back.bin")
+    sh(f"cmp {big} {tmp_path}/back.bin")
+    sh(f"mkdir {g}/data/d && echo hello > {g}/data/d/f && mv {g}/data/d/f {g}/data/d/g")
+    assert sh(f"cat {g}/data/d/g").stdout == "hello\n"
+    assert sh(f"ls {g}/data/d").stdout.split() == ["g"]
+    sh(f"mv {g}/data/d/g {g}/data/moved")          # across folders: copy and delete
+    sh(f"rm {g}/data/moved {g}/data/big.bin && rmdir {g}/data/d")
+    assert sh(f"ls {g}/data").stdout == ""
+
+
+def test_sweep_example(mounted):
+    out = sh(f"{REPO}/scripts/examples/sweep.sh {mounted} 50").stdout
+    assert out == f"tasks=50 sum={sum(t * t for t in range(50))} best_param=49 best={49 * 49}\n"
+
+
+def test_mount_of_exportfs_copies_a_tree_exactly(proc, short_tmp):
+    export = os.path.join(short_tmp, "export")
+    os.mkdir(export)
+    server = proc(["exportfs", export, "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+    mnt = os.path.join(short_tmp, "mnt")
+    os.mkdir(mnt)
+    m = proc(["mount", "--foreground", server.match.group(1), mnt], r"mounted on")
+    sh(f"cp -r {REPO}/styxgrid {mnt}/copy")
+    sh(f"diff -r {REPO}/styxgrid {export}/copy && diff -r {REPO}/styxgrid {mnt}/copy")
+    m.stop()
+    assert not os.path.ismount(mnt)
+
+
+def test_unreachable_address_fails_clearly_and_mounts_nothing(short_tmp):
+    mnt = os.path.join(short_tmp, "mnt")
+    os.mkdir(mnt)
+    result = subprocess.run([*STYXGRID, "mount", f"{short_tmp}/nobody.sock", mnt],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 1
+    assert "cannot mount" in result.stderr and "No such file" in result.stderr
+    assert not os.path.ismount(mnt)
+
+
+def test_background_mount_and_umount(grid, short_tmp):
+    mnt = os.path.join(short_tmp, "mnt")
+    os.mkdir(mnt)
+    result = subprocess.run([*STYXGRID, "mount", grid.sock, mnt], capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert os.path.ismount(mnt)
+        assert sh(f"cat {mnt}/stats").stdout.startswith("jobs=0 ")
+    finally:
+        subprocess.run([*STYXGRID, "umount", mnt], timeout=TIMEOUT)
+    assert not os.path.ismount(mnt)
+
+
+def test_scheduler_gone_gives_eio_then_the_mount_recovers(mounted, grid):
+    g = mounted
+    sh(f"echo 'submit echo before' > {g}/new")
+    grid.scheduler.stop()
+    start = time.monotonic()
+    gone = sh(f"cat {g}/stats", check=False, timeout=20)
+    assert gone.returncode != 0 and "Input/output error" in gone.stderr
+    assert time.monotonic() - start < 10
+    grid.start_scheduler()
+    assert sh(f"cat {g}/jobs/1/wait").stdout.split()[:2] == ["1", "done"]
+
+
+def test_styxgrid_up_mounts_the_local_grid(short_tmp):
+    mnt = os.path.join(short_tmp, "grid")
+    up = subprocess.Popen([*STYXGRID, "up", "--state", os.path.join(short_tmp, "st"),
+                           "--workers", "1", "--mount", mnt], stderr=subprocess.PIPE,
+                          text=True)
+    try:
+        for line in up.stderr:
+            if "up: scheduler on" in line:
+                break
+        sh(f"echo 'submit echo via up' > {mnt}/new")
+        assert sh(f"cat {mnt}/jobs/1/wait >/dev/null; cat {mnt}/jobs/1/stdout").stdout \
+            == "via up\n"
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(15) == 0
+        up.stderr.close()
+    assert not os.path.ismount(mnt)
+
