@@ -39,6 +39,8 @@ ERRSTR = "errstr"
 ERRSTR_INODE = pyfuse3.ROOT_INODE + 1
 DIR_TIMEOUT = 1.0            # names and attributes of folders change rarely
 READAHEAD = 2                # 9P reads kept in flight ahead of a sequential reader
+WRITE_BEHIND = 4             # 9P writes kept in flight behind a sequential writer
+BEHIND_MIN = 64 * 1024       # smaller writes are verbs: always answered in order
 
 
 @dataclass(eq=False)
@@ -54,6 +56,9 @@ class Handle:
     errstr: bytes = b""
     ahead: dict[int, "Chunk"] = field(default_factory=dict)
     next_offset: int = -1
+    behind: list["Chunk"] = field(default_factory=list)     # writes in flight, oldest first
+    next_write: int = -1
+    write_error: str = ""
 
 
 @dataclass(eq=False)
@@ -360,6 +365,7 @@ class NinePOperations(pyfuse3.Operations):
         handle = self.live(fh)
         if handle.file is None:
             return handle.errstr[off:off + size]
+        await self.drain_writes(handle)
         try:
             if handle.size:
                 return await self.read_ahead(handle, off, size)
@@ -434,23 +440,67 @@ class NinePOperations(pyfuse3.Operations):
             chunk.ready.set()
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        """Small writes (verbs) and the first write of a descriptor wait for the
+        server's answer, so a bad verb fails its own write.  Later large sequential
+        writes (a copy) go behind: up to WRITE_BEHIND in flight, an error surfacing
+        at the next write or at close, as on NFS."""
         handle = self.live(fh)
         if handle.file is None:
             raise pyfuse3.FUSEError(errno.EACCES)
         handle.ahead.clear()
+        self.raise_write_error(handle)
+        if len(buf) < BEHIND_MIN or off != handle.next_write:
+            await self.drain_writes(handle)
+            try:
+                n = await handle.file.pwrite(off, buf)
+            except (NinePError, ConnectionLost) as exc:
+                raise self.failed(handle.uid, exc) from None
+            handle.next_write = off + n if n == len(buf) else -1
+            return n
+        while len(handle.behind) >= WRITE_BEHIND:
+            await handle.behind[0].ready.wait()
+            handle.behind.pop(0)
+            self.raise_write_error(handle)
+        chunk = Chunk()
+        handle.behind.append(chunk)
+        handle.next_write = off + len(buf)
+        self.nursery.start_soon(self.send_behind, handle, off, buf, chunk)
+        return len(buf)
+
+    async def send_behind(self, handle: Handle, off: int, buf: bytes, chunk: Chunk) -> None:
+        assert handle.file is not None
         try:
-            return await handle.file.pwrite(off, buf)
+            if await handle.file.pwrite(off, buf) != len(buf):
+                handle.write_error = handle.write_error or "short write"
         except (NinePError, ConnectionLost) as exc:
-            raise self.failed(handle.uid, exc) from None
+            handle.write_error = handle.write_error or \
+                (exc.ename if isinstance(exc, NinePError) else f"i/o error: {exc}")
+        finally:
+            chunk.ready.set()
+
+    def raise_write_error(self, handle: Handle) -> None:
+        if handle.write_error:
+            text, handle.write_error = handle.write_error, ""
+            raise self.failed(handle.uid, NinePError(text))
+
+    async def drain_writes(self, handle: Handle) -> None:
+        """Wait for the writes in flight; raise the first error among them."""
+        while handle.behind:
+            await handle.behind.pop(0).ready.wait()
+        self.raise_write_error(handle)
 
     async def flush(self, fh: int) -> None:
-        pass
+        handle = self.handles.get(fh)
+        if handle is not None:
+            await self.drain_writes(handle)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
-        pass
+        await self.flush(fh)
 
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh, None)
         if handle is not None and handle.file is not None:
             handle.ahead.clear()
+            while handle.behind:
+                await handle.behind.pop(0).ready.wait()
             await handle.file.close()

@@ -70,7 +70,8 @@ class Client:
         """Route replies to waiters until the connection closes."""
         try:
             while True:
-                data = await self.transport.receive_some(65536)
+                data = await self.transport.receive_some(
+                    max(65536, self.decoder.missing()))
                 if not data:
                     break
                 self.decoder.feed(data)

@@ -254,6 +254,15 @@ class Decoder:
         """Bytes held that are not yet a whole message."""
         return len(self._buf)
 
+    def missing(self) -> int:
+        """Bytes still to come for the frame being received (0 if unknown): a reader
+        may ask for that many at once instead of many small pieces."""
+        buf = self._buf
+        if len(buf) < 4:
+            return 0
+        size = _U32.unpack_from(buf, 0)[0]
+        return max(0, min(size, self.msize) - len(buf))
+
     def next_message(self) -> Message | _NeedData:
         buf = self._buf
         if len(buf) < 4:
@@ -265,6 +274,9 @@ class Decoder:
             raise RemoteProtocolError(f"size field {size} is more than msize {self.msize}")
         if len(buf) < size:
             return NEED_DATA
+        if len(buf) == size:              # the usual case for a large frame: no copy
+            self._buf = bytearray()
+            return decode_message(buf)
         frame = bytes(buf[:size])
         del buf[:size]
         return decode_message(frame)

@@ -125,7 +125,8 @@ class Connection:
                 await self.send(out)
                 out = []
                 try:
-                    data = await self.transport.receive_some(RECEIVE_SIZE)
+                    data = await self.transport.receive_some(
+                        max(RECEIVE_SIZE, self.decoder.missing()))
                 except _BROKEN:
                     return
                 if not data:
