@@ -85,7 +85,8 @@ class HostNode(Node):
 
     It keeps the attributes it was last seen with (`seen`): walk, open and the
     permission check use them, so one request makes one lstat, not five; Tstat and
-    anything that changes the file look again.
+    anything that changes the file look again.  Children are made with type(self),
+    so a subclass (one with its own permission policy, say) governs the subtree.
     """
 
     def __init__(self, export: "ExportFS", path: str, name: str, parent: "HostNode | None",
@@ -142,7 +143,7 @@ class HostNode(Node):
                 s = os.lstat(path)
         except OSError as exc:
             raise os_error(exc) from None
-        return HostNode(self.export, path, name, self, s)
+        return type(self)(self.export, path, name, self, s)
 
     def children(self, session: Session) -> list[Node]:
         try:
@@ -178,12 +179,12 @@ class HostNode(Node):
         try:
             if perm & DMDIR:
                 os.mkdir(path, perm & (~0o777 | dir_mode) & 0o777)
-                return HostNode(self.export, path, name, self), None
+                return type(self)(self.export, path, name, self), None
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
                          perm & (~0o666 | (dir_mode & 0o666)) & 0o777)
         except OSError as exc:
             raise os_error(exc) from None
-        return HostNode(self.export, path, name, self), FileHandle(fd)
+        return type(self)(self.export, path, name, self), FileHandle(fd)
 
     def remove(self, session: Session) -> None:
         try:

@@ -14,10 +14,12 @@ from typing import Awaitable, Callable, Iterable
 
 import trio
 
-from ..ninep.errors import ENOTFOUND, NinePError
-from ..ninep.exportfs import ExportFS, HostNode
-from ..ninep.messages import DMDIR, OWRITE, ORDWR
+from ..ninep.errors import EBADWSTAT, ENOTFOUND, NinePError
+from ..ninep.exportfs import ExportFS
+from ..ninep.messages import DMDIR, OWRITE, ORDWR, Stat
 from ..ninep.tree import Handle, Node, Session, SyntheticNode
+from . import access
+from .access import Policy
 from .core import FINISHED, CoreError
 from .describe import Description, DescriptionError
 from .grid import ELOST, ENOTJOINED, Grid, Slot, WorkerLink
@@ -105,12 +107,24 @@ class PollHandle(Handle):
 
 
 class File(SyntheticNode):
-    """A synthetic file; `opener(session, mode)` gives its handle."""
+    """A synthetic file; `opener(session, mode)` gives its handle, `policy` says who
+    may do what (access.py)."""
 
     def __init__(self, name: str, qid_path: int, parent: Node,
-                 opener: Callable[[Session, int], Handle], mode: int = 0o444) -> None:
+                 opener: Callable[[Session, int], Handle], mode: int = 0o444,
+                 policy: Policy = access.people_read) -> None:
         super().__init__(name, qid_path, mode, parent=parent)
         self.opener = opener
+        self.policy = policy
+
+    def permits(self, session: Session, want: int) -> bool:
+        return self.policy(session, want)
+
+    def wstat(self, stat: Stat, session: Session) -> None:
+        """Truncation (`echo verb > ctl` opens with O_TRUNC) is accepted and means
+        nothing: these files hold no bytes."""
+        if stat != Stat.dont_touch(length=stat.length):
+            raise NinePError(EBADWSTAT)
 
     def open(self, mode: int, session: Session) -> Handle:
         return self.opener(session, mode)
@@ -119,8 +133,13 @@ class File(SyntheticNode):
 class Dir(SyntheticNode):
     """A synthetic directory: `names()` lists it, `child(name)` makes an entry."""
 
+    policy: Policy = staticmethod(access.on_the_way)
+
     def __init__(self, name: str, qid_path: int, parent: Node | None) -> None:
         super().__init__(name, qid_path, DMDIR | 0o555, parent=parent)
+
+    def permits(self, session: Session, want: int) -> bool:
+        return self.policy(session, want)
 
     def names(self) -> Iterable[str]:
         return ()
@@ -139,26 +158,38 @@ class Dir(SyntheticNode):
 
 
 def text_file(name: str, qid_path: int, parent: Node, read_fn: ReadFn | None,
-              write_fn: WriteFn | None = None) -> File:
+              write_fn: WriteFn | None = None, policy: Policy = access.people_read) -> File:
     mode = (0o444 if read_fn else 0) | (0o222 if write_fn else 0)
-    return File(name, qid_path, parent, lambda s, m: TextHandle(read_fn, write_fn), mode)
+    return File(name, qid_path, parent, lambda s, m: TextHandle(read_fn, write_fn), mode,
+                policy)
 
 
 # ------------------------------------------------------------------ the root
 
 class GridFS:
-    """The FileServer: every attach sees the same tree."""
+    """The FileServer: every attach sees the same tree; what it may do there
+    depends on who it is (access.py).  A TLS client with no certificate yet may
+    only attach `join` and enrol (when the scheduler has a CA)."""
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self, grid: Grid, enrolment: Callable[[], Node] | None = None) -> None:
         self.grid = grid
         self.data = ExportFS(grid.data_dir)
+        self.enrolment = enrolment
 
     def attach(self, session: Session) -> Node:
+        peer = session.peer
+        if peer.get("transport") == "tls" and not peer.get("name") \
+                and session.aname == "join" and self.enrolment is not None:
+            return self.enrolment()
+        access.identify(session)
+        if access.role(session) == access.USER:
+            os.makedirs(os.path.join(self.data.root, access.user(session)), exist_ok=True)
         return Root(self)
 
 
 class Root(Dir):
     NAMES = ("new", "ctl", "stats", "events", "jobs", "nodes", "data", "work")
+    policy = staticmethod(lambda session, want: not want & access.WRITE)
 
     def __init__(self, fs: GridFS) -> None:
         super().__init__("/", qpath(K_ROOT), None)
@@ -170,10 +201,11 @@ class Root(Dir):
     def child(self, name: str) -> Node | None:
         grid = self.fs.grid
         if name == "new":
-            return File(name, qpath(K_NEW), self, lambda s, m: NewHandle(grid, s), 0o666)
+            return File(name, qpath(K_NEW), self, lambda s, m: NewHandle(grid, s), 0o666,
+                        access.people_all)
         if name == "ctl":
             return text_file(name, qpath(K_CTL), self, lambda: grid_state(grid),
-                             lambda text: grid_ctl(grid, text))
+                             lambda text: grid_ctl(grid, text), access.admin_only)
         if name == "stats":
             return text_file(name, qpath(K_STATS), self, grid.stats_line)
         if name == "events":
@@ -183,9 +215,10 @@ class Root(Dir):
         if name == "nodes":
             return NodesDir(grid, self)
         if name == "data":
-            return HostNode(self.fs.data, self.fs.data.root, "data", self)
+            return access.DataNode(self.fs.data, self.fs.data.root, "data", self)
         if name == "work":
-            return File(name, qpath(K_WORK), self, lambda s, m: WorkHandle(grid, s), 0o666)
+            return File(name, qpath(K_WORK), self, lambda s, m: WorkHandle(grid, s), 0o666,
+                        access.workers_only)
         return None
 
 
@@ -303,7 +336,7 @@ class JobDir(Dir):
             return None
         if name == "ctl":
             return text_file(name, qpath(K_JOBCTL, jid), self, lambda: f"{jid}\n",
-                             lambda text: self.ctl(text))
+                             lambda text: self.ctl(text), access.owner_writes(self.owner))
         if name == "desc":
             return text_file(name, qpath(K_DESC, jid), self, job.spec.lines)
         if name == "status":
@@ -323,8 +356,8 @@ class JobDir(Dir):
         if name == "inputs":
             return InputsDir(grid, jid, self)
         if name == "outputs":
-            path = grid.spool.outputs_dir(jid)
-            return HostNode(ExportFS(path), os.path.realpath(path), "outputs", self)
+            export = OutputsExport(grid.spool.outputs_dir(jid), grid, jid)
+            return access.OutputsNode(export, export.root, "outputs", self)
         return None
 
     async def ctl(self, text: str) -> None:
@@ -333,6 +366,19 @@ class JobDir(Dir):
                 await self.grid.job_verb(self.jid, verb, arg)
             except CoreError as exc:
                 raise NinePError(str(exc)) from None
+
+
+class OutputsExport(ExportFS):
+    """A job's outputs folder; a worker may write there while it runs a task of it."""
+
+    def __init__(self, root: str, grid: Grid, jid: int) -> None:
+        super().__init__(root)
+        self.grid = grid
+        self.jid = jid
+
+    def may_write(self, worker: str) -> bool:
+        job = self.grid.core.jobs.get(self.jid)
+        return job is not None and worker in job.running.values()
 
 
 class WaitHandle(PollHandle):
@@ -464,7 +510,7 @@ class TaskDir(Dir):
                 if mode & 3 in (OWRITE, ORDWR):
                     return UploadHandle(grid, session, jid, index, name)
                 return TaskStream(grid, jid, index, name)
-            return File(name, qpath(kind, jid, index), self, opener, 0o666)
+            return File(name, qpath(kind, jid, index), self, opener, 0o666, access.task_output)
         return None
 
 
@@ -505,14 +551,15 @@ class UploadHandle(Handle):
         link: WorkerLink | None = session.data.get("link")
         job = grid.core.jobs.get(jid)
         if link is None or job is None or job.running.get(index) != link.name:
-            raise NinePError(f"task {jid}.{index} is not leased to this worker")
+            raise access.denied(f"task {jid}.{index} is not leased to this worker")
         self.link = link
         self.fd = grid.spool.open_for_write(jid, index, stream)
 
     def write_nowait(self, offset: int, data: bytes) -> int:
         job = self.grid.core.jobs.get(self.jid)
         if job is None or job.running.get(self.index) != self.link.name:
-            raise NinePError(f"task {self.jid}.{self.index} is no longer leased to this worker")
+            raise access.denied(f"task {self.jid}.{self.index} is no longer leased to this "
+                                "worker")
         n = os.pwrite(self.fd, data, offset)
         self.grid.notify(self.jid)
         return n
@@ -525,6 +572,8 @@ class UploadHandle(Handle):
 
 class InputsDir(Dir):
     """The job's declared inputs, as they are in /data now (read-only)."""
+
+    policy = staticmethod(access.people_read)
 
     def __init__(self, grid: Grid, jid: int, parent: Node) -> None:
         super().__init__("inputs", qpath(K_INPUTS, jid), parent)
@@ -540,7 +589,7 @@ class InputsDir(Dir):
         for path in job.spec.inputs if job else ():
             if os.path.basename(path) == name:
                 export = ExportFS(self.grid.data_dir)
-                node: Node = HostNode(export, export.root, "data", None)
+                node: Node = access.DataNode(export, export.root, "data", None)
                 try:
                     for part in path.strip("/").split("/"):
                         node = node.walk(part, Session("", ""))
@@ -576,6 +625,10 @@ class NodeDir(Dir):
         super().__init__(name, qpath(K_NODE, number), parent)
         self.grid = grid
         self.number = number
+        self.own = access.node_files(name)
+
+    def permits(self, session: Session, want: int) -> bool:
+        return self.own(session, want)
 
     def names(self) -> Iterable[str]:
         return ("status", "ad", "ctl")
@@ -584,12 +637,14 @@ class NodeDir(Dir):
         grid, node = self.grid, self.name
         if name == "status":
             return text_file(name, qpath(K_NSTATUS, self.number), self,
-                             lambda: grid.node_status(node))
+                             lambda: grid.node_status(node), policy=self.own)
         if name == "ad":
-            return text_file(name, qpath(K_NAD, self.number), self, lambda: grid.node_ad(node))
+            return text_file(name, qpath(K_NAD, self.number), self, lambda: grid.node_ad(node),
+                             policy=self.own)
         if name == "ctl":
             return text_file(name, qpath(K_NCTL, self.number), self,
-                             lambda: grid.node_status(node), lambda text: node_ctl(grid, node, text))
+                             lambda: grid.node_status(node), lambda text: node_ctl(grid, node, text),
+                             access.admin_writes)
         return None
 
 
@@ -638,6 +693,10 @@ class WorkHandle(Handle):
         text = _text(data)
         first = text.split(None, 1)[0] if text.strip() else ""
         if first == "join":
+            if self.session.peer.get("transport") == "tls" and \
+                    text.split()[1:2] != [access.user(self.session)]:
+                raise access.denied("a worker joins under its certificate's name "
+                                    f"{access.user(self.session)!r}")
             try:
                 link = self.grid.join(text)
             except ValueError as exc:

@@ -1,0 +1,165 @@
+"""Who is attached and what they may do: identities from the transport, roles, and
+the permission policies the tree's nodes consult (the framework asks a node's
+`permits(session, want)` before every walk, open, create and remove).
+
+Roles: `user` (submits, reads the queue, controls its own jobs, writes under
+/data/USER), `admin` (anything), `worker` (only /work, its own node's files, the
+files of tasks leased to it, and reading /data).  On TLS the certificate says who
+and which role; on the local unix socket the peer's uid does (root and the
+scheduler's own user are admins); with --insecure the attach name is believed.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import Callable
+
+from ..ninep.errors import EPERM, NinePError
+from ..ninep.exportfs import HostNode
+from ..ninep.tree import Session
+
+USER, WORKER, ADMIN = "user", "worker", "admin"
+PEOPLE = (USER, ADMIN)
+READ, WRITE, SEARCH = 4, 2, 1
+
+Policy = Callable[[Session, int], bool]
+
+
+def role(session: Session) -> str:
+    return session.data["role"]
+
+
+def user(session: Session) -> str:
+    return session.data["user"]
+
+
+def identify(session: Session) -> None:
+    """Set session.data user and role from what the transport proved; a claim the
+    transport does not back is refused."""
+    peer = session.peer
+    transport = peer.get("transport")
+    if transport == "tls":
+        name, cert_role = peer.get("name"), peer.get("role")
+        if not name:
+            raise NinePError(f"{EPERM}: no client certificate: enrol with a join token first")
+        if session.uname != name:
+            raise NinePError(f"{EPERM}: attach name {session.uname!r} is not the "
+                             f"certificate's name {name!r}")
+        if session.aname == "worker" and cert_role != WORKER:
+            raise NinePError(f"{EPERM}: a {cert_role} certificate cannot attach as a worker")
+        session.data.update(user=name, role=cert_role)
+        return
+    if transport == "unix":
+        uid = peer["uid"]
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        if session.uname != name and uid != 0:
+            raise NinePError(f"{EPERM}: attach name {session.uname!r} is not your user "
+                             f"{name!r}")
+        trusted = uid in (0, os.getuid())
+        if session.aname == "worker" and not trusted:
+            raise NinePError(f"{EPERM}: only {pwd.getpwuid(os.getuid()).pw_name} or root "
+                             "may attach local workers")
+        chosen = WORKER if session.aname == "worker" else ADMIN if trusted else USER
+        session.data.update(user=session.uname if uid == 0 else name, role=chosen)
+        return
+    # --insecure TCP (or a test's in-memory stream): the attach name is believed
+    session.data.update(user=session.uname, role=WORKER if session.aname == "worker" else ADMIN)
+
+
+# ------------------------------------------------------------------ policies
+
+def people_read(session: Session, want: int) -> bool:
+    """Users and admins read and search; nobody writes."""
+    return role(session) in PEOPLE and not want & WRITE
+
+
+def people_all(session: Session, want: int) -> bool:
+    return role(session) in PEOPLE
+
+
+def admin_only(session: Session, want: int) -> bool:
+    return role(session) == ADMIN
+
+
+def admin_writes(session: Session, want: int) -> bool:
+    """Users and admins read; admins write."""
+    return role(session) == ADMIN or (role(session) == USER and not want & WRITE)
+
+
+def on_the_way(session: Session, want: int) -> bool:
+    """A folder: people read it; a worker may pass through (search) to its tasks."""
+    if role(session) in PEOPLE:
+        return not want & WRITE
+    return want == SEARCH
+
+
+def workers_only(session: Session, want: int) -> bool:
+    return role(session) == WORKER
+
+
+def owner_writes(owner: str) -> Policy:
+    def policy(session: Session, want: int) -> bool:
+        if role(session) == ADMIN:
+            return True
+        return role(session) == USER and (not want & WRITE or user(session) == owner)
+    return policy
+
+
+def worker_name(session: Session) -> str | None:
+    """The name a worker joined under on this connection (None before `join`)."""
+    link = session.data.get("link")
+    return link.name if link is not None else None
+
+
+def node_files(name: str) -> Policy:
+    """A node's own files: people read, and so does that node's worker."""
+    def policy(session: Session, want: int) -> bool:
+        if want & WRITE:
+            return False
+        return role(session) in PEOPLE or (role(session) == WORKER
+                                           and worker_name(session) == name)
+    return policy
+
+
+def task_output(session: Session, want: int) -> bool:
+    """People read a task's output; a worker writes it (the lease is checked at open)."""
+    if role(session) in PEOPLE:
+        return not want & WRITE
+    return role(session) == WORKER and want == WRITE
+
+
+def denied(what: str) -> NinePError:
+    return NinePError(f"{EPERM}: {what}")
+
+
+# ------------------------------------------------------------------ disk-backed folders
+
+class DataNode(HostNode):
+    """/data: everyone reads; a user writes only under /data/USER; admins anywhere;
+    workers read only."""
+
+    def permits(self, session: Session, want: int) -> bool:
+        if not want & WRITE:
+            return True
+        if role(session) == ADMIN:
+            return True
+        if role(session) != USER:
+            return False
+        rel = os.path.relpath(self.path, self.export.root)
+        me = user(session)
+        return rel == me or rel.startswith(me + "/")
+
+
+class OutputsNode(HostNode):
+    """/jobs/N/outputs: people read; a worker with a task of the job leased writes.
+    `export.may_write(worker_name)` says whether it holds one now."""
+
+    def permits(self, session: Session, want: int) -> bool:
+        if role(session) in PEOPLE:
+            return role(session) == ADMIN or not want & WRITE
+        name = worker_name(session)
+        return role(session) == WORKER and name is not None and self.export.may_write(name)
