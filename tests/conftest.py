@@ -64,6 +64,7 @@ class GridProcs:
 def grid(proc):
     """A scheduler on a unix socket in a short temporary folder; no workers yet."""
     d = tempfile.mkdtemp(prefix="sg-", dir="/tmp")
+    os.chmod(d, 0o755)               # workers started as root run tasks as nobody
     g = GridProcs(proc, d, state=os.path.join(d, "state"), sock=os.path.join(d, "s.sock"))
     g.start_scheduler()
     yield g

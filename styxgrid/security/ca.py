@@ -152,10 +152,27 @@ class CA:
         return builder.sign(self.key, hashes.SHA256())
 
     def issue(self, name: str, role: str, out: str | Path, *, days: int = CERT_DAYS) -> Path:
-        """A new key and certificate for `name`, written as an identity folder."""
+        """A new key and certificate for `name` (the admin's word: a name already
+        issued is issued again), written as an identity folder."""
         key = new_key()
         cert = self.sign(key.public_key(), name, role, days=days)
+        self.record(name, role)
         return write_identity(Path(out), key_pem(key), cert_pem(cert), cert_pem(self.cert))
+
+    # ------------------------------------------------------------ names given out
+
+    def issued(self) -> dict[str, str]:
+        """name -> role of every certificate this CA gave out."""
+        try:
+            lines = (self.dir / "issued").read_text().splitlines()
+        except FileNotFoundError:
+            return {}
+        return dict(line.split(None, 1) for line in lines if line.strip())
+
+    def record(self, name: str, role: str) -> None:
+        if self.issued().get(name) != role:
+            with open(self.dir / "issued", "a") as f:
+                f.write(f"{name} {role}\n")
 
     def sign_csr(self, csr_pem: bytes, role: str) -> x509.Certificate:
         try:

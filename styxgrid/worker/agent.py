@@ -9,8 +9,10 @@ read that fetched its task until that task has been reported.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import pwd
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from ..errgroups import sole
 from ..ninep.client import Client, ConnectionLost, File, open_client
 from ..ninep.errors import NinePError
 from ..ninep.messages import OREAD, ORDWR, OWRITE
+from ..security.dial import dial
+from ..security.identity import Identity
 from ..scheduler.describe import JobSpec
 from .ad import literal, machine_ad
 from .process import Process
@@ -41,7 +45,9 @@ class WorkerConfig:
     attrs: dict[str, Any] = field(default_factory=dict)
     nice: int = 10
     heartbeat: float = 3.0
-    uname: str | None = None
+    identity: Identity | None = None          # TLS certificate for a TCP scheduler
+    allow: tuple[str, ...] = ()               # globs of programs this node runs (all if none)
+    run_as: str | None = None                 # started as root: run tasks as this user
 
 
 @dataclass(eq=False)
@@ -102,13 +108,24 @@ class Sandboxes:
     """Task folders, emptied and reused: making and deleting a folder per task costs
     more than a tiny task does.  A reused folder is empty, as a fresh one is."""
 
-    def __init__(self, root: str, keep: int) -> None:
+    def __init__(self, root: str, keep: int, owner: tuple[int, int] | None = None) -> None:
         self.root = root
         self.keep = keep
+        self.owner = owner                    # the tasks' user, when it is not ours
         self.free: list[str] = []
 
     def take(self) -> str:
-        return self.free.pop() if self.free else tempfile.mkdtemp(prefix="task.", dir=self.root)
+        if self.free:
+            return self.free.pop()
+        path = tempfile.mkdtemp(prefix="task.", dir=self.root)
+        if self.owner is not None:
+            os.chown(path, *self.owner)
+        return path
+
+    def chown(self, path: str) -> None:
+        """A file the worker put in a sandbox (an input) belongs to the task's user."""
+        if self.owner is not None:
+            os.chown(path, *self.owner)
 
     def give_back(self, path: str) -> None:
         try:
@@ -140,6 +157,22 @@ class Report:
     error: str = ""
 
 
+def task_user(run_as: str | None) -> tuple[int, int] | None:
+    """Whom tasks run as: a worker started as root runs them as `run_as` (default
+    nobody) and never as root; any other worker runs them as itself."""
+    if os.geteuid() != 0:
+        if run_as not in (None, pwd.getpwuid(os.geteuid()).pw_name):
+            raise ValueError(f"--run-as {run_as} needs the worker to be started as root")
+        return None
+    try:
+        entry = pwd.getpwnam(run_as or "nobody")
+    except KeyError:
+        raise ValueError(f"--run-as: no user {run_as or 'nobody'}") from None
+    if entry.pw_uid == 0:
+        raise ValueError("refusing to run tasks as root: give --run-as an unprivileged user")
+    return entry.pw_uid, entry.pw_gid
+
+
 class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
@@ -147,7 +180,10 @@ class Worker:
             tempfile.gettempdir(), f"styxgrid-worker-{config.name}"))
         os.makedirs(self.workdir, exist_ok=True)
         self.capacity = trio.Semaphore(config.slots)
-        self.sandboxes = Sandboxes(self.workdir, keep=2 * config.slots)
+        self.run_as = task_user(config.run_as)
+        if self.run_as is not None:
+            os.setgroups([])                  # tasks get no supplementary groups of root's
+        self.sandboxes = Sandboxes(self.workdir, keep=2 * config.slots, owner=self.run_as)
         self.parser = TaskParser()
         self.outbox: list[Report] = []          # `done` lines for the next batch
         self.outbox_ready = trio.Event()
@@ -169,7 +205,8 @@ class Worker:
                 try:
                     await self.connect(task_status)
                     backoff = 0.05
-                except* (ConnectionLost, OSError, NinePError) as lost:
+                except* (ConnectionLost, OSError, NinePError, trio.BrokenResourceError,
+                         trio.TooSlowError) as lost:
                     log.warning("worker %s: %s; dialling again in %.1fs", self.config.name,
                                 sole(lost.exceptions[0]), backoff)
                 task_status = trio.TASK_STATUS_IGNORED
@@ -184,8 +221,8 @@ class Worker:
         return "\n".join(lines) + "\n"
 
     async def connect(self, task_status: trio.TaskStatus) -> None:
-        async with open_client(self.config.scheduler, uname=self.config.uname,
-                               aname="worker") as client:
+        stream, uname = await dial(self.config.scheduler, self.config.identity)
+        async with open_client(stream, uname=uname, aname="worker") as client:
             ctl = await client.open("work", ORDWR)
             await ctl.pwrite(0, self.join_text().encode())
             self.link = Link(client, ctl)
@@ -289,14 +326,29 @@ class Worker:
         env.update((k, run.expand(v)) for k, v in run.spec.env)
         return env
 
+    def allowed(self, run: TaskRun, env: dict[str, str]) -> bool:
+        """The owner's say: with --allow globs, only programs matching one run
+        (the program as named, or its resolved path)."""
+        if not self.config.allow:
+            return True
+        cmd = run.spec.cmd
+        resolved = os.path.normpath(os.path.join(run.cwd, cmd)) if "/" in cmd else \
+            (shutil.which(cmd, path=env.get("PATH")) or cmd)
+        return any(fnmatch.fnmatchcase(name, glob) for glob in self.config.allow
+                   for name in (cmd, resolved))
+
     async def execute(self, run: TaskRun) -> tuple[int, str]:
         """Fetch the inputs, run the program, stream its output; (status, reason)."""
         spec = run.spec
+        env = self.task_env(run)
+        if not self.allowed(run, env):
+            return 126, (f"program {spec.cmd} is not allowed on node {self.config.name} "
+                         f"(allowed: {' '.join(self.config.allow)})")
         try:
             await self.fetch_inputs(run)
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
-            run.process = Process(argv, self.task_env(run), run.cwd, run.local("stdout"),
-                                  run.local("stderr"), self.config.nice)
+            run.process = Process(argv, env, run.cwd, run.local("stdout"),
+                                  run.local("stderr"), self.config.nice, self.run_as)
         except OSError as exc:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
         except NinePError as exc:
@@ -313,6 +365,7 @@ class Worker:
             local = os.path.join(run.cwd, os.path.basename(path))
             with open(local, "wb") as f:
                 f.write(data)
+            self.sandboxes.chown(local)
             if os.path.basename(run.spec.cmd) == os.path.basename(path):
                 os.chmod(local, 0o755)
 

@@ -1,8 +1,13 @@
 """Starting and reaping task processes without threads.
 
 `os.posix_spawn` starts the program (vfork speed) in its own process group, with
-stdout and stderr going straight to files in its sandbox; a pidfd tells the trio
-loop when it has ended.  Killing a task kills its whole process group.
+stdout and stderr going straight to files beside its sandbox; a pidfd tells the
+trio loop when it has ended.  Killing a task kills its whole process group.
+
+A worker running as root starts each task as an unprivileged user with no extra
+exec: around the spawn it sets its real and effective ids to that user, keeping
+root only as its saved id; execve then makes the saved id the user's too, so the
+task holds no way back to root, and the worker takes root back at once.
 """
 
 from __future__ import annotations
@@ -17,18 +22,27 @@ class Process:
     """A started task process."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str, stdout: str,
-                 stderr: str, nice: int = 0) -> None:
-        out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                 stderr: str, nice: int = 0, user: tuple[int, int] | None = None) -> None:
+        out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        out = os.open(stdout, out_flags, 0o644)     # opened by us: the task's user may not
+        err = os.open(stderr, out_flags, 0o644)     # be able to reach the worker's folder
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_OPEN, 1, stdout, out_flags, 0o644),
-                   (os.POSIX_SPAWN_OPEN, 2, stderr, out_flags, 0o644)]
+                   (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
         program = argv[0]
         spawn = os.posix_spawn if "/" in program else os.posix_spawnp
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
+            if user is not None:
+                os.setresgid(user[1], user[1], 0)
+                os.setresuid(user[0], user[0], 0)
             self.pid = spawn(program, argv, env, file_actions=actions, setpgroup=0)
         finally:
+            if user is not None:
+                os.setresuid(0, 0, 0)
+                os.setresgid(0, 0, 0)
             os.chdir("/")                     # the worker itself never uses relative paths
+            os.close(out)
+            os.close(err)
         self.pidfd = os.pidfd_open(self.pid)
         self.status: int | None = None
         if nice:
