@@ -12,6 +12,7 @@ from typing import Callable
 import pyfuse3
 import trio
 
+from ..security.identity import Identity
 from .operations import NinePOperations
 from .remote import Remote
 
@@ -20,10 +21,11 @@ log = logging.getLogger("styxgrid.fs")
 MAX_REQUESTS = 4096      # concurrent FUSE requests: each parked `cat wait` holds one
 
 
-async def serve_mount(addr: str, mountpoint: str, *, uname: str | None = None,
-                      aname: str = "", ready: Callable[[], None] = lambda: None) -> None:
-    """Mount `addr` at `mountpoint` until unmounted or signalled."""
-    remote = Remote(addr, uname, aname)
+async def serve_mount(addr: str, mountpoint: str, *, identity: Identity | None = None,
+                      ready: Callable[[], None] = lambda: None) -> None:
+    """Mount `addr` at `mountpoint` until unmounted or signalled; a TCP address is
+    dialled with TLS and `identity`'s certificate."""
+    remote = Remote(addr, identity)
     async with trio.open_nursery() as nursery:
         await nursery.start(remote.run)
         ops = NinePOperations(remote, nursery)

@@ -13,6 +13,8 @@ import trio
 from ..errgroups import unwrapped
 from ..ninep.client import Client, ConnectionLost, open_client
 from ..ninep.errors import NinePError
+from ..security.dial import dial
+from ..security.identity import Identity
 
 log = logging.getLogger("styxgrid.fs")
 
@@ -20,9 +22,9 @@ DIAL_TIMEOUT = 3.0
 
 
 class Remote:
-    def __init__(self, addr: str, uname: str | None, aname: str) -> None:
+    def __init__(self, addr: str, identity: Identity | None, aname: str = "") -> None:
         self.addr = addr
-        self.uname = uname
+        self.identity = identity                 # certificate for a TCP scheduler
         self.aname = aname
         self.client: Client | None = None
         self.generation = 0              # bumps with each new connection: old fids are dead
@@ -37,8 +39,8 @@ class Remote:
         while True:
             try:
                 with unwrapped():
-                    async with open_client(self.addr, uname=self.uname,
-                                           aname=self.aname) as client:
+                    stream, uname = await dial(self.addr, self.identity)
+                    async with open_client(stream, uname=uname, aname=self.aname) as client:
                         self.client = client
                         self.generation += 1
                         self.attempt_over()
@@ -49,7 +51,8 @@ class Remote:
                             log.warning("reconnected to %s", self.addr)
                         await client.lost.wait()
                         log.warning("lost the connection to %s: %s", self.addr, client.closed)
-            except (OSError, ConnectionLost, NinePError) as exc:
+            except (OSError, ConnectionLost, NinePError, trio.BrokenResourceError,
+                    trio.TooSlowError) as exc:
                 if first:
                     raise
                 log.info("cannot reach %s: %s", self.addr, exc)

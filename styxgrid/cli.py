@@ -76,7 +76,8 @@ SOCKET_NAME = "scheduler.sock"
 
 
 def default_scheduler() -> str:
-    """$STYXGRID_SCHEDULER, else the socket of a `styxgrid up` in this folder or above."""
+    """$STYXGRID_SCHEDULER, else the socket of a `styxgrid up` in this folder or
+    above, else the scheduler `styxgrid login` joined."""
     env = os.environ.get("STYXGRID_SCHEDULER")
     if env:
         return env
@@ -85,7 +86,12 @@ def default_scheduler() -> str:
         sock = folder / DEFAULT_STATE / SOCKET_NAME
         if sock.exists():
             return str(sock)
-    return str(here / DEFAULT_STATE / SOCKET_NAME)
+    return user_identity().scheduler or str(here / DEFAULT_STATE / SOCKET_NAME)
+
+
+def user_identity():
+    from .security.identity import Identity, user_identity_dir
+    return Identity(user_identity_dir())
 
 
 async def _serve_scheduler(args: argparse.Namespace, addr, ready: Callable[[str], None]) -> None:
@@ -93,7 +99,8 @@ async def _serve_scheduler(args: argparse.Namespace, addr, ready: Callable[[str]
     async with trio.open_nursery() as nursery:
         _grid, listeners = await nursery.start(functools.partial(
             serve_scheduler, args.state, addr, heartbeat_timeout=args.heartbeat_timeout,
-            trace=args.trace))
+            trace=args.trace, ca_dir=getattr(args, "ca", None),
+            insecure=getattr(args, "insecure", False)))
         ready(_bound(listeners, addr))
 
 
@@ -118,9 +125,18 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     except ValueError as exc:
         say(f"scheduler: {exc}")
         return 2
+    from .scheduler.service import SetupError
+    from .security.ca import CAError
+    if args.insecure and addr.path is None:
+        say("scheduler: WARNING: --insecure: plain 9P on TCP, every attach name believed, "
+            "anyone who can connect is an admin")
     try:
-        _run_until_signal(lambda: _serve_scheduler(
-            args, addr, lambda where: say(f"scheduler: serving {args.state} on {where}")))
+        with unwrapped():
+            _run_until_signal(lambda: _serve_scheduler(
+                args, addr, lambda where: say(f"scheduler: serving {args.state} on {where}")))
+    except (SetupError, CAError) as exc:
+        say(f"scheduler: {exc}")
+        return 2
     except OSError as exc:
         say(f"scheduler: {exc}")
         return 1
@@ -128,24 +144,48 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def _worker_config(args: argparse.Namespace):
+    from .security.identity import Identity, worker_identity_dir
     from .worker.ad import parse_attr
     from .worker.agent import WorkerConfig
     attrs = dict(parse_attr(a) for a in args.attr)
-    return WorkerConfig(scheduler=args.scheduler or default_scheduler(),
-                        name=args.name or socket.gethostname(), slots=args.slots,
-                        workdir=args.workdir or "", attrs=attrs, nice=args.nice,
-                        heartbeat=args.heartbeat)
+    name = args.name or socket.gethostname()
+    identity = Identity(Path(args.identity) if args.identity else worker_identity_dir(name))
+    return WorkerConfig(scheduler=args.scheduler or identity.scheduler or default_scheduler(),
+                        name=name, slots=args.slots, workdir=args.workdir or "", attrs=attrs,
+                        nice=args.nice, heartbeat=args.heartbeat, identity=identity,
+                        allow=tuple(args.allow), run_as=args.run_as)
+
+
+def _enrol(scheduler: str, token: str, name: str, out: Path) -> None:
+    """Spend a join token at a TCP scheduler for a certificate kept in `out`."""
+    from .security.enrol import enrol
+    where = parse_address(scheduler)
+    if where.path is not None:
+        raise ValueError("--join needs the scheduler's HOST:PORT (a unix socket needs no "
+                         "certificate)")
+    assert where.host is not None and where.port is not None
+    with unwrapped():
+        identity = trio.run(enrol, where.host, where.port, token, name, out)
+    identity.remember_scheduler(scheduler)
 
 
 @command
 def cmd_worker(args: argparse.Namespace) -> int:
+    from .security.ca import CAError
     from .worker.agent import Worker
     try:
         config = _worker_config(args)
-    except ValueError as exc:
+        assert config.identity is not None
+        if args.join and not config.identity.exists():
+            _enrol(config.scheduler, args.join, config.name, config.identity.dir)
+            say(f"worker: enrolled as {config.name}; certificate in {config.identity.dir}")
+        worker = Worker(config)
+    except (ValueError, CAError, NinePError) as exc:
         say(f"worker: {exc}")
         return 2
-    worker = Worker(config)
+    except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
+        say(f"worker: cannot enrol at {args.scheduler}: {exc}")
+        return 1
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -241,8 +281,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
             os.close(devnull)
     try:
         with unwrapped():
-            trio.run(functools.partial(serve_mount, args.addr, mountpoint, ready=ready))
-    except (OSError, ConnectionLost, NinePError, RuntimeError) as exc:
+            trio.run(functools.partial(serve_mount, args.addr, mountpoint,
+                                       identity=user_identity(), ready=ready))
+    except (OSError, ConnectionLost, NinePError, RuntimeError, trio.BrokenResourceError) as exc:
         say(f"mount: cannot mount {args.addr} on {mountpoint}: {exc}")
         return 1
     return 0
@@ -266,6 +307,65 @@ def _mount_in_background(args: argparse.Namespace, mountpoint: str) -> int:
 
 
 @command
+def cmd_login(args: argparse.Namespace) -> int:
+    """Spend a user join token for a certificate; later commands use it."""
+    from .security.ca import CAError
+    identity = user_identity()
+    name = args.name or _local_user()
+    try:
+        _enrol(args.scheduler, args.join, name, identity.dir)
+    except (ValueError, CAError, NinePError) as exc:
+        say(f"login: {exc}")
+        return 2
+    except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
+        say(f"login: cannot reach {args.scheduler}: {exc}")
+        return 1
+    say(f"login: {name} joined {args.scheduler}; certificate in {identity.dir}")
+    return 0
+
+
+def _local_user() -> str:
+    from .ninep.client import default_uname
+    return default_uname()
+
+
+@command
+def cmd_ca(args: argparse.Namespace) -> int:
+    """The grid CA: init, issue, revoke."""
+    from .security.ca import CA, CAError
+    try:
+        if args.ca_command == "init":
+            ca = CA.init(args.dir)
+            say(f"ca: made {ca.dir} (fingerprint {ca.fingerprint})")
+        elif args.ca_command == "issue":
+            out = CA.open(args.dir).issue(args.name, args.role,
+                                          args.out or f"{args.name}.identity", days=args.days)
+            say(f"ca: {args.role} {args.name}: key and certificate in {out}")
+        else:
+            CA.open(args.dir).revoke(args.name)
+            say(f"ca: {args.name} revoked; its connections are dropped")
+    except CAError as exc:
+        say(f"ca: {exc}")
+        return 2
+    return 0
+
+
+@command
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a join token for a new worker or user."""
+    from .security import tokens
+    from .security.ca import CA, CAError
+    try:
+        token = tokens.create(CA.open(args.ca), args.role, ttl=tokens.parse_ttl(args.ttl),
+                              uses=args.uses)
+    except CAError as exc:
+        say(f"token: {exc}")
+        return 2
+    print(token)
+    return 0
+
+
+@command
 def cmd_umount(args: argparse.Namespace) -> int:
     result = subprocess.run(["fusermount3", "-u", os.path.abspath(args.mountpoint)])
     return result.returncode
@@ -280,8 +380,10 @@ def _client_command(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) 
         address = args.scheduler or default_scheduler()
 
         async def main() -> int:
+            from .security.dial import dial
             with unwrapped():
-                async with open_client(address) as client:
+                stream, uname = await dial(address, user_identity())
+                async with open_client(stream, uname=uname) as client:
                     return await fn(client, args)
         try:
             return trio.run(main)
@@ -291,7 +393,7 @@ def _client_command(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) 
         except ValueError as exc:
             say(f"{args.command}: {exc}")
             return 2
-        except (OSError, ConnectionLost) as exc:
+        except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
             say(f"{args.command}: cannot reach the scheduler at {address}: {exc}")
             return 1
         except KeyboardInterrupt:
@@ -417,6 +519,36 @@ def parser() -> argparse.ArgumentParser:
                    f"{SOCKET_NAME})")
     p.add_argument("--heartbeat-timeout", type=float, default=10.0,
                    help="seconds of silence after which a worker is lost")
+    p.add_argument("--ca", metavar="DIR", help="the grid CA (from `ca init`): TCP speaks TLS")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plain TCP with no certificates (a warning is printed)")
+
+    p = sub.add_parser("ca", help="the grid's certificate authority")
+    casub = p.add_subparsers(dest="ca_command", required=True)
+    q = casub.add_parser("init", help="make a new CA")
+    q.add_argument("--dir", required=True)
+    q = casub.add_parser("issue", help="issue a key and certificate")
+    q.add_argument("--dir", required=True, help="the CA folder")
+    q.add_argument("--role", required=True, choices=("user", "worker", "admin"))
+    q.add_argument("--out", help="identity folder to write (default NAME.identity)")
+    q.add_argument("--days", type=int, default=365)
+    q.add_argument("name")
+    q = casub.add_parser("revoke", help="revoke a name; its connections are dropped")
+    q.add_argument("--dir", required=True)
+    q.add_argument("name")
+
+    p = sub.add_parser("token", help="join tokens")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    q = tsub.add_parser("create", help="print a join token")
+    q.add_argument("--ca", required=True, metavar="DIR")
+    q.add_argument("--role", required=True, choices=("user", "worker"))
+    q.add_argument("--ttl", default="1h", help="lifetime: 30m, 1h, 7d (default 1h)")
+    q.add_argument("--uses", type=int, default=1)
+
+    p = sub.add_parser("login", help="join a grid as a user with a token")
+    p.add_argument("--join", required=True, metavar="TOKEN")
+    p.add_argument("--scheduler", required=True, help="HOST:PORT")
+    p.add_argument("--name", help="your name in the grid (default: your login name)")
 
     p = sub.add_parser("worker", help="run a worker that dials out to the scheduler")
     _worker_options(p)
@@ -482,6 +614,13 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
                    help="a custom ClassAd attribute (repeatable)")
     p.add_argument("--nice", type=int, default=10, help="niceness of tasks (default 10)")
     p.add_argument("--heartbeat", type=float, default=3.0, help="seconds between heartbeats")
+    p.add_argument("--join", metavar="TOKEN", help="enrol with this token (first start)")
+    p.add_argument("--identity", metavar="DIR",
+                   help="key and certificate (default ~/.config/styxgrid/worker-NAME)")
+    p.add_argument("--allow", action="append", default=[], metavar="GLOB",
+                   help="run only programs matching (repeatable; default: any)")
+    p.add_argument("--run-as", metavar="USER",
+                   help="started as root: run tasks as USER (default nobody)")
 
 
 def raise_fd_limit() -> None:
