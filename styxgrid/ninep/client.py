@@ -188,7 +188,8 @@ class Client:
             for chunk in chunks:
                 reply = await self.rpc(Twalk, start, fid, chunk)
                 if len(reply.wqids) != len(chunk):
-                    raise NinePError(f"{E.ENOTFOUND}: {path}")
+                    raise NinePError(f"{await self.walk_error(start, chunk, len(reply.wqids))}"
+                                     f": {path}")
                 start = fid
         except BaseException as exc:
             if start == fid or isinstance(exc, trio.Cancelled):
@@ -198,6 +199,25 @@ class Client:
                 self.free_fids.append(fid)
             raise
         return fid
+
+    async def walk_error(self, start: int, names: tuple[str, ...], reached: int) -> str:
+        """Why a walk stopped after `reached` names: a partial Rwalk carries no error
+        (walk(5)), so walk to where it stopped and try the next name alone."""
+        base = self.alloc_fid()
+        probe = self.alloc_fid()
+        try:
+            await self.rpc(Twalk, start, base, names[:reached])
+            try:
+                await self.rpc(Twalk, base, probe, names[reached:reached + 1])
+            except NinePError as exc:
+                self.free_fids.append(probe)
+                return exc.ename
+            await self.clunk_quietly(probe)            # it is there after all
+        except NinePError:
+            self.free_fids.append(probe)
+        finally:
+            await self.clunk_quietly(base)
+        return E.ENOTFOUND
 
     async def clunk(self, fid: int) -> None:
         try:

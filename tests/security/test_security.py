@@ -1,0 +1,334 @@
+"""Security with real TLS sockets and real certificates: the grid CA, join tokens,
+refusals, ownership, worker policy, and p9probe through a TLS tunnel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from styxgrid.ninep import NinePError
+from styxgrid.ninep.client import ConnectionLost, open_client
+from styxgrid.ninep.messages import ORDWR
+from styxgrid.security import tls
+from styxgrid.security.ca import CA, cert_pem, key_pem, new_key, write_identity
+from styxgrid.security.dial import dial
+from styxgrid.security.identity import Identity
+
+from ..helpers import STYXGRID, p9probe
+
+TIMEOUT = 60
+
+
+class TLSGrid:
+    """A CA, a scheduler on TCP+TLS, and helpers to make identities and clients."""
+
+    def __init__(self, proc, root: str) -> None:
+        self.proc = proc
+        self.root = root
+        self.ca = CA.init(os.path.join(root, "ca"))
+        self.state = os.path.join(root, "state")
+        self.scheduler = proc(["scheduler", "--ca", str(self.ca.dir), "--state", self.state,
+                               "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+        self.addr = self.scheduler.match.group(1)
+        self.env = {**os.environ, "XDG_CONFIG_HOME": os.path.join(root, "config")}
+
+    def identity(self, name: str, role: str) -> Identity:
+        return Identity(self.ca.issue(name, role, os.path.join(self.root, f"id-{name}")))
+
+    def client(self, identity: Identity | None, **kw):
+        return _Client(self.addr, identity, **kw)
+
+    def cli(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*STYXGRID, *args], capture_output=True, text=True,
+                              timeout=TIMEOUT, env={**self.env, **(env or {})})
+
+    def token(self, role: str, *extra: str) -> str:
+        out = self.cli("token", "create", "--ca", str(self.ca.dir), "--role", role, *extra)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def worker(self, name: str, *extra: str):
+        identity = self.identity(name, "worker")
+        return self.proc(["worker", "--scheduler", self.addr, "--name", name, "--identity",
+                          str(identity.dir), "--heartbeat", "0.5", "--workdir",
+                          os.path.join(self.root, f"work-{name}"), *extra], r"joined")
+
+
+class _Client:
+    """`async with grid.client(identity) as c`: a 9P client over TLS."""
+
+    def __init__(self, addr: str, identity: Identity | None, uname: str | None = None,
+                 aname: str = "") -> None:
+        self.addr, self.identity, self.uname, self.aname = addr, identity, uname, aname
+
+    async def __aenter__(self):
+        stream, name = await dial(self.addr, self.identity)
+        self.cm = open_client(stream, uname=self.uname or name or "nobody", aname=self.aname)
+        return await self.cm.__aenter__()
+
+    async def __aexit__(self, *exc):
+        return await self.cm.__aexit__(*exc)
+
+
+@pytest.fixture
+def tgrid(proc):
+    root = tempfile.mkdtemp(prefix="sgt-", dir="/tmp")
+    os.chmod(root, 0o755)
+    yield TLSGrid(proc, root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def submit(c, text: str) -> int:
+    f = await c.open("new", ORDWR)
+    async with f:
+        await f.pwrite(0, text.encode())
+        return int((await f.pread(0, 64)).decode())
+
+
+async def wait(c, job: int) -> str:
+    with trio.fail_after(TIMEOUT):
+        return (await c.read_file(f"jobs/{job}/wait")).decode()
+
+
+def test_readme_commands_bring_up_a_tls_grid_with_a_worker_joined_by_token(tmp_path):
+    """ca init; scheduler --ca; worker --join $(token create): a job runs."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    os.chmod(tmp_path, 0o755)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*STYXGRID, *args], capture_output=True, text=True, env=env,
+                              timeout=TIMEOUT, cwd=tmp_path)
+    assert cli("ca", "init", "--dir", "ca").returncode == 0
+    sched = subprocess.Popen([*STYXGRID, "scheduler", "--ca", "ca", "--listen", "127.0.0.1:0"],
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    worker = None
+    try:
+        addr = next(line for line in sched.stderr if "serving" in line).split()[-1]
+        token = cli("token", "create", "--ca", "ca", "--role", "worker").stdout.strip()
+        worker = subprocess.Popen([*STYXGRID, "worker", "--join", token, "--scheduler", addr,
+                                   "--name", "w1"], stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=tmp_path)
+        assert "enrolled as w1" in worker.stderr.readline()
+        assert "joined" in worker.stderr.readline()
+        user = cli("token", "create", "--ca", "ca", "--role", "user").stdout.strip()
+        assert cli("login", "--join", user, "--scheduler", addr, "--name", "alice").returncode == 0
+        job = cli("submit", "--", "sh", "-c", "echo hi from $(id -un)").stdout.strip()
+        assert " done " in cli("wait", job).stdout
+        assert cli("cat", f"jobs/{job}/stdout").stdout == "hi from nobody\n"
+        assert "owner=alice" in cli("cat", f"jobs/{job}/status").stdout
+        key = tmp_path / "config" / "styxgrid" / "user" / "key.pem"
+        assert oct(key.stat().st_mode & 0o777) == "0o600"
+    finally:
+        for p in (worker, sched):
+            if p is not None:
+                p.terminate()
+                p.wait(10)
+                p.stderr.close()
+
+
+async def test_plaintext_client_is_refused_on_the_tls_port(tgrid):
+    with pytest.raises((ConnectionLost, NinePError, OSError)):
+        with trio.fail_after(TIMEOUT):
+            async with open_client(tgrid.addr, uname="root") as c:
+                await c.read_file("stats")
+
+
+async def test_certificate_from_another_ca_is_refused(tgrid):
+    other = CA.init(os.path.join(tgrid.root, "other-ca"))
+    stranger = Identity(other.issue("alice", "user", os.path.join(tgrid.root, "stranger")))
+    # trust our grid's CA for the server, but present the other CA's certificate
+    shutil.copy(tgrid.ca.dir / "ca.crt", stranger.ca)
+    with pytest.raises((trio.BrokenResourceError, ConnectionLost, OSError)):
+        async with tgrid.client(stranger) as c:
+            await c.read_file("stats")
+
+
+async def test_expired_certificate_is_refused(tgrid):
+    key = new_key()
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
+    cert = tgrid.ca.sign(key.public_key(), "late", "user", days=1, not_before=old)
+    expired = Identity(write_identity(Path(tgrid.root) / "late", key_pem(key), cert_pem(cert),
+                                      cert_pem(tgrid.ca.cert)))
+    with pytest.raises((trio.BrokenResourceError, ConnectionLost, OSError)):
+        async with tgrid.client(expired) as c:
+            await c.read_file("stats")
+
+
+async def test_revoked_name_is_refused_and_dropped_while_connected(tgrid):
+    bob = tgrid.identity("bob", "user")
+    async with tgrid.client(bob) as c:
+        assert (await c.read_file("stats")).startswith(b"jobs=")
+        assert tgrid.cli("ca", "revoke", "--dir", str(tgrid.ca.dir), "bob").returncode == 0
+        with trio.fail_after(10):
+            with pytest.raises(ConnectionLost):
+                while True:
+                    await c.read_file("stats")
+                    await trio.sleep(0.1)
+    with pytest.raises((trio.BrokenResourceError, ConnectionLost, OSError)):
+        async with tgrid.client(bob) as c:
+            await c.read_file("stats")
+
+
+def test_tokens_cannot_be_replayed_or_used_late(tgrid, tmp_path):
+    token = tgrid.token("user")
+    first = tgrid.cli("login", "--join", token, "--scheduler", tgrid.addr, "--name", "carol")
+    assert first.returncode == 0, first.stderr
+    again = tgrid.cli("login", "--join", token, "--scheduler", tgrid.addr, "--name", "dave",
+                      env={"XDG_CONFIG_HOME": str(tmp_path / "c2")})
+    assert again.returncode == 2 and "token already used up" in again.stderr
+    short = tgrid.token("user", "--ttl", "1s")
+    time.sleep(1.2)                              # token lifetimes are wall-clock time
+    late = tgrid.cli("login", "--join", short, "--scheduler", tgrid.addr, "--name", "erin",
+                     env={"XDG_CONFIG_HOME": str(tmp_path / "c3")})
+    assert late.returncode == 2 and "token expired" in late.stderr
+    taken = tgrid.cli("login", "--join", tgrid.token("user"), "--scheduler", tgrid.addr,
+                      "--name", "carol", env={"XDG_CONFIG_HOME": str(tmp_path / "c4")})
+    assert taken.returncode == 2 and "taken" in taken.stderr
+
+
+async def test_attach_name_must_be_the_certificates(tgrid):
+    alice = tgrid.identity("alice", "user")
+    with pytest.raises(NinePError, match="is not the certificate's name 'alice'"):
+        async with tgrid.client(alice, uname="root") as c:
+            await c.read_file("stats")
+    host, port = tgrid.addr.rsplit(":", 1)
+    bare = await tls.connect(host, int(port), tls.pinning_context())   # TLS, no certificate
+    with pytest.raises(NinePError, match="no client certificate"):
+        async with open_client(bare, uname="anyone") as c:
+            await c.read_file("stats")
+
+
+async def test_users_control_only_their_own_jobs_and_admins_any(tgrid):
+    alice, bob = tgrid.identity("alice", "user"), tgrid.identity("bob", "user")
+    admin = tgrid.identity("boss", "admin")
+    async with tgrid.client(alice) as a, tgrid.client(bob) as b, tgrid.client(admin) as root:
+        job = await submit(a, "submit sleep 30\n")
+        for verb in (b"kill\n", b"hold\n", b"priority 9\n"):
+            with pytest.raises(NinePError, match="permission denied"):
+                await b.write_file(f"jobs/{job}/ctl", verb)
+        assert b"queued" in await b.read_file(f"jobs/{job}/status")      # bob may look
+        with pytest.raises(NinePError, match="permission denied"):
+            await b.write_file("ctl", b"drain\n")
+        with pytest.raises(NinePError, match="permission denied"):
+            await a.read_file("work")
+        await a.write_file(f"jobs/{job}/ctl", b"hold\n")
+        await root.write_file(f"jobs/{job}/ctl", b"kill\n")
+        assert " killed " in await wait(a, job)
+        await root.write_file("ctl", b"resume\n")
+        # /data: everyone reads, a user writes only under /data/USER
+        await a.write_file("data/alice/mine.txt", b"mine\n")
+        assert await b.read_file("data/alice/mine.txt") == b"mine\n"
+        with pytest.raises(NinePError, match="permission denied"):
+            await b.write_file("data/alice/theirs.txt", b"x")
+        with pytest.raises(NinePError, match="permission denied"):
+            await b.write_file("data/top.txt", b"x")
+        with pytest.raises(NinePError):
+            await a.read_file("data/../../ca/ca.key")
+        assert b"ca.key" not in b"".join(s.name.encode() for s in await a.ls("data/.."))
+
+
+async def test_symlinks_out_of_data_are_refused(tgrid):
+    os.makedirs(os.path.join(tgrid.state, "data", "alice"), exist_ok=True)
+    os.symlink("/etc", os.path.join(tgrid.state, "data", "alice", "etc"))
+    alice = tgrid.identity("alice", "user")
+    async with tgrid.client(alice) as a:
+        with pytest.raises(NinePError, match="permission denied: path leaves"):
+            await a.read_file("data/alice/etc")        # the link itself, walked alone
+        with pytest.raises(NinePError):
+            await a.read_file("data/alice/etc/hostname")
+        with pytest.raises(NinePError):
+            await a.read_file("/etc/hostname")
+
+
+async def test_worker_certificate_reaches_only_its_own_things(tgrid):
+    w1, w2 = tgrid.identity("w1", "worker"), tgrid.identity("w2", "worker")
+    alice = tgrid.identity("alice", "user")
+    async with tgrid.client(alice) as a, tgrid.client(w1, aname="worker") as one, \
+            tgrid.client(w2, aname="worker") as two:
+        job = await submit(a, "submit echo x\n")
+        ctl1 = await one.open("work", ORDWR)
+        await ctl1.pwrite(0, b"join w1\nslots 1\n")
+        ctl2 = await two.open("work", ORDWR)
+        with pytest.raises(NinePError, match="certificate's name"):
+            await ctl2.pwrite(0, b"join w1\nslots 1\n")
+        await ctl2.pwrite(0, b"join w2\nslots 1\n")
+        slot = await one.open("work")
+        assert (await slot.pread(0, 4096)).startswith(f"task {job} 0".encode())
+        for path in ("ctl", "new", "stats", f"jobs/{job}/status", "nodes/index",
+                     "nodes/w1/ctl"):
+            with pytest.raises(NinePError, match="permission denied"):
+                await two.read_file(path)
+        with pytest.raises(NinePError, match="permission denied"):
+            await two.write_file(f"jobs/{job}/tasks/0/stdout", b"forged\n")
+        with pytest.raises(NinePError, match="permission denied"):
+            await two.read_file("nodes/w1/status")
+        assert (await two.read_file("nodes/w2/status")).startswith(b"w2 ")
+        with pytest.raises(NinePError, match="permission denied"):
+            await one.write_file("data/planted.txt", b"x")
+        await one.write_file(f"jobs/{job}/tasks/0/stdout", b"real\n")
+        await ctl1.pwrite(0, f"done {job} 0 0".encode())
+        assert " done " in await wait(a, job)
+        assert await a.read_file(f"jobs/{job}/stdout") == b"real\n"
+
+
+async def test_allowlist_blocks_a_program_and_root_worker_runs_tasks_as_nobody(tgrid):
+    tgrid.worker("picky", "--allow", "/usr/bin/*", "--allow", "sh")
+    alice = tgrid.identity("alice", "user")
+    async with tgrid.client(alice) as a:
+        ok = await submit(a, "submit sh -c 'id -un'\n")
+        assert " done " in await wait(a, ok)
+        if os.geteuid() == 0:
+            assert await a.read_file(f"jobs/{ok}/stdout") == b"nobody\n"
+        blocked = await submit(a, "submit /bin/true\n")
+        assert " failed " in await wait(a, blocked)
+        status = (await a.read_file(f"jobs/{blocked}/tasks/0/status")).decode()
+        assert "exit=126" in status
+        assert "program /bin/true is not allowed on node picky" in status
+
+
+def test_worker_refuses_to_run_tasks_as_root(tgrid):
+    if os.geteuid() != 0:
+        pytest.skip("the refusal concerns workers started as root")
+    out = subprocess.run([*STYXGRID, "worker", "--scheduler", tgrid.addr, "--run-as", "root"],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 2 and "refusing to run tasks as root" in out.stderr
+
+
+def test_tcp_scheduler_needs_a_ca_or_insecure(tmp_path):
+    out = subprocess.run([*STYXGRID, "scheduler", "--state", str(tmp_path / "s"), "--listen",
+                          "127.0.0.1:0"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 2 and "needs --ca DIR" in out.stderr
+
+
+def test_p9probe_conformance_over_tls_through_socat(tgrid, proc):
+    """The independent client speaks plain 9P; socat carries it over TLS with a
+    user certificate (the probe's attach name is the certificate's)."""
+    prober = tgrid.identity("prober", "admin")
+    os.makedirs(os.path.join(tgrid.state, "data", "probe"), exist_ok=True)
+    Path(tgrid.state, "data", "probe", "f.txt").write_text("original\n")
+    sock = os.path.join(tgrid.root, "tunnel.sock")
+    host, port = tgrid.addr.rsplit(":", 1)
+    tunnel = subprocess.Popen(
+        ["socat", f"UNIX-LISTEN:{sock},fork",
+         f"OPENSSL:{host}:{port},cert={prober.cert},key={prober.key},cafile={prober.ca},"
+         "openssl-min-proto-version=TLS1.3"], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.02)                     # socat has no readiness signal
+        result = p9probe(sock, "--uname", "prober", "--path", "stats", "--wfile",
+                         "data/probe/f.txt", "--wdir", "data/probe")
+    finally:
+        tunnel.terminate()
+        tunnel.wait()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "20 passed, 0 failed, 1 skipped" in result.stdout
+
