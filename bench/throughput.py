@@ -4,7 +4,9 @@ One invocation:
 1. 2,000 x /bin/true as one job of 2,000 tasks through `styxgrid up --workers 2`,
    against `xargs -P2`, GNU `parallel -j2` and a plain Python loop of
    subprocess.run in 2 threads (the spawn floor); tasks/s and every ratio.
-2. 200 single-task jobs one after another on the idle grid: submit -> finished
+2. The same through a scheduler on TCP+TLS (grid CA, worker certificate) against
+   the unix socket of (1).
+3. 200 single-task jobs one after another on the idle grid: submit -> finished
    latency p50 / p99 (submit is a write to /new, finished is the read of `wait`).
 
     .venv/bin/python bench/throughput.py [--tasks 2000] [--jobs 200]
@@ -28,6 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from styxgrid.ninep.client import open_client  # noqa: E402
 from styxgrid.ninep.messages import ORDWR  # noqa: E402
+from styxgrid.security.ca import CA  # noqa: E402
+from styxgrid.security.dial import dial  # noqa: E402
+from styxgrid.security.identity import Identity  # noqa: E402
 
 TRUE = shutil.which("true") or "/bin/true"
 
@@ -70,8 +75,9 @@ async def submit(client, text: str) -> int:
         return int((await f.pread(0, 64)).decode())
 
 
-async def grid_rate(sock: str, n: int) -> float:
-    async with open_client(sock) as client:
+async def grid_rate(sock: str, n: int, identity: Identity | None = None) -> float:
+    stream, uname = await dial(sock, identity)
+    async with open_client(stream, uname=uname) as client:
         start = time.perf_counter()
         job = await submit(client, f"cmd {TRUE}\ntasks {n}\nsubmit\n")
         status = (await client.read_file(f"jobs/{job}/wait")).decode()
@@ -89,6 +95,24 @@ async def grid_latency(sock: str, jobs: int) -> list[float]:
             await client.read_file(f"jobs/{job}/wait")
             out.append(time.perf_counter() - start)
     return out
+
+
+def start_tls_grid(tmp: str, slots: int) -> tuple[list[subprocess.Popen], str, Identity]:
+    """A scheduler on 127.0.0.1 with TLS and one worker with a certificate."""
+    ca = CA.init(os.path.join(tmp, "ca"))
+    admin = Identity(ca.issue("bench", "admin", os.path.join(tmp, "admin")))
+    worker_id = ca.issue("tlsworker", "worker", os.path.join(tmp, "worker"))
+    sched = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "scheduler", "--ca",
+                              str(ca.dir), "--state", os.path.join(tmp, "tls-state"),
+                              "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    assert sched.stderr is not None
+    addr = next(line for line in sched.stderr if "serving" in line).split()[-1]
+    worker = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "worker", "--scheduler",
+                               addr, "--identity", str(worker_id), "--name", "tlsworker",
+                               "--slots", str(slots)], stderr=subprocess.PIPE, text=True)
+    assert worker.stderr is not None
+    next(line for line in worker.stderr if "joined" in line)
+    return [worker, sched], addr, admin
 
 
 def start_grid(state: str, slots: int) -> subprocess.Popen:
@@ -114,6 +138,7 @@ def main() -> None:
         return statistics.median(values) if values else None
 
     tmp = tempfile.mkdtemp(prefix="sgbench-", dir="/tmp")
+    os.chmod(tmp, 0o755)
     up = start_grid(os.path.join(tmp, "state"), 2)
     try:
         sock = os.path.join(tmp, "state", "scheduler.sock")
@@ -123,6 +148,14 @@ def main() -> None:
     finally:
         up.terminate()
         up.wait()
+    tls_procs, addr, admin = start_tls_grid(tmp, 2)
+    try:
+        trio.run(grid_rate, addr, 200, admin)
+        tls_rate = median(lambda: trio.run(grid_rate, addr, n, admin))
+    finally:
+        for p in tls_procs:
+            p.terminate()
+            p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     floor = median(python_floor, n)
     xargs = median(shell_rate, "seq {n} | xargs -P2 -n1 {true}", n)
@@ -139,6 +172,8 @@ def main() -> None:
             continue
         print(f"  {name:34} {rate:9.0f} {grid / rate:14.2f}")
     print(f"  target: grid >= 0.6 x spawn floor -> {grid / floor:.2f}")
+    print(f"  {'styxgrid, worker over TCP+TLS':34} {tls_rate:9.0f}   "
+          f"TLS / unix socket = {tls_rate / grid:.2f} (target >= 0.9)")
     lat = sorted(latencies)
     p50 = lat[len(lat) // 2] * 1000
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
