@@ -1,0 +1,329 @@
+"""The grid end to end: a real scheduler, real workers running real programs, the
+9P client as the user, and the SQLite file as the record."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from styxgrid.ninep import NinePError
+from styxgrid.ninep.client import open_client
+from styxgrid.ninep.messages import ORDWR
+
+from ..helpers import p9probe
+
+TIMEOUT = 60
+
+
+async def submit(client, text: str) -> int:
+    """The clone idiom: write a description to /new, read the job id on the same fid."""
+    f = await client.open("new", ORDWR)
+    async with f:
+        await f.pwrite(0, text.encode())
+        return int((await f.pread(0, 64)).decode())
+
+
+async def wait(client, job: int) -> str:
+    with trio.fail_after(TIMEOUT):
+        return (await client.read_file(f"jobs/{job}/wait")).decode()
+
+
+async def read(client, path: str) -> str:
+    return (await client.read_file(path)).decode()
+
+
+async def test_echo_hi_one_task(grid):
+    grid.start_worker("w1")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit echo hi\n")
+        status = await wait(c, job)
+        assert status.split()[:2] == [str(job), "done"]
+        assert await read(c, f"jobs/{job}/stdout") == "hi\n"
+        assert await read(c, f"jobs/{job}/tasks/0/exit") == "0\n"
+        assert await read(c, f"jobs/{job}/tasks/0/node") == "w1\n"
+        assert "cmd echo" in await read(c, f"jobs/{job}/desc")
+        assert str(job) in [s.name for s in await c.ls("jobs")]
+
+
+async def test_hundred_tasks_each_see_their_index(grid):
+    grid.start_worker("w1", slots=2)
+    grid.start_worker("w2", slots=2)
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd sh -c 'echo task $STYXGRID_TASK of $STYXGRID_JOB'\n"
+                              "tasks 100\nsubmit\n")
+        assert " done tasks=100 " in await wait(c, job)
+        for t in range(100):
+            assert await read(c, f"jobs/{job}/tasks/{t}/stdout") == f"task {t} of {job}\n"
+        whole = await read(c, f"jobs/{job}/stdout")
+        assert whole == "".join(f"task {t} of {job}\n" for t in range(100))
+        nodes = {(await read(c, f"jobs/{job}/tasks/{t}/node")).strip() for t in range(100)}
+        assert nodes <= {"w1", "w2"}
+
+
+async def test_inputs_from_data_and_outputs_back(grid):
+    grid.start_worker("w1")
+    async with open_client(grid.sock) as c:
+        await c.write_file("data/words.txt", b"hello grid\n")
+        job = await submit(c, "\n".join([
+            "cmd sh -c 'tr a-z A-Z < words.txt > shout.$STYXGRID_TASK; echo made'",
+            "input words.txt", "output shout.$STYXGRID_TASK", "tasks 2", "submit", ""]))
+        assert " done " in await wait(c, job)
+        assert sorted(s.name for s in await c.ls(f"jobs/{job}/outputs")) == ["shout.0",
+                                                                           "shout.1"]
+        assert await read(c, f"jobs/{job}/outputs/shout.1") == "HELLO GRID\n"
+        assert [s.name for s in await c.ls(f"jobs/{job}/inputs")] == ["words.txt"]
+
+
+async def test_requirements_no_node_meets_then_a_matching_worker_joins(grid):
+    grid.start_worker("plain")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, 'cmd echo gpu\nrequirements HasGpu == true && Memory > 1\n'
+                              'submit\n')
+        await trio.sleep(0.2)
+        assert (await read(c, f"jobs/{job}/status")).split()[1] == "queued"
+        why = await read(c, f"jobs/{job}/why")
+        assert "no node matches" in why
+        assert "'HasGpu == true' fails on 1 of 1 nodes" in why
+        assert "'Memory > 1' fails on 0 of 1 nodes" in why
+        grid.start_worker("gpu", 1, "--attr", "HasGpu=true")
+        assert " done " in await wait(c, job)
+        assert await read(c, f"jobs/{job}/tasks/0/node") == "gpu\n"
+        ad = await read(c, "nodes/gpu/ad")
+        assert "HasGpu = true" in ad and 'Name = "gpu"' in ad
+
+
+def pids_running(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    return out.split()
+
+
+async def test_kill_stops_the_process_within_a_second(grid):
+    grid.start_worker("w1")
+    marker = "sleep 61.2345"
+    async with open_client(grid.sock) as c:
+        job = await submit(c, f"submit {marker}\n")
+        with trio.fail_after(TIMEOUT):
+            while not pids_running(marker):
+                await trio.sleep(0.02)
+        await c.write_file(f"jobs/{job}/ctl", b"kill\n")
+        with trio.fail_after(1.0):
+            while pids_running(marker):
+                await trio.sleep(0.02)
+        assert (await wait(c, job)).split()[1] == "killed"
+
+
+async def test_scheduler_sigkill_and_restart_loses_nothing(grid):
+    grid.start_worker("w1", slots=4)
+    grid.start_worker("w2", slots=4)
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd sh -c 'sleep 0.1; echo $STYXGRID_TASK'\ntasks 200\nsubmit\n")
+        with trio.fail_after(TIMEOUT):
+            while int((await read(c, f"jobs/{job}/status")).split()[5].split("=")[1]) < 30:
+                await trio.sleep(0.05)
+    grid.scheduler.popen.send_signal(signal.SIGKILL)
+    grid.scheduler.popen.wait()
+    grid.start_scheduler()                     # same state dir, same (stale) socket path
+    async with open_client(grid.sock) as c:
+        assert " done tasks=200 " in await wait(c, job)
+        for t in range(200):
+            assert await read(c, f"jobs/{job}/tasks/{t}/stdout") == f"{t}\n"
+    db = sqlite3.connect(os.path.join(grid.state, "grid.db"))
+    rows = db.execute("SELECT task, state FROM results WHERE job=?", (job,)).fetchall()
+    assert sorted(t for t, _ in rows) == list(range(200))
+    assert {s for _, s in rows} == {2}         # DONE, each task exactly once
+
+
+async def test_worker_sigkill_mid_task_reruns_elsewhere(grid):
+    grid.start_worker("doomed")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit sh -c 'sleep 1.5; echo finished on $STYXGRID_NODE'\n")
+        with trio.fail_after(TIMEOUT):
+            while "running" not in await read(c, f"jobs/{job}/status"):
+                await trio.sleep(0.02)
+        grid.workers["doomed"].popen.send_signal(signal.SIGKILL)
+        grid.workers["doomed"].popen.wait()
+        grid.start_worker("spare")
+        assert " done " in await wait(c, job)
+        assert await read(c, f"jobs/{job}/stdout") == "finished on spare\n"
+
+
+async def test_silent_worker_is_lost_after_the_heartbeat_timeout(proc, grid):
+    grid.scheduler.stop()
+    grid.start_scheduler("--heartbeat-timeout", "0.5")
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        job = await submit(c, "submit echo late\n")
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join mute\nslots 1\n")
+        slot = await w.open("work")
+        assert (await slot.pread(0, 4096)).startswith(f"task {job} 0 1\n".encode())
+        assert "running" in await read(c, f"jobs/{job}/status")
+        with trio.fail_after(10):
+            while "mute" in await read(c, "nodes/index"):
+                await trio.sleep(0.1)
+        assert (await read(c, f"jobs/{job}/status")).split()[1] == "queued"
+        with pytest.raises(NinePError, match="worker lost"):
+            await ctl.pwrite(0, b"heartbeat load=0")
+        grid.start_worker("honest")
+        assert " done " in await wait(c, job)
+
+
+BAD_DESCRIPTIONS = [
+    ("bogus line\nsubmit\n", "unknown description line 'bogus'"),
+    ("tasks many\ncmd x\nsubmit\n", "tasks: 'many' is not a whole number"),
+    ("tasks 0\ncmd x\nsubmit\n", "tasks: 0 is out of range"),
+    ("priority 5000\ncmd x\nsubmit\n", "priority: 5000 is out of range"),
+    ("requirements (Memory > 2\ncmd x\nsubmit\n", "cannot parse ClassAd expression"),
+    ("env NOEQUALS\ncmd x\nsubmit\n", "env: want NAME=VALUE"),
+    ("input ../../etc/passwd\ncmd x\nsubmit\n", "may not contain '..'"),
+    ("submit\n", "no command"),
+    ("cmd 'unclosed\nsubmit\n", "cmd: No closing quotation"),
+    ("submit a\nsubmit b\n", "one job per submit"),
+]
+
+
+async def test_every_malformed_description_fails_the_write_and_queues_nothing(grid):
+    async with open_client(grid.sock) as c:
+        for text, message in BAD_DESCRIPTIONS:
+            with pytest.raises(NinePError, match=message.replace("(", r"\(")):
+                await submit(c, text)
+        assert await c.ls("jobs") == []
+        assert "jobs=0 " in await read(c, "stats")
+
+
+BAD_VERBS = [
+    ("frobnicate\n", "unknown verb 'frobnicate': expected kill, hold"),
+    ("priority high\n", "want 'priority P'"),
+    ("kill now\n", "unknown verb 'kill now'"),
+    ("\n", "empty ctl write"),
+    ("hold\nbogus\n", "unknown verb 'bogus'"),
+]
+
+
+async def test_every_malformed_ctl_verb_fails_and_changes_nothing(grid):
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit echo x\n")
+        for text, message in BAD_VERBS:
+            with pytest.raises(NinePError, match=message):
+                await c.write_file(f"jobs/{job}/ctl", text.encode())
+        assert (await read(c, f"jobs/{job}/status")).split()[1] == "queued"
+        with pytest.raises(NinePError, match="unknown verb 'explode'"):
+            await c.write_file("ctl", b"explode\n")
+        with pytest.raises(NinePError, match="permission denied"):
+            await c.read_file("work")                  # a user is no worker
+        async with open_client(grid.sock, aname="worker") as w:
+            with pytest.raises(NinePError, match="not joined"):
+                await w.read_file("work")
+        with pytest.raises(NinePError, match="not finished"):
+            await c.write_file(f"jobs/{job}/ctl", b"remove\n")
+        with pytest.raises(NinePError, match="no job submitted"):
+            await c.read_file("new")
+
+
+async def test_hold_release_priority_retry_remove(grid):
+    async with open_client(grid.sock) as c:
+        held = await submit(c, "submit sh -c 'exit 3'\n")
+        await c.write_file(f"jobs/{held}/ctl", b"hold\n")
+        assert "held" in await read(c, f"jobs/{held}/why")
+        first = await submit(c, "submit echo first\n")
+        later = await submit(c, "cmd echo later\npriority 1\nsubmit\n")
+        await c.write_file(f"jobs/{later}/ctl", b"priority -5\n")
+        grid.start_worker("w1")
+        assert " done " in await wait(c, first)
+        assert " done " in await wait(c, later)
+        assert (await read(c, f"jobs/{held}/status")).split()[1] == "held"
+        await c.write_file(f"jobs/{held}/ctl", b"release\n")
+        status = await wait(c, held)
+        assert status.split()[1] == "failed"
+        assert "reason=exit status 3" in await read(c, f"jobs/{held}/tasks/0/status")
+        await c.write_file(f"jobs/{held}/ctl", b"retry\n")
+        assert (await wait(c, held)).split()[1] == "failed"
+        await c.write_file(f"jobs/{held}/ctl", b"remove\n")
+        assert str(held) not in [s.name for s in await c.ls("jobs")]
+
+
+async def test_job_events_stream_and_nodes_files(grid):
+    grid.start_worker("w1")
+    async with open_client(grid.sock) as c:
+        events = await c.open("events")
+        job = await submit(c, "submit echo hi\n")
+        lines = []
+        async for chunk in c.stream(f"jobs/{job}/events"):
+            lines += chunk.decode().splitlines()
+        assert lines[-1].endswith(f"job {job} done")
+        assert any(f"job {job} task 0 running node=w1" in line for line in lines)
+        seen = (await events.read()).decode()
+        assert f"job {job} submitted" in seen
+        await events.close()
+        status = (await read(c, "nodes/w1/status")).split()
+        assert status[:2] == ["w1", "idle"]
+        await c.write_file("nodes/w1/ctl", b"drain\n")
+        assert (await read(c, "nodes/w1/status")).split()[1] == "draining"
+        job2 = await submit(c, "submit echo two\n")
+        assert "draining" in await read(c, f"jobs/{job2}/why")
+        await c.write_file("nodes/w1/ctl", b"resume\n")
+        assert " done " in await wait(c, job2)
+
+
+def test_p9probe_conformance_on_the_scheduler_tree(grid):
+    os.makedirs(os.path.join(grid.state, "data", "probe"), exist_ok=True)
+    with open(os.path.join(grid.state, "data", "probe", "f.txt"), "w") as f:
+        f.write("original\n")
+    result = p9probe(grid.sock, "--path", "stats", "--wfile", "data/probe/f.txt",
+                     "--wdir", "data/probe")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # read-eof is skipped by the probe for files whose stat length is 0 (synthetic)
+    assert "20 passed, 0 failed, 1 skipped" in result.stdout
+    assert "SKIP read-eof" in result.stdout
+
+
+def test_cli_submit_wait_q_why_status(grid):
+    grid.start_worker("w1")
+    env = {**os.environ, "STYXGRID_SCHEDULER": grid.sock}
+    cli = [sys.executable, "-m", "styxgrid.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, env=env,
+                              timeout=TIMEOUT)
+    job = run("submit", "-n", "3", "--", "sh", "-c", "echo $STYXGRID_TASK").stdout.strip()
+    assert job.isdigit()
+    waited = run("wait", job)
+    assert waited.returncode == 0 and " done tasks=3 " in waited.stdout
+    assert run("cat", f"jobs/{job}/stdout").stdout == "0\n1\n2\n"
+    q = run("q").stdout.splitlines()
+    assert q[0].split()[:2] == ["JOB", "STATE"] and q[1].split()[:3] == [job, "done", "3"]
+    assert run("status").stdout.startswith("w1 ")
+    assert "finished" in run("why", job).stdout
+    bad = run("write", f"jobs/{job}/ctl", "explode")
+    assert bad.returncode == 1 and "unknown verb 'explode'" in bad.stderr
+    failing = run("submit", "--", "sh", "-c", "exit 4").stdout.strip()
+    assert run("wait", failing).returncode == 1
+
+
+def test_up_serves_a_grid_and_stops_cleanly_on_sigterm(short_tmp):
+    up = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "up", "--state",
+                           os.path.join(short_tmp, "st"), "--workers", "2"],
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        for line in up.stderr:
+            if "up: scheduler on" in line:
+                break
+        sock = os.path.join(short_tmp, "st", "scheduler.sock")
+
+        async def use() -> None:
+            async with open_client(sock) as c:
+                job = await submit(c, "cmd sh -c 'echo $STYXGRID_TASK'\ntasks 4\nsubmit\n")
+                assert " done " in await wait(c, job)
+                assert await read(c, f"jobs/{job}/stdout") == "0\n1\n2\n3\n"
+                assert "slots=2" in await read(c, "stats")
+        trio.run(use)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(10) == 0
+        up.stderr.close()
+    assert not pids_running(f"styxgrid.cli worker --scheduler {sock}")
