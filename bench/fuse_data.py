@@ -103,7 +103,8 @@ def main() -> None:
     print(f"sequential data, {size} MiB, page cache dropped before each run:")
     print(f"  {'':34} {'MiB/s':>8} {'ratio':>7}")
     print(f"  {'cp on the local disk (baseline)':34} {local_copy:8.0f}")
-    print(f"  {'write into mount /data (dd 1M)':34} {fuse_write:8.0f} {fuse_write / local_copy:7.2f}")
+    print(f"  {'write into mount /data (dd 1M)':34} {fuse_write:8.0f} "
+          f"{fuse_write / local_copy:7.2f}")
     print(f"  {'cat of the local file (baseline)':34} {local_read:8.0f}")
     print(f"  {'read from mount /data (dd 1M)':34} {fuse_read:8.0f} {fuse_read / local_read:7.2f}")
     print(f"  bytes identical after the round trip: {same}   (target: ratios >= 0.5)")

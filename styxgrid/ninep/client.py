@@ -26,7 +26,7 @@ from .messages import (IOHDRSZ, MAXWELEM, NOFID, NOTAG, OREAD, OTRUNC, OWRITE, V
                        Message, Qid, Rerror, Rversion, Stat, Tattach, Tclunk,
                        Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion, Twalk, Twrite,
                        Twstat)
-from .transport import Address, connect, parse_address, transport_for
+from .transport import Address, Transport, connect, parse_address, transport_for
 
 DEFAULT_MSIZE = (1 << 20) + IOHDRSZ
 
@@ -50,7 +50,7 @@ def split_path(path: str) -> list[str]:
 class Client:
     """A connected, attached 9P2000 session.  Use `open_client` to get one."""
 
-    def __init__(self, stream: trio.abc.Stream, msize: int) -> None:
+    def __init__(self, stream: trio.abc.Stream | Transport, msize: int) -> None:
         self.transport = transport_for(stream)
         self.decoder = Decoder(msize)
         self.msize = msize
@@ -371,13 +371,14 @@ class File:
 
 
 @asynccontextmanager
-async def open_client(addr: str | Address | trio.abc.Stream, *, uname: str | None = None,
-                      aname: str = "", msize: int = DEFAULT_MSIZE) -> AsyncIterator[Client]:
+async def open_client(addr: str | Address | trio.abc.Stream | Transport, *,
+                      uname: str | None = None, aname: str = "",
+                      msize: int = DEFAULT_MSIZE) -> AsyncIterator[Client]:
     """Connect (or take a connected stream), version, attach; close on exit."""
-    if isinstance(addr, trio.abc.Stream):
-        stream = addr
-    else:
+    if isinstance(addr, (str, Address)):
         stream = await connect(parse_address(addr) if isinstance(addr, str) else addr)
+    else:
+        stream = addr                      # a connected stream or transport (TLS)
     client = Client(stream, msize)
     try:
         with unwrapped():

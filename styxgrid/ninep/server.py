@@ -25,7 +25,7 @@ from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRU
                        Rread, Rremove, Rstat, Rversion, Rwalk, Rwrite, Rwstat, Tattach,
                        Tauth, Tclunk, Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion,
                        Twalk, Twrite, Twstat)
-from .transport import StreamTransport, SocketTransport, peer_credentials, transport_for
+from .transport import Transport, peer_credentials, transport_for
 from .tree import Handle, Node, Session
 
 log = logging.getLogger("styxgrid.ninep")
@@ -78,7 +78,7 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 class Connection:
     """One client connection: its fids, its outstanding tags, its msize."""
 
-    def __init__(self, transport: SocketTransport | StreamTransport, fs: FileServer, *,
+    def __init__(self, transport: Transport, fs: FileServer, *,
                  peer: dict[str, Any], limits: Limits, trace: bool) -> None:
         self.transport = transport
         self.fs = fs
@@ -460,7 +460,7 @@ class Connection:
         return Rwstat(msg.tag)
 
 
-async def serve_stream(stream: trio.abc.Stream, fs: FileServer, *,
+async def serve_stream(stream: trio.abc.Stream | Transport, fs: FileServer, *,
                        peer: dict[str, Any] | None = None, limits: Limits = Limits(),
                        trace: bool = False) -> None:
     """Serve one connection until the client goes away; always closes the stream."""

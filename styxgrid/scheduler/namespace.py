@@ -643,8 +643,8 @@ class NodeDir(Dir):
                              policy=self.own)
         if name == "ctl":
             return text_file(name, qpath(K_NCTL, self.number), self,
-                             lambda: grid.node_status(node), lambda text: node_ctl(grid, node, text),
-                             access.admin_writes)
+                             lambda: grid.node_status(node),
+                             lambda text: node_ctl(grid, node, text), access.admin_writes)
         return None
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import trio
 
-from ..ninep.transport import connect, parse_address
+from ..ninep.transport import Transport, connect, parse_address
 from . import tls
 from .identity import Identity
 
 
-async def dial(addr: str, identity: Identity | None) -> tuple[trio.abc.Stream, str | None]:
+async def dial(addr: str, identity: Identity | None) -> tuple[trio.abc.Stream | Transport,
+                                                              str | None]:
     where = parse_address(addr)
     if where.path is None and identity is not None and identity.exists():
         assert where.host is not None and where.port is not None

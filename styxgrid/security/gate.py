@@ -32,7 +32,7 @@ class Gate:
         self.revoked = ca.revoked()
         self.live: dict[str, set[trio.CancelScope]] = defaultdict(set)
 
-    async def serve(self, stream: trio.abc.Stream, *, fs: FileServer, limits: Limits = Limits(),
+    async def serve(self, stream: trio.SocketStream, *, fs: FileServer, limits: Limits = Limits(),
                     trace: bool = False) -> None:
         """One connection: handshake, then 9P until it ends or its name is revoked."""
         try:
@@ -44,7 +44,7 @@ class Gate:
         name = peer["name"]
         if name is not None and name in self.ca.revoked():
             log.warning("refused %s: certificate revoked", name)
-            await trio.aclose_forcefully(secure)
+            await secure.aclose()
             return
         with trio.CancelScope() as scope:
             if name is not None:
@@ -54,7 +54,7 @@ class Gate:
             finally:
                 if name is not None:
                     self.live[name].discard(scope)
-        await trio.aclose_forcefully(secure)
+        await secure.aclose()
 
     async def watch_revocations(self) -> None:
         """Drop every connection of a name once it appears in the revoked list."""

@@ -15,6 +15,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..ninep.transport import TLSTransport
 from .ca import fingerprint, identity_of
 from .identity import Identity
 
@@ -66,12 +67,11 @@ def check_pinned(server_der: bytes, ca_pem: bytes, expected: str) -> None:
             from None
 
 
-async def accept(stream: trio.abc.Stream, ctx: ssl.SSLContext) -> tuple[trio.SSLStream,
-                                                                         dict[str, Any]]:
-    """Server side of the handshake; returns the TLS stream and what it proved."""
-    tls = trio.SSLStream(stream, ctx, server_side=True)
+async def accept(stream: trio.SocketStream,
+                 ctx: ssl.SSLContext) -> tuple[TLSTransport, dict[str, Any]]:
+    """Server side of the handshake; returns the TLS transport and what it proved."""
     with trio.fail_after(HANDSHAKE_TIMEOUT):
-        await tls.do_handshake()
+        tls = await TLSTransport.handshake(stream, ctx, server_side=True)
     der = tls.getpeercert(binary_form=True)
     peer: dict[str, Any] = {"transport": "tls", "name": None, "role": None}
     if der:
@@ -81,13 +81,12 @@ async def accept(stream: trio.abc.Stream, ctx: ssl.SSLContext) -> tuple[trio.SSL
 
 
 async def connect(host: str, port: int, ctx: ssl.SSLContext,
-                  server_hostname: str | None = None) -> trio.SSLStream:
+                  server_hostname: str | None = None) -> TLSTransport:
     tcp = await trio.open_tcp_stream(host, port)
-    tls = trio.SSLStream(tcp, ctx, server_hostname=server_hostname or host)
     try:
         with trio.fail_after(HANDSHAKE_TIMEOUT):
-            await tls.do_handshake()
+            return await TLSTransport.handshake(tcp, ctx, server_side=False,
+                                                server_hostname=server_hostname or host)
     except BaseException:
         await trio.aclose_forcefully(tcp)
         raise
-    return tls
