@@ -129,7 +129,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=3, help="medians of this many runs")
+    ap.add_argument("--rounds", type=int, default=5, help="medians of this many runs")
     args = ap.parse_args()
     n = args.tasks
 

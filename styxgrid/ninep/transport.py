@@ -245,6 +245,12 @@ class TLSTransport:
         return self.ssl.getpeercert(binary_form)
 
     async def receive_some(self, max_bytes: int) -> bytes:
+        if not self.incoming.pending and not self.ssl.pending():
+            await self.flush()                   # nothing buffered: read the socket first,
+            try:                                 # sparing a raised SSLWantReadError
+                await self.fill()
+            except trio.BrokenResourceError:
+                return b""
         while True:
             try:
                 return self.ssl.read(max_bytes)
@@ -260,13 +266,20 @@ class TLSTransport:
                 raise trio.BrokenResourceError(f"TLS: {exc}") from exc
 
     async def send_frames(self, frames: list[bytes]) -> None:
-        async with self.send_lock:
-            try:
-                for frame in frames:
-                    self.ssl.write(frame)
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(f"TLS: {exc}") from exc
+        try:
+            self.send_lock.acquire_nowait()     # uncontended: no trip through the loop
+        except trio.WouldBlock:
+            await self.send_lock.acquire()
+        try:
+            if sum(map(len, frames)) <= 16384:   # small replies: one record, not one a frame
+                frames = [b"".join(frames)]
+            for frame in frames:
+                self.ssl.write(frame)
             await self.raw.send_frames([self.outgoing.read()])
+        except ssl.SSLError as exc:
+            raise trio.BrokenResourceError(f"TLS: {exc}") from exc
+        finally:
+            self.send_lock.release()
 
     async def aclose(self) -> None:
         await self.raw.aclose()
