@@ -135,7 +135,7 @@ class NinePOperations(pyfuse3.Operations):
         a.st_uid = self.user_id(s.uid)
         a.st_gid = self.owner[1]
         a.st_size = s.length
-        a.st_blksize = 128 * 1024
+        a.st_blksize = 1 << 20              # cp and friends then move 1 MiB a call
         a.st_blocks = (s.length + 511) // 512
         a.st_atime_ns = s.atime * 10**9
         a.st_mtime_ns = a.st_ctime_ns = s.mtime * 10**9

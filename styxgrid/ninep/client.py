@@ -70,8 +70,7 @@ class Client:
         """Route replies to waiters until the connection closes."""
         try:
             while True:
-                data = await self.transport.receive_some(
-                    max(65536, self.decoder.missing()))
+                data = await self.transport.receive_some(65536)
                 if not data:
                     break
                 self.decoder.feed(data)

@@ -125,8 +125,7 @@ class Connection:
                 await self.send(out)
                 out = []
                 try:
-                    data = await self.transport.receive_some(
-                        max(RECEIVE_SIZE, self.decoder.missing()))
+                    data = await self.transport.receive_some(RECEIVE_SIZE)
                 except _BROKEN:
                     return
                 if not data:
