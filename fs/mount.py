@@ -18,7 +18,10 @@ from .remote import Remote
 
 log = logging.getLogger("styxgrid.fs")
 
-MAX_REQUESTS = 4096      # concurrent FUSE requests: each parked `cat wait` holds one
+# Concurrent FUSE requests: each parked `cat wait` holds one.  Kept under the 9P
+# server's in-flight limit per connection (4096): past it the server stops
+# reading, and a Tflush for an interrupted read could not get through.
+MAX_REQUESTS = 2048
 
 
 async def serve_mount(addr: str, mountpoint: str, *, identity: Identity | None = None,
