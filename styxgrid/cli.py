@@ -156,36 +156,48 @@ def _worker_config(args: argparse.Namespace):
                         allow=tuple(args.allow), run_as=args.run_as)
 
 
-def _enrol(scheduler: str, token: str, name: str, out: Path) -> None:
-    """Spend a join token at a TCP scheduler for a certificate kept in `out`."""
+def _enrol(command: str, scheduler: str, token: str, name: str, out: Path) -> int:
+    """Spend a join token at a TCP scheduler for a certificate kept in `out`;
+    0, or the exit status after saying what went wrong."""
+    from .security.ca import CAError
     from .security.enrol import enrol
-    where = parse_address(scheduler)
-    if where.path is not None:
-        raise ValueError("--join needs the scheduler's HOST:PORT (a unix socket needs no "
-                         "certificate)")
-    assert where.host is not None and where.port is not None
-    with unwrapped():
-        identity = trio.run(enrol, where.host, where.port, token, name, out)
+    try:
+        where = parse_address(scheduler)
+        if where.path is not None:
+            raise ValueError("--join needs the scheduler's HOST:PORT (a unix socket needs no "
+                             "certificate)")
+        assert where.host is not None and where.port is not None
+        with unwrapped():
+            identity = trio.run(enrol, where.host, where.port, token, name, out)
+    except (ValueError, CAError, NinePError) as exc:
+        say(f"{command}: {exc}")
+        return 2
+    except (OSError, ConnectionLost, trio.BrokenResourceError, trio.TooSlowError) as exc:
+        say(f"{command}: cannot enrol at {scheduler}: {exc}")
+        return 1
     identity.remember_scheduler(scheduler)
+    say(f"{command}: enrolled as {name}; certificate in {out}")
+    return 0
 
 
 @command
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .security.ca import CAError
     from .worker.agent import Worker
     try:
         config = _worker_config(args)
-        assert config.identity is not None
-        if args.join and not config.identity.exists():
-            _enrol(config.scheduler, args.join, config.name, config.identity.dir)
-            say(f"worker: enrolled as {config.name}; certificate in {config.identity.dir}")
-        worker = Worker(config)
-    except (ValueError, CAError, NinePError) as exc:
+    except ValueError as exc:
         say(f"worker: {exc}")
         return 2
-    except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
-        say(f"worker: cannot enrol at {args.scheduler}: {exc}")
-        return 1
+    assert config.identity is not None
+    if args.join and not config.identity.exists():
+        failed = _enrol("worker", config.scheduler, args.join, config.name, config.identity.dir)
+        if failed:
+            return failed
+    try:
+        worker = Worker(config)
+    except ValueError as exc:
+        say(f"worker: {exc}")
+        return 2
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -309,19 +321,8 @@ def _mount_in_background(args: argparse.Namespace, mountpoint: str) -> int:
 @command
 def cmd_login(args: argparse.Namespace) -> int:
     """Spend a user join token for a certificate; later commands use it."""
-    from .security.ca import CAError
-    identity = user_identity()
-    name = args.name or _local_user()
-    try:
-        _enrol(args.scheduler, args.join, name, identity.dir)
-    except (ValueError, CAError, NinePError) as exc:
-        say(f"login: {exc}")
-        return 2
-    except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
-        say(f"login: cannot reach {args.scheduler}: {exc}")
-        return 1
-    say(f"login: {name} joined {args.scheduler}; certificate in {identity.dir}")
-    return 0
+    return _enrol("login", args.scheduler, args.join, args.name or _local_user(),
+                  user_identity().dir)
 
 
 def _local_user() -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from ..adtext import literal, parse_literal
 from . import store as rows
 from .core import FAILED, FINISHED, STATE_NAMES, Assignment, Core, CoreError, Job
 from .describe import JobSpec
@@ -56,21 +57,6 @@ class WorkerLink:
     def send(self, command: str) -> None:
         self.commands.append(command)
         self.command_ready.set()
-
-
-def parse_value(text: str) -> Any:
-    """A ClassAd literal from an ad line: integer, real, boolean or string."""
-    text = text.strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1]
-    return text
 
 
 class Grid:
@@ -257,10 +243,10 @@ class Grid:
             elif key == "slots":
                 slots = int(value)
             elif key == "attr":
-                attr, eq, literal = value.partition("=")
+                attr, eq, written = value.partition("=")
                 if not eq or not attr.strip().isidentifier():
                     raise ValueError(f"bad attribute line {line!r}: want 'attr Name = value'")
-                attrs[attr.strip()] = parse_value(literal)
+                attrs[attr.strip()] = parse_literal(written)
             elif key == "running":
                 jid, index = value.split()
                 running.append((int(jid), int(index)))
@@ -293,7 +279,7 @@ class Grid:
         for word in text.split()[1:]:
             key, _, value = word.partition("=")
             if key == "load":
-                link.attrs["LoadAvg"] = parse_value(value)
+                link.attrs["LoadAvg"] = parse_literal(value)
 
     def lose(self, link: WorkerLink, why: str) -> None:
         """The worker is gone: its running tasks go back to the queue (or fail after
@@ -404,12 +390,6 @@ class Grid:
                 f"seen={seen:.1f}s\n")
 
     def node_ad(self, name: str) -> str:
-        def literal(v: Any) -> str:
-            if isinstance(v, bool):
-                return "true" if v else "false"
-            if isinstance(v, str):
-                return '"' + v.replace('\\', '\\\\').replace('"', '\\"') + '"'
-            return str(v)
         attrs = self.links[name].attrs
         return "".join(f"{k} = {literal(v)}\n" for k, v in sorted(attrs.items()))
 

@@ -7,6 +7,8 @@ import platform
 import socket
 from typing import Any
 
+from ..adtext import parse_literal
+
 
 def memory_mb() -> int:
     try:
@@ -31,28 +33,10 @@ def machine_ad(name: str, slots: int, extra: dict[str, Any]) -> dict[str, Any]:
     return ad
 
 
-def literal(value: Any) -> str:
-    """A ClassAd literal for a Python value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def parse_attr(text: str) -> tuple[str, Any]:
     """`--attr Key=value`: integers and reals as numbers, true/false, else a string."""
     key, eq, value = text.partition("=")
     key = key.strip()
     if not eq or not key.isidentifier():
         raise ValueError(f"bad attribute {text!r}: want Key=value")
-    value = value.strip()
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    return key, value.strip('"')
+    return key, parse_literal(value)

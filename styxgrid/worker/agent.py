@@ -27,7 +27,8 @@ from ..ninep.messages import OREAD, ORDWR, OWRITE
 from ..security.dial import dial
 from ..security.identity import Identity
 from ..scheduler.describe import JobSpec
-from .ad import literal, machine_ad
+from ..adtext import literal
+from .ad import machine_ad
 from .process import Process
 
 log = logging.getLogger("styxgrid.worker")
