@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trio
+
+from styxgrid.ninep.messages import ORDWR
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_TOOLS = REPO.parent / "shared" / "tools"
 STYXGRID = [sys.executable, "-m", "styxgrid.cli"]
@@ -44,6 +48,23 @@ class Proc:
                 self.popen.wait()
         if self.popen.stderr:
             self.popen.stderr.close()
+
+
+TIMEOUT = 60
+
+
+async def submit(client, text: str) -> int:
+    """The clone idiom: write a description to /new, read the job id on the same fid."""
+    f = await client.open("new", ORDWR)
+    async with f:
+        await f.pwrite(0, text.encode())
+        return int((await f.pread(0, 64)).decode())
+
+
+async def wait(client, job: int) -> str:
+    """The job's final status line, once it is finished (reading `wait`)."""
+    with trio.fail_after(TIMEOUT):
+        return (await client.read_file(f"jobs/{job}/wait")).decode()
 
 
 def p9probe(*args: str) -> subprocess.CompletedProcess:

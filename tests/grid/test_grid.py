@@ -16,23 +16,7 @@ from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
 from styxgrid.ninep.messages import ORDWR
 
-from ..helpers import p9probe
-
-TIMEOUT = 60
-
-
-async def submit(client, text: str) -> int:
-    """The clone idiom: write a description to /new, read the job id on the same fid."""
-    f = await client.open("new", ORDWR)
-    async with f:
-        await f.pwrite(0, text.encode())
-        return int((await f.pread(0, 64)).decode())
-
-
-async def wait(client, job: int) -> str:
-    with trio.fail_after(TIMEOUT):
-        return (await client.read_file(f"jobs/{job}/wait")).decode()
-
+from ..helpers import TIMEOUT, p9probe, submit, wait
 
 async def read(client, path: str) -> str:
     return (await client.read_file(path)).decode()

@@ -22,10 +22,7 @@ from styxgrid.security.ca import CA, cert_pem, key_pem, new_key, write_identity
 from styxgrid.security.dial import dial
 from styxgrid.security.identity import Identity
 
-from ..helpers import STYXGRID, p9probe
-
-TIMEOUT = 60
-
+from ..helpers import STYXGRID, TIMEOUT, p9probe, submit, wait
 
 class TLSGrid:
     """A CA, a scheduler on TCP+TLS, and helpers to make identities and clients."""
@@ -84,18 +81,6 @@ def tgrid(proc):
     os.chmod(root, 0o755)
     yield TLSGrid(proc, root)
     shutil.rmtree(root, ignore_errors=True)
-
-
-async def submit(c, text: str) -> int:
-    f = await c.open("new", ORDWR)
-    async with f:
-        await f.pwrite(0, text.encode())
-        return int((await f.pread(0, 64)).decode())
-
-
-async def wait(c, job: int) -> str:
-    with trio.fail_after(TIMEOUT):
-        return (await c.read_file(f"jobs/{job}/wait")).decode()
 
 
 def test_readme_commands_bring_up_a_tls_grid_with_a_worker_joined_by_token(tmp_path):
