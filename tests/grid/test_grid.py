@@ -69,7 +69,6 @@ async def test_requirements_no_node_meets_then_a_matching_worker_joins(grid):
     async with open_client(grid.sock) as c:
         job = await submit(c, 'cmd echo gpu\nrequirements HasGpu == true && Memory > 1\n'
                               'submit\n')
-        await trio.sleep(0.2)
         assert (await read(c, f"jobs/{job}/status")).split()[1] == "queued"
         why = await read(c, f"jobs/{job}/why")
         assert "no node matches" in why
@@ -102,14 +101,23 @@ async def test_kill_stops_the_process_within_a_second(grid):
         assert (await wait(c, job)).split()[1] == "killed"
 
 
+async def wait_for_event(client, path: str, wanted: str, count: int = 1) -> None:
+    """Read an event stream until `count` lines contain `wanted`."""
+    seen = 0
+    with trio.fail_after(TIMEOUT):
+        async for chunk in client.stream(path):
+            seen += chunk.decode().count(wanted)
+            if seen >= count:
+                return
+    raise AssertionError(f"{path} ended before {count} x {wanted!r}")
+
+
 async def test_scheduler_sigkill_and_restart_loses_nothing(grid):
     grid.start_worker("w1", slots=4)
     grid.start_worker("w2", slots=4)
     async with open_client(grid.sock) as c:
         job = await submit(c, "cmd sh -c 'sleep 0.1; echo $STYXGRID_TASK'\ntasks 200\nsubmit\n")
-        with trio.fail_after(TIMEOUT):
-            while int((await read(c, f"jobs/{job}/status")).split()[5].split("=")[1]) < 30:
-                await trio.sleep(0.05)
+        await wait_for_event(c, f"jobs/{job}/events", " done exit=0", 30)
     grid.scheduler.popen.send_signal(signal.SIGKILL)
     grid.scheduler.popen.wait()
     grid.start_scheduler()                     # same state dir, same (stale) socket path
@@ -127,9 +135,7 @@ async def test_worker_sigkill_mid_task_reruns_elsewhere(grid):
     grid.start_worker("doomed")
     async with open_client(grid.sock) as c:
         job = await submit(c, "submit sh -c 'sleep 1.5; echo finished on $STYXGRID_NODE'\n")
-        with trio.fail_after(TIMEOUT):
-            while "running" not in await read(c, f"jobs/{job}/status"):
-                await trio.sleep(0.02)
+        await wait_for_event(c, f"jobs/{job}/events", "task 0 running node=doomed")
         grid.workers["doomed"].popen.send_signal(signal.SIGKILL)
         grid.workers["doomed"].popen.wait()
         grid.start_worker("spare")
@@ -141,15 +147,18 @@ async def test_silent_worker_is_lost_after_the_heartbeat_timeout(proc, grid):
     grid.scheduler.stop()
     grid.start_scheduler("--heartbeat-timeout", "0.5")
     async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        events = await c.open("events")
         job = await submit(c, "submit echo late\n")
         ctl = await w.open("work", ORDWR)
         await ctl.pwrite(0, b"join mute\nslots 1\n")
         slot = await w.open("work")
         assert (await slot.pread(0, 4096)).startswith(f"task {job} 0 1\n".encode())
         assert "running" in await read(c, f"jobs/{job}/status")
+        seen = ""
         with trio.fail_after(10):
-            while "mute" in await read(c, "nodes/index"):
-                await trio.sleep(0.1)
+            while "node mute lost: no heartbeat" not in seen:
+                seen += (await events.read()).decode()
+        assert "mute" not in await read(c, "nodes/index")
         assert (await read(c, f"jobs/{job}/status")).split()[1] == "queued"
         with pytest.raises(NinePError, match="worker lost"):
             await ctl.pwrite(0, b"heartbeat load=0")
