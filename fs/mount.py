@@ -4,7 +4,6 @@ many parked reads, and unmount on SIGINT/SIGTERM or when the loop ends."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from typing import Callable
@@ -15,8 +14,6 @@ import trio
 from ..security.identity import Identity
 from .operations import NinePOperations
 from .remote import Remote
-
-log = logging.getLogger("styxgrid.fs")
 
 # Concurrent FUSE requests: each parked `cat wait` holds one.  Kept under the 9P
 # server's in-flight limit per connection (4096): past it the server stops

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import logging
 import os
 import pwd
 import stat as st
@@ -32,8 +31,6 @@ from ..ninep.messages import DMDIR, OREAD, ORDWR, OTRUNC, OWRITE, Stat
 from .errors import errno_for
 from .interrupt import wait_signal
 from .remote import Remote
-
-log = logging.getLogger("styxgrid.fs")
 
 ERRSTR = "errstr"
 ERRSTR_INODE = pyfuse3.ROOT_INODE + 1

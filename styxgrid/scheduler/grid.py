@@ -9,7 +9,6 @@ parked slot reads (`Slot`) and a queue of commands (kill) for its control fid.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,8 +24,6 @@ from .describe import JobSpec
 from .events import EventLog
 from .spool import Spool
 from .store import Store
-
-log = logging.getLogger("styxgrid.scheduler")
 
 ELOST = "worker lost: join again"
 ENOTJOINED = "not joined: write 'join NAME' to /work first"
@@ -124,7 +121,7 @@ class Grid:
         self.dispatch()
         return job
 
-    async def job_verb(self, jid: int, verb: str, arg: int | None = None) -> str:
+    async def job_verb(self, jid: int, verb: str, arg: int | None = None) -> None:
         """A job ctl verb; CoreError (wrong state, no such job) says why it can't."""
         core = self.core
         job = core.job(jid)
@@ -166,7 +163,6 @@ class Grid:
             self.job_event_if_finished(job)
         self.notify(jid)
         self.dispatch()
-        return job.status_line() if verb != "remove" else f"{jid} removed"
 
     def job_event_if_finished(self, job: Job) -> None:
         """Announce a job's end once it is committed; its event stream ends there."""
