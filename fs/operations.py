@@ -236,21 +236,39 @@ class NinePOperations(pyfuse3.Operations):
         return fh
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        """Entries 0 and 1 are `.` and `..` (no lookup counted for them, as the
+        kernel counts none); then the server's entries; /errstr last at the root."""
         path, entries = self.dirs[fh]
         extra = 1 if path == "" else 0               # /errstr, at the mount's root
-        for i in range(start_id, len(entries) + extra):
-            if i == len(entries):
+        for i in range(start_id, len(entries) + extra + 2):
+            if i < 2:
+                here = path if i == 0 else path.rpartition("/")[0]
+                attrs = self.folder_attributes(self.inodes.get(here, pyfuse3.ROOT_INODE))
+                if not pyfuse3.readdir_reply(token, b"." * (i + 1), attrs, i + 1):
+                    return
+                continue
+            n = i - 2
+            if n == len(entries):
                 if not pyfuse3.readdir_reply(token, ERRSTR.encode(),
                                              self.errstr_attributes(), i + 1):
                     return
                 continue
-            s = entries[i]
+            s = entries[n]
             child = f"{path}/{s.name}" if path else s.name
             inode = self.remember(child)              # an entry the kernel takes is a lookup
             if not pyfuse3.readdir_reply(token, os.fsencode(s.name),
                                          self.attributes(inode, s), i + 1):
                 await self.forget([(inode, 1)])       # not taken: buffer full
                 return
+
+    def folder_attributes(self, inode: int) -> pyfuse3.EntryAttributes:
+        """Enough of a folder's attributes for its `.` and `..` entries."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = inode
+        a.st_mode = st.S_IFDIR | 0o555
+        a.st_nlink = 2
+        a.st_uid, a.st_gid = self.owner
+        return a
 
     async def releasedir(self, fh: int) -> None:
         self.dirs.pop(fh, None)
