@@ -120,10 +120,15 @@ class SocketTransport:
     """
 
     IOV_MAX = 512
+    BUFFER = 1 << 21            # room for a whole 1 MiB message each way (capped by the
+                                # kernel's wmem_max/rmem_max; memory is used only when
+                                # data waits, so idle connections cost nothing)
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.fd = stream.socket.fileno()
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            stream.socket.setsockopt(socket.SOL_SOCKET, option, self.BUFFER)
         self._drained = True            # the last read emptied the socket
         self._fresh = 0
 
