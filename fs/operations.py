@@ -81,6 +81,7 @@ class NinePOperations(pyfuse3.Operations):
         self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
         self.inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
         self.lookups: dict[int, int] = {}
+        self.sizes: dict[int, int] = {}           # stat length last seen (getattr/lookup)
         self.next_inode = itertools.count(ERRSTR_INODE + 1)
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, tuple[str, list[Stat]]] = {}
@@ -131,7 +132,7 @@ class NinePOperations(pyfuse3.Operations):
         a.st_nlink = 2 if is_dir else 1
         a.st_uid = self.user_id(s.uid)
         a.st_gid = self.owner[1]
-        a.st_size = s.length
+        a.st_size = self.sizes[inode] = s.length     # open reads ahead when it is not 0
         a.st_blksize = 1 << 20              # cp and friends then move 1 MiB a call
         a.st_blocks = (s.length + 511) // 512
         a.st_atime_ns = s.atime * 10**9
@@ -181,6 +182,7 @@ class NinePOperations(pyfuse3.Operations):
                 self.lookups[inode] = left
                 continue
             self.lookups.pop(inode, None)
+            self.sizes.pop(inode, None)
             path = self.paths.pop(inode, None)
             if path is not None and self.inodes.get(path) == inode:
                 del self.inodes[path]
@@ -347,12 +349,7 @@ class NinePOperations(pyfuse3.Operations):
             f = await client.open(path, self.nine_mode(flags))
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
-        size = 0
-        if flags & os.O_ACCMODE == os.O_RDONLY and not f.qid.is_dir:
-            try:
-                size = (await f.stat()).length
-            except (NinePError, ConnectionLost):
-                size = 0
+        size = self.sizes.get(inode, 0) if flags & os.O_ACCMODE == os.O_RDONLY else 0
         return self.add_handle(Handle(f, path, ctx.pid, ctx.uid, self.remote.generation, size))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
