@@ -6,7 +6,9 @@ framework against the attach name with the files' own mode bits, the Plan 9 way;
 the kernel then checks the server process's own rights.
 
 File system calls are made inline: on a local disk they take microseconds, far less
-than a hand-off to a thread would.
+than a hand-off to a thread would.  Large reads and writes are the exception: a
+megabyte from the disk, or into fresh page-cache pages, takes milliseconds, so
+transfers of THREAD_IO bytes or more go to a thread and the loop goes on serving.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import os
 import pwd
 import stat as st_mod
 from functools import lru_cache
+
+import trio
 
 from .errors import EEXIST, ELEAVES, ENOTEMPTY, ENOTFOUND, EPERM, NinePError
 from .messages import DMDIR, OEXEC, ORDWR, OTRUNC, OWRITE, QTDIR, Qid, Stat
@@ -56,25 +60,58 @@ def _qid(st: os.stat_result) -> Qid:
     return Qid(QTDIR if is_dir else 0, (st.st_mtime_ns // 1000) & 0xFFFFFFFF, path)
 
 
+THREAD_IO = 256 * 1024
+
+
 class FileHandle(Handle):
     """An open host file: positional reads and writes on its descriptor."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.in_threads = 0          # transfers running in a thread: close waits for them
+        self.closing = False
 
     def read_nowait(self, offset: int, count: int) -> bytes:
+        if count >= THREAD_IO:
+            raise trio.WouldBlock
         try:
             return os.pread(self.fd, count, offset)
         except OSError as exc:
             raise os_error(exc) from None
 
+    async def read(self, offset: int, count: int) -> bytes:
+        return await self.in_thread(os.pread, self.fd, count, offset)
+
     def write_nowait(self, offset: int, data: bytes) -> int:
+        if len(data) >= THREAD_IO:
+            raise trio.WouldBlock
         try:
             return os.pwrite(self.fd, data, offset)
         except OSError as exc:
             raise os_error(exc) from None
 
+    async def write(self, offset: int, data: bytes) -> int:
+        return await self.in_thread(os.pwrite, self.fd, data, offset)
+
+    async def in_thread(self, call, *args):
+        self.in_threads += 1
+        try:
+            return await trio.to_thread.run_sync(call, *args)
+        except OSError as exc:
+            raise os_error(exc) from None
+        finally:
+            self.in_threads -= 1
+            if self.closing and not self.in_threads:
+                self.close()
+
     def clunk(self) -> None:
+        """Close the descriptor, or, while a thread still writes to it, once it is done
+        (closing it under the thread could let a new file take its number)."""
+        self.closing = True
+        if not self.in_threads:
+            self.close()
+
+    def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
