@@ -9,6 +9,8 @@ File system calls are made inline: on a local disk they take microseconds, far l
 than a hand-off to a thread would.  Large reads and writes are the exception: a
 megabyte from the disk, or into fresh page-cache pages, takes milliseconds, so
 transfers of THREAD_IO bytes or more go to a thread and the loop goes on serving.
+A large read is first tried with RWF_NOWAIT: whole in the page cache, it is
+answered at once.
 """
 
 from __future__ import annotations
@@ -71,13 +73,21 @@ class FileHandle(Handle):
         self.in_threads = 0          # transfers running in a thread: close waits for them
         self.closing = False
 
-    def read_nowait(self, offset: int, count: int) -> bytes:
-        if count >= THREAD_IO:
-            raise trio.WouldBlock
+    def read_nowait(self, offset: int, count: int) -> bytes | memoryview:
         try:
-            return os.pread(self.fd, count, offset)
+            if count < THREAD_IO:
+                return os.pread(self.fd, count, offset)
+            buf = bytearray(count)
+            n = os.preadv(self.fd, [buf], offset, os.RWF_NOWAIT)
+        except BlockingIOError:
+            raise trio.WouldBlock from None        # not all cached: read it in a thread
         except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                raise trio.WouldBlock from None
             raise os_error(exc) from None
+        if n < count:
+            raise trio.WouldBlock                  # partly cached, or the end: a full read
+        return memoryview(buf)
 
     async def read(self, offset: int, count: int) -> bytes:
         return await self.in_thread(os.pread, self.fd, count, offset)
