@@ -35,7 +35,7 @@ from .remote import Remote
 ERRSTR = "errstr"
 ERRSTR_INODE = pyfuse3.ROOT_INODE + 1
 DIR_TIMEOUT = 1.0            # names and attributes of folders change rarely
-READAHEAD = 2                # 9P reads kept in flight ahead of a sequential reader
+READAHEAD = 4                # 9P reads kept in flight ahead of a sequential reader
 WRITE_BEHIND = 16           # 9P writes kept in flight behind a sequential writer
 BEHIND_MIN = 64 * 1024       # smaller writes are verbs: always answered in order
 
