@@ -216,6 +216,8 @@ class HostNode(Node):
             fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
             if mode & OTRUNC:
                 self.seen = os.fstat(fd)
+            elif access != OWRITE:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)   # a larger read-ahead
             return FileHandle(fd)
         except OSError as exc:
             raise os_error(exc) from None
