@@ -20,7 +20,7 @@ from .errgroups import unwrapped
 from .ninep import NinePError, serve_listeners
 from .ninep.client import Client, ConnectionLost, open_client
 from .ninep.exportfs import ExportFS
-from .ninep.messages import ORDWR
+from .ninep.messages import DMDIR, OREAD, ORDWR
 from .ninep.transport import open_listeners, parse_address
 
 Command = Callable[[argparse.Namespace], int]
@@ -384,7 +384,8 @@ def _client_command(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) 
             from .security.dial import dial
             with unwrapped():
                 stream, uname = await dial(address, user_identity())
-                async with open_client(stream, uname=uname) as client:
+                args.uname = uname or _local_user()
+                async with open_client(stream, uname=args.uname) as client:
                     return await fn(client, args)
         try:
             return trio.run(main)
@@ -422,7 +423,34 @@ def description(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\nsubmit\n"
 
 
+async def ship_program(client: Client, args: argparse.Namespace) -> None:
+    """`submit ./prog`: a program given by a path that exists here is sent along,
+    as Condor sends the executable: stored once by content in
+    /data/USER/programs/ and named as an input, so any worker can run it."""
+    import hashlib
+    program = args.cmd[0]
+    if "/" not in program or not os.path.isfile(program):
+        return
+    with open(program, "rb") as f:
+        data = f.read()
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}-{os.path.basename(program)}"
+    folder = f"{args.uname}/programs"
+    for part in (args.uname, folder):
+        try:
+            await client.stat(f"data/{part}")
+        except NinePError:
+            await (await client.create(f"data/{part}", perm=DMDIR | 0o755, mode=OREAD)).close()
+    try:
+        await client.stat(f"data/{folder}/{name}")
+    except NinePError:
+        await client.write_file(f"data/{folder}/{name}", data)
+    args.cmd[0] = f"./{name}"
+    args.input.append(f"{folder}/{name}")
+
+
 async def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    description(args)                           # check the arguments before sending anything
+    await ship_program(client, args)
     f = await client.open("new", ORDWR)
     async with f:
         await f.pwrite(0, description(args).encode())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
 from styxgrid.ninep.messages import ORDWR
 
-from ..helpers import TIMEOUT, p9probe, submit, wait
+from ..helpers import STYXGRID, TIMEOUT, p9probe, submit, wait
 
 async def read(client, path: str) -> str:
     return (await client.read_file(path)).decode()
@@ -320,3 +321,24 @@ def test_up_serves_a_grid_and_stops_cleanly_on_sigterm(short_tmp):
         assert up.wait(10) == 0
         up.stderr.close()
     assert not pids_running(f"styxgrid.cli worker --scheduler {sock}")
+
+
+def test_cli_submit_of_a_local_program_sends_it_along(grid, tmp_path):
+    grid.start_worker("w1")
+    script = tmp_path / "sim"
+    script.write_text("#!/bin/sh\necho sim run with $1 as task $STYXGRID_TASK\n")
+    script.chmod(0o755)
+    env = {**os.environ, "STYXGRID_SCHEDULER": grid.sock}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*STYXGRID, *args], capture_output=True, text=True, env=env,
+                              timeout=TIMEOUT, cwd=tmp_path)
+    job = run("submit", "-n", "2", "--", "./sim", "--seed=7").stdout.strip()
+    assert job.isdigit()
+    assert run("wait", job).returncode == 0
+    assert run("cat", f"jobs/{job}/stdout").stdout == \
+        "sim run with --seed=7 as task 0\nsim run with --seed=7 as task 1\n"
+    again = run("submit", "--", "./sim", "x").stdout.strip()      # stored once, by content
+    assert run("wait", again).returncode == 0
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert len(run("ls", f"data/{me}/programs").stdout.split()) == 1
