@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import signal
 import sqlite3
 import subprocess
@@ -342,3 +343,35 @@ def test_cli_submit_of_a_local_program_sends_it_along(grid, tmp_path):
     assert run("wait", again).returncode == 0
     me = pwd.getpwuid(os.getuid()).pw_name
     assert len(run("ls", f"data/{me}/programs").stdout.split()) == 1
+
+
+async def test_random_writes_to_every_writable_file_never_stop_the_scheduler(grid):
+    """Junk of every kind into /new, the ctl files and /work: each write either works
+    or fails with a message, and the scheduler answers throughout."""
+    rng = random.Random(int(os.environ.get("STYXGRID_FUZZ_SEED", "7")))
+    words = ["submit", "kill", "hold", "release", "priority", "retry", "remove", "join",
+             "heartbeat", "done", "drain", "resume", "disable", "tasks", "cmd", "args", "env",
+             "input", "output", "requirements", "rank", "retries", "dir", "running", "slots",
+             "attr", "-1", "0", "1", "99999999999999999999", "x=y", "=", "'", '"', "&&",
+             "Memory", "\\", "..", "/", "\x00", "é", "\n"]
+
+    def junk() -> bytes:
+        if rng.random() < 0.2:
+            return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+        return " ".join(rng.choice(words) for _ in range(rng.randrange(1, 8))).encode()
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        job = await submit(c, "submit sleep 30\n")
+        targets = [(c, "new"), (c, "ctl"), (c, f"jobs/{job}/ctl"), (w, "work")]
+        work = await w.open("work", ORDWR)
+        await work.pwrite(0, b"join fuzz\nslots 2\n")
+        targets.append((c, "nodes/fuzz/ctl"))
+        for _ in range(400):
+            client, path = rng.choice(targets)
+            try:
+                f = await client.open(path, ORDWR if path in ("new", "work") else 1)
+                async with f:
+                    await f.pwrite(0, junk())
+            except NinePError as exc:
+                assert exc.ename                       # refused, with a reason
+        assert (await c.read_file("stats")).startswith(b"jobs=")
+        assert grid.scheduler.popen.poll() is None
