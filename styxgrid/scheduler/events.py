@@ -7,6 +7,7 @@ memory; a reader that falls further behind is told how many it missed.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 
@@ -33,6 +34,14 @@ class EventLog:
             self.changed.set()
             self.changed = trio.Event()
 
+    def after(self, start: int):
+        """The lines from position `start` on, reached from the nearer end of the deque
+        (a reader that keeps up is near the right end)."""
+        lines = self.lines
+        if start > len(lines) // 2:
+            return reversed(list(itertools.islice(reversed(lines), len(lines) - start)))
+        return itertools.islice(lines, start, None)
+
     def take(self, cursor: int, job: int, count: int) -> tuple[bytes, int]:
         """Lines from `cursor` on (of `job` only, unless 0), at most `count` bytes but
         at least one line; returns them and the new cursor."""
@@ -43,9 +52,7 @@ class EventLog:
             out.append(f"{time.time():.3f} ({missed} events dropped: reader too slow)\n".encode())
             size = len(out[0])
             cursor = self.first_seq
-        start = cursor - self.first_seq
-        for i in range(start, len(self.lines)):
-            line_job, line = self.lines[i]
+        for line_job, line in self.after(cursor - self.first_seq):
             if job and line_job != job:
                 cursor += 1
                 continue
