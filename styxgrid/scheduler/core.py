@@ -374,7 +374,8 @@ class Core:
         take it back as running there, unless it was handed out again meanwhile."""
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
-        if job is None or worker is None or job.state[index] != QUEUED or job.held:
+        if job is None or worker is None or not 0 <= index < job.spec.tasks \
+                or job.state[index] != QUEUED or job.held:
             return False
         job.set_state(index, RUNNING)
         job.running[index] = name

@@ -6,7 +6,7 @@ all of their callers once it is on disk.  So a submit returns only when its job 
 committed, yet a burst of task results costs one commit, not one per message.
 
 What is kept: each job's description, owner, priority and held flag; each finished
-task's state, exit status and reason.  Queued and running tasks are implied: on
+task's state, exit status, reason and the node it ran on.  Queued and running tasks are implied: on
 restart every task without a result is queued again.
 
 Durability: WAL with synchronous=NORMAL.  A commit is in the WAL file when `write`

@@ -155,3 +155,12 @@ def test_draining_worker_gets_nothing_until_resumed():
     assert core.dispatch() == []
     core.set_draining("w", False)
     assert [a.worker for a in core.dispatch()] == ["w"]
+
+
+def test_reclaim_of_a_task_the_job_does_not_have_is_refused():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=2), "u")
+    core.worker_join("w", LINUX, slots=1)
+    assert not core.reclaim("w", job.id, 2)
+    assert not core.reclaim("w", job.id, -1)
+    assert list(job.state) == [QUEUED, QUEUED]
