@@ -216,7 +216,8 @@ class Grid:
             self.core.slot_gone(link.name)
 
     def task_text(self, a: Assignment) -> bytes:
-        """What a slot's read returns: `task J T`, then the job's description lines."""
+        """What a slot's read returns: `task J T N` (N: the job's task count), then its
+        description lines, less requirements and rank."""
         text = self.task_texts.get(a.job)
         if text is None:
             spec = self.core.jobs[a.job].spec
