@@ -70,7 +70,8 @@ class Grid:
         os.makedirs(self.data_dir, exist_ok=True)
         self.events = EventLog()
         self.links: dict[str, WorkerLink] = {}
-        self.watchers: dict[int, trio.Event] = {}
+        self.watchers: dict[int, trio.Event] = {}      # any change of a job
+        self.end_watchers: dict[int, trio.Event] = {}  # its end (or its removal)
         self.task_texts: dict[int, bytes] = {}
         self.first_event: dict[int, int] = {}    # where each job's event history starts
         self.announced = {jid for jid, job in self.core.jobs.items() if job.finished}
@@ -97,10 +98,24 @@ class Grid:
             event = self.watchers[jid] = trio.Event()
         await event.wait()
 
+    async def wait_ended(self, jid: int) -> None:
+        """Wait until job `jid` is finished or removed: a reader of `wait` is not
+        woken by each of a big job's task changes."""
+        event = self.end_watchers.get(jid)
+        if event is None:
+            event = self.end_watchers[jid] = trio.Event()
+        await event.wait()
+
     def notify(self, jid: int) -> None:
+        """Job `jid` changed: wake who waits for that (every change goes through here)."""
         event = self.watchers.pop(jid, None)
         if event is not None:
             event.set()
+        job = self.core.jobs.get(jid)
+        if job is None or job.finished:
+            event = self.end_watchers.pop(jid, None)
+            if event is not None:
+                event.set()
 
     def job(self, jid: int) -> Job:
         try:

@@ -400,7 +400,7 @@ class WaitHandle(PollHandle):
         return self.snapshot[offset:offset + count]
 
     async def changed(self) -> None:
-        await self.grid.wait_changed(self.jid)
+        await self.grid.wait_ended(self.jid)
 
 
 class JobStream(PollHandle):
