@@ -72,3 +72,26 @@ async def test_a_job_that_finished_while_held_loads(tmp_path, nursery):
     fresh = Core()
     store.load(fresh)
     assert fresh.jobs[job.id].state_name == "done"
+
+
+async def test_the_log_is_checkpointed_into_the_database_file_beside_the_commits(
+        tmp_path, nursery):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    await nursery.start(store.writer)
+    empty = path.stat().st_size
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=1200), "u")
+    await store.write([job_row(job)])
+    core.worker_join("w", LINUX, slots=1200)
+    for _ in range(1200):
+        a = core.slot_ready("w")
+        core.task_done("w", a.job, a.index, 0)
+        await store.write([result_row(job, a.index)])     # a commit each
+    with trio.fail_after(10):
+        while store.checkpointing or path.stat().st_size == empty:
+            await trio.sleep(0.01)
+    assert path.stat().st_size > empty               # rows reached grid.db, not only the log
+    fresh = Core()
+    store.load(fresh)
+    assert fresh.jobs[job.id].state_name == "done"
