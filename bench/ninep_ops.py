@@ -7,6 +7,10 @@ folder, runs the independent p9probe client against both (--bench N and --bulk o
 ratios styxgrid/diod; then holds 1,000 idle attached connections to exportfs and
 prints the server's RSS per connection.
 
+For scale, the small-file rounds also run against null9p.py, a Python responder
+with no file system behind it (on trio, and on a thread per connection): the most
+any Python 9P server could do for this client here.
+
     .venv/bin/python bench/ninep_ops.py [--n 2000] [--rounds 3] [--conns 1000]
 """
 
@@ -31,6 +35,7 @@ from styxgrid.ninep import NOFID, NOTAG, Decoder, NEED_DATA, encode  # noqa: E40
 from styxgrid.ninep import messages as M  # noqa: E402
 
 PROBE = REPO.parent / "shared" / "tools" / "p9probe.py"
+NULL9P = REPO / "bench" / "null9p.py"
 
 
 def free_port() -> int:
@@ -107,12 +112,17 @@ def main() -> int:
         procs.append(subprocess.Popen(
             ["diod", "-f", "-n", "-l", f"127.0.0.1:{dport}", "-e", str(folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(sport)
-        wait_port(dport)
+        nulls = {}
+        for mode in ("trio", "threads"):
+            nulls[mode] = free_port()
+            procs.append(subprocess.Popen([sys.executable, str(NULL9P), mode,
+                                           str(nulls[mode])], cwd=REPO))
+        for port in (sport, dport, *nulls.values()):
+            wait_port(port)
         styx = ["127.0.0.1:%d" % sport]
         diod = ["127.0.0.1:%d" % dport, "-V", "9P2000.L", "--aname", str(folder)]
-        small = {"styxgrid": [], "diod": []}
-        bulk = {"styxgrid": [], "diod": []}
+        small: dict[str, list[float]] = {"styxgrid": [], "diod": [], "trio": [], "threads": []}
+        bulk: dict[str, list[float]] = {"styxgrid": [], "diod": []}
         for _ in range(a.rounds):
             for name, target in (("diod", diod), ("styxgrid", styx)):
                 small[name].append(figure(r"([\d.]+) iterations/s",
@@ -120,12 +130,19 @@ def main() -> int:
                 bulk[name].append(figure(r"= ([\d.]+) MiB/s",
                                          probe(*target, "--bulk", "big.bin", "--msize",
                                                "1048576")))
+            for mode, port in nulls.items():
+                small[mode].append(figure(r"([\d.]+) iterations/s",
+                                          probe(f"127.0.0.1:{port}", "--bench", str(a.n))))
         s_small, d_small = statistics.median(small["styxgrid"]), statistics.median(small["diod"])
         s_bulk, d_bulk = statistics.median(bulk["styxgrid"]), statistics.median(bulk["diod"])
         print(f"p9probe --bench {a.n} (walk+open+read+clunk), median of {a.rounds}:")
         print(f"  styxgrid exportfs {s_small:9.1f} iterations/s")
         print(f"  diod              {d_small:9.1f} iterations/s")
         print(f"  ratio styxgrid/diod {s_small / d_small:.2f}  (target >= 1.0)")
+        for mode, label in (("trio", "on trio"), ("threads", "thread per connection")):
+            rate = statistics.median(small[mode])
+            print(f"  for scale: null9p.py {label:22} {rate:9.1f} iterations/s = "
+                  f"{rate / d_small:.2f} x diod; styxgrid = {s_small / rate:.2f} x it")
         print("p9probe --bulk 64 MiB, msize asked 1 MiB (diod caps at 64 KiB):")
         print(f"  styxgrid exportfs {s_bulk:9.1f} MiB/s")
         print(f"  diod              {d_bulk:9.1f} MiB/s")

@@ -216,7 +216,7 @@ class HostNode(Node):
             fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
             if mode & OTRUNC:
                 self.seen = os.fstat(fd)
-            elif access != OWRITE:
+            elif access != OWRITE and self.seen.st_size > THREAD_IO:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)   # a larger read-ahead
             return FileHandle(fd)
         except OSError as exc:
