@@ -4,6 +4,9 @@ One invocation:
 1. 2,000 x /bin/true as one job of 2,000 tasks through `styxgrid up --workers 2`,
    against `xargs -P2`, GNU `parallel -j2` and a plain Python loop of
    subprocess.run in 2 threads (the spawn floor); tasks/s and every ratio.
+   For scale, also the worker's own way of starting a task with no grid around it:
+   two trio loops of posix_spawn + pidfd, each task with its stdout/stderr files,
+   its folder and its nice value, as the worker does.
 2. The same through a scheduler on TCP+TLS (grid CA, worker certificate) against
    the unix socket of (1).
 3. 200 single-task jobs one after another on the idle grid: submit -> finished
@@ -35,6 +38,7 @@ from styxgrid.security.dial import dial  # noqa: E402
 from styxgrid.security.identity import Identity  # noqa: E402
 
 TRUE = shutil.which("true") or "/bin/true"
+NICE = 10                                   # the worker's default
 
 
 def python_floor(n: int) -> float:
@@ -55,6 +59,43 @@ def python_floor(n: int) -> float:
         t.start()
     for t in threads:
         t.join()
+    return n / (time.perf_counter() - start)
+
+
+async def worker_spawn_loop(n: int) -> float:
+    """Two loops of what the worker does per task, minus the grid: posix_spawn in
+    the task's folder with stdout/stderr to files, nice, wait on a pidfd."""
+    left = [n]
+    folder = tempfile.mkdtemp(prefix="sgspawn-", dir="/tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+    async def loop(i: int) -> None:
+        sandbox = os.path.join(folder, str(i))
+        os.mkdir(sandbox)
+        while left[0] > 0:
+            left[0] -= 1
+            out = os.open(sandbox + ".stdout", flags, 0o644)
+            err = os.open(sandbox + ".stderr", flags, 0o644)
+            actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                       (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
+            os.chdir(sandbox)
+            pid = os.posix_spawn(TRUE, [TRUE], {"STYXGRID_TASK": str(left[0])},
+                                 file_actions=actions, setpgroup=0)
+            os.chdir("/")
+            os.close(out)
+            os.close(err)
+            os.setpriority(os.PRIO_PGRP, pid, NICE)
+            pidfd = os.pidfd_open(pid)
+            await trio.lowlevel.wait_readable(pidfd)
+            os.waitpid(pid, 0)
+            os.close(pidfd)
+    start = time.perf_counter()
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(2):
+                nursery.start_soon(loop, i)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return n / (time.perf_counter() - start)
 
 
@@ -158,6 +199,7 @@ def main() -> None:
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     floor = median(python_floor, n)
+    spawn_loop = median(lambda: trio.run(worker_spawn_loop, n))
     xargs = median(shell_rate, "seq {n} | xargs -P2 -n1 {true}", n)
     parallel = median(shell_rate, "seq {n} | parallel -j2 {true} >/dev/null", n)
 
@@ -172,6 +214,8 @@ def main() -> None:
             continue
         print(f"  {name:34} {rate:9.0f} {grid / rate:14.2f}")
     print(f"  target: grid >= 0.6 x spawn floor -> {grid / floor:.2f}")
+    print(f"  for scale: {'the worker spawn loop, no grid':34} {spawn_loop:9.0f} "
+          f"{grid / spawn_loop:14.2f}   (= {spawn_loop / floor:.2f} x spawn floor)")
     print(f"  {'styxgrid, worker over TCP+TLS':34} {tls_rate:9.0f}   "
           f"TLS / unix socket = {tls_rate / grid:.2f} (target >= 0.9)")
     lat = sorted(latencies)

@@ -166,7 +166,7 @@ class Grid:
         elif verb == "remove":
             core.remove(jid)
             statements = rows.forget_job(jid)
-        await self.store.write(statements)
+        await self.store.write(statements, bulk=True)
         if verb == "remove":
             self.spool.remove_job(jid)
             self.announced.discard(jid)

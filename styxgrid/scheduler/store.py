@@ -7,7 +7,9 @@ results costs one commit, not one per message.
 
 Where the time goes: a commit under synchronous=NORMAL only appends to the WAL file
 (no fsync), some tens of microseconds, so it runs on the loop; handing it to a
-thread and back cost more than the commit itself and capped task throughput.  The
+thread and back cost more than the commit itself and capped task throughput.  A
+round holding a `bulk` write (a job verb: killing a million-task job writes a
+million rows) is committed in a thread instead, so the loop never stalls.  The
 part that can wait on the disk, the checkpoint (fsync, then copying the WAL into the
 database), never runs on the loop: automatic checkpoints are off, and the writer
 starts a PASSIVE one in a thread, on its own connection, once CHECKPOINT_PAGES have
@@ -55,6 +57,7 @@ CHECKPOINT_PAGES = 1000         # SQLite's own default for its automatic checkpo
 class _Batch:
     statements: list[Statement]
     done: trio.Event
+    bulk: bool = False
     error: BaseException | None = None
 
 
@@ -111,9 +114,10 @@ class Store:
             if held and not job.finished:
                 core.hold(jid)
 
-    async def write(self, statements: Iterable[Statement]) -> None:
-        """Return once `statements` are committed (together with whatever else waits)."""
-        batch = _Batch(list(statements), trio.Event())
+    async def write(self, statements: Iterable[Statement], *, bulk: bool = False) -> None:
+        """Return once `statements` are committed (together with whatever else waits);
+        `bulk`: they may be many, commit them off the loop."""
+        batch = _Batch(list(statements), trio.Event(), bulk)
         self.writes += 1
         self.waiting.append(batch)
         self.wake.set()
@@ -132,7 +136,10 @@ class Store:
                 batches, self.waiting = self.waiting, []
                 error: BaseException | None = None
                 try:
-                    self._commit(batches)
+                    if any(batch.bulk for batch in batches):
+                        await trio.to_thread.run_sync(self._commit, batches)
+                    else:
+                        self._commit(batches)
                     self.commits += 1
                 except sqlite3.Error as exc:
                     error = exc
