@@ -4,7 +4,8 @@ Tasks live in the worker's own nursery, not in the connection's: when the
 scheduler goes away the tasks go on running, the agent dials again with backoff,
 names the tasks it still runs in its `join` (the scheduler takes them back), and
 reports them on the new connection.  A slot holds one unit of `capacity` from the
-read that fetched its task until that task has been reported.
+read that fetched its task until that task's process has ended; the task itself is
+kept (and named in a `join`) until the scheduler has taken its report.
 """
 
 from __future__ import annotations
@@ -151,11 +152,10 @@ class Sandboxes:
 
 @dataclass(eq=False)
 class Report:
-    """A `done` line waiting to be sent; `sent` is set once the scheduler took it."""
+    """A `done` line waiting to be sent, and the task it ends."""
 
     line: str
-    sent: trio.Event = field(default_factory=trio.Event)
-    error: str = ""
+    run: "TaskRun"
 
 
 def task_user(run_as: str | None) -> tuple[int, int] | None:
@@ -249,8 +249,10 @@ class Worker:
 
     async def reporter(self, ctl: File) -> None:
         """Send waiting `done` lines, all that wait, in one write: while one batch is
-        committed the next one gathers.  A batch cut off by a lost connection is sent
-        again on the next one (the scheduler ignores a report it already has)."""
+        committed the next one gathers.  Their tasks are forgotten once the scheduler
+        has them.  A batch cut off by a lost connection is sent again on the next one
+        (the scheduler ignores a report it already has); till then its tasks are
+        still ours, and `join` names them."""
         while True:
             while not self.outbox:
                 self.outbox_ready = trio.Event()
@@ -260,14 +262,12 @@ class Worker:
                 await ctl.pwrite(0, "".join(r.line + "\n" for r in batch).encode())
             except NinePError as exc:
                 for r in batch:
-                    r.error = str(exc)
-                    r.sent.set()
-                continue
+                    log.warning("task %s.%s: report refused: %s", r.run.job, r.run.index, exc)
             except BaseException:
                 self.outbox[:0] = batch
                 raise
             for r in batch:
-                r.sent.set()
+                self.forget(r.run)
 
     async def commands(self, ctl: File) -> None:
         """The scheduler's orders: `kill J T`."""
@@ -306,19 +306,25 @@ class Worker:
 
     async def run_task(self, job: int, index: int, tasks: int, spec: JobSpec) -> None:
         """Run one task; its slot is free again the moment its process ends, while
-        the report (output, outputs, `done`) goes on beside the next task."""
+        its output goes up beside the next task.  Its `done` is left to the reporter,
+        which forgets the task once the scheduler has taken it."""
         run = TaskRun(job, index, tasks, spec, self.sandboxes.take())
         self.tasks[(job, index)] = run
+        queued = False
         try:
             try:
                 status, reason = await self.execute(run)
             finally:
                 self.capacity.release()
             if not run.killed:
-                await self.report(run, status, reason)
+                queued = await self.report(run, status, reason)
         finally:
-            del self.tasks[(job, index)]
-            self.sandboxes.give_back(run.sandbox)
+            if not queued:
+                self.forget(run)
+
+    def forget(self, run: TaskRun) -> None:
+        del self.tasks[(run.job, run.index)]
+        self.sandboxes.give_back(run.sandbox)
 
     def task_env(self, run: TaskRun) -> dict[str, str]:
         env = dict(self.env)
@@ -410,9 +416,10 @@ class Worker:
                 name = os.path.basename(local)
                 await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
 
-    async def report(self, run: TaskRun, status: int, reason: str) -> None:
-        """Output, outputs, then `done`, on whichever connection is up; a report the
-        scheduler refuses (the task was given to another worker meanwhile) is dropped."""
+    async def report(self, run: TaskRun, status: int, reason: str) -> bool:
+        """Output and outputs on whichever connection is up, then `done` into the
+        outbox (True).  Output the scheduler refuses (the task was given to another
+        worker meanwhile) drops the report (False)."""
         while True:
             link = await self.current_link()
             try:
@@ -423,10 +430,7 @@ class Worker:
                 await trio.sleep(0.05)
             except NinePError as exc:
                 log.warning("task %s.%s: output refused: %s", run.job, run.index, exc)
-                return
-        report = Report(f"done {run.job} {run.index} {status} {reason}".strip())
-        self.outbox.append(report)
+                return False
+        self.outbox.append(Report(f"done {run.job} {run.index} {status} {reason}".strip(), run))
         self.outbox_ready.set()
-        await report.sent.wait()
-        if report.error:
-            log.warning("task %s.%s: report refused: %s", run.job, run.index, report.error)
+        return True
