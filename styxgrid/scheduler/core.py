@@ -415,6 +415,7 @@ class Core:
         for index in range(job.spec.tasks):
             if job.state[index] not in FINISHED:
                 job.reasons[index] = "killed"
+                job.exit[index] = -1            # the kill ended it, not an earlier try
                 job.set_state(index, KILLED)
         return stop
 

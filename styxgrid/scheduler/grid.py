@@ -19,7 +19,7 @@ import trio
 
 from ..adtext import literal, parse_literal
 from . import store as rows
-from .core import FAILED, FINISHED, STATE_NAMES, Assignment, Core, CoreError, Job
+from .core import FINISHED, STATE_NAMES, Assignment, Core, CoreError, Job
 from .describe import JobSpec
 from .events import EventLog
 from .spool import Spool
@@ -142,12 +142,11 @@ class Grid:
         job = core.job(jid)
         statements: list[rows.Statement] = []
         if verb == "kill":
-            unfinished = [t for t in range(job.spec.tasks) if job.state[t] not in FINISHED]
             for name, index in core.kill(jid):
                 link = self.links.get(name)
                 if link is not None:
                     link.send(f"kill {jid} {index}")
-            statements = [rows.result_row(job, t) for t in unfinished]
+            statements = [rows.killed_rows(job)]
         elif verb == "hold":
             core.hold(jid)
             statements = [rows.job_row(job)]
@@ -159,10 +158,9 @@ class Grid:
             core.set_priority(jid, arg)
             statements = [rows.job_row(job)]
         elif verb == "retry":
-            failed = [t for t in range(job.spec.tasks) if job.state[t] == FAILED]
             core.retry(jid)
             self.announced.discard(jid)
-            statements = rows.forget_results(job, failed)
+            statements = [rows.forget_failed(job)]
         elif verb == "remove":
             core.remove(jid)
             statements = rows.forget_job(jid)

@@ -34,7 +34,7 @@ from typing import Iterable
 
 import trio
 
-from .core import FINISHED, Core, Job
+from .core import FAILED, FINISHED, KILLED, Core, Job
 from .describe import JobSpec
 
 SCHEMA = """
@@ -192,8 +192,18 @@ def result_row(job: Job, task: int, node: str = "") -> Statement:
             (job.id, task, job.state[task], job.exit[task], job.reasons.get(task, ""), node))
 
 
-def forget_results(job: Job, tasks: Iterable[int]) -> list[Statement]:
-    return [("DELETE FROM results WHERE job=? AND task=?", (job.id, t)) for t in tasks]
+def killed_rows(job: Job) -> Statement:
+    """Every task of a killed job that has no result yet is killed: one statement,
+    however many tasks (the rows of tasks that finished first are kept)."""
+    return ("WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i + 1 < ?) "
+            "INSERT OR IGNORE INTO results (job, task, state, exit, reason, node) "
+            "SELECT ?, i, ?, -1, 'killed', '' FROM t",
+            (job.spec.tasks, job.id, KILLED))
+
+
+def forget_failed(job: Job) -> Statement:
+    """A retried job's failed tasks are queued again: their results go."""
+    return ("DELETE FROM results WHERE job=? AND state=?", (job.id, FAILED))
 
 
 def forget_job(jid: int) -> list[Statement]:

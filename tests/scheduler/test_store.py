@@ -2,9 +2,10 @@
 
 import trio
 
-from styxgrid.scheduler.core import DONE, FAILED, Core
+from styxgrid.scheduler.core import DONE, FAILED, KILLED, QUEUED, Core
 from styxgrid.scheduler.describe import JobSpec
-from styxgrid.scheduler.store import Store, forget_job, job_row, result_row
+from styxgrid.scheduler.store import (Store, forget_failed, forget_job, job_row, killed_rows,
+                                      result_row)
 
 LINUX = {"OpSys": "LINUX", "Memory": 4096}
 
@@ -95,3 +96,32 @@ async def test_the_log_is_checkpointed_into_the_database_file_beside_the_commits
     fresh = Core()
     store.load(fresh)
     assert fresh.jobs[job.id].state_name == "done"
+
+
+async def test_kill_and_retry_are_one_statement_each_and_reload_the_same(tmp_path, nursery):
+    store = Store(tmp_path / "s.db")
+    await nursery.start(store.writer)
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=100_000), "u")
+    await store.write([job_row(job)])
+    core.worker_join("w", LINUX, slots=3)
+    ran = [core.slot_ready("w") for _ in range(3)]
+    core.task_done("w", job.id, ran[0].index, 0)
+    core.task_done("w", job.id, ran[1].index, 1)         # failed, no retries left
+    await store.write([result_row(job, ran[0].index), result_row(job, ran[1].index)])
+    core.kill(job.id)                                    # the third was still running
+    await store.write([killed_rows(job)], bulk=True)
+
+    def reloaded() -> bytes:
+        fresh = Core()
+        store.load(fresh)
+        return bytes(fresh.jobs[job.id].state)
+    assert reloaded() == bytes(job.state)
+    assert job.state.count(KILLED) == 100_000 - 2
+    assert store.reader.execute("SELECT exit FROM results WHERE task=?",
+                                (ran[2].index,)).fetchone() == (-1,)
+
+    core.retry(job.id)                                   # the failed one is queued again
+    await store.write([forget_failed(job)], bulk=True)
+    assert reloaded() == bytes(job.state)
+    assert job.state[ran[1].index] == QUEUED and job.state[ran[0].index] == DONE
