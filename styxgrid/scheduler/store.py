@@ -12,8 +12,8 @@ round holding a `bulk` write (a job verb: killing a million-task job writes a
 million rows) is committed in a thread instead, so the loop never stalls.  The
 part that can wait on the disk, the checkpoint (fsync, then copying the WAL into the
 database), never runs on the loop: automatic checkpoints are off, and the writer
-starts a PASSIVE one in a thread, on its own connection, once CHECKPOINT_PAGES have
-gathered.  Commits go on meanwhile (WAL lets a writer run beside a checkpoint).
+starts a PASSIVE one in a thread, on its own connection, once CHECKPOINT_ROWS rows
+have changed.  Commits go on meanwhile (WAL lets a writer run beside a checkpoint).
 
 What is kept: each job's description, owner, priority and held flag; each finished
 task's state, exit status, reason and the node it ran on.  Queued and running tasks are implied: on
@@ -48,9 +48,8 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 Statement = tuple[str, tuple]
-CHECKPOINT_PAGES = 1000         # SQLite's own default for its automatic checkpoint; the
-                                # writer counts a page for each row it writes (an upper
-                                # bound: rows share pages)
+CHECKPOINT_ROWS = 1000          # a row changes about a page; SQLite's own automatic
+                                # checkpoint comes after 1000 pages of log
 
 
 @dataclass
@@ -75,7 +74,7 @@ class Store:
         self.checkpointer = sqlite3.connect(path, check_same_thread=False,
                                             isolation_level=None)
         self.checkpointer.execute("PRAGMA synchronous=NORMAL")
-        self.wal_pages = 0                  # pages written since the last checkpoint
+        self.rows_since_checkpoint = 0
         self.checkpointing = False
         self.waiting: list[_Batch] = []
         self.wake = trio.Event()
@@ -146,9 +145,9 @@ class Store:
                 for batch in batches:
                     batch.error = error
                     batch.done.set()
-                if self.wal_pages >= CHECKPOINT_PAGES and not self.checkpointing:
+                if self.rows_since_checkpoint >= CHECKPOINT_ROWS and not self.checkpointing:
                     self.checkpointing = True
-                    self.wal_pages = 0
+                    self.rows_since_checkpoint = 0
                     nursery.start_soon(self.checkpoint)
 
     async def checkpoint(self) -> None:
@@ -161,6 +160,7 @@ class Store:
 
     def _commit(self, batches: list[_Batch]) -> None:
         db = self.db
+        before = db.total_changes
         db.execute("BEGIN IMMEDIATE")
         try:
             for batch in batches:
@@ -170,7 +170,7 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        self.wal_pages += 1 + sum(len(batch.statements) for batch in batches)
+        self.rows_since_checkpoint += db.total_changes - before
 
 
 # Statements for the changes the scheduler makes, named once.
