@@ -76,6 +76,7 @@ class Store:
         self.checkpointer.execute("PRAGMA synchronous=NORMAL")
         self.rows_since_checkpoint = 0
         self.checkpointing = False
+        self.checkpointed = trio.Event()    # set when the latest checkpoint has ended
         self.waiting: list[_Batch] = []
         self.wake = trio.Event()
         self.commits = 0
@@ -147,6 +148,7 @@ class Store:
                     batch.done.set()
                 if self.rows_since_checkpoint >= CHECKPOINT_ROWS and not self.checkpointing:
                     self.checkpointing = True
+                    self.checkpointed = trio.Event()
                     self.rows_since_checkpoint = 0
                     nursery.start_soon(self.checkpoint)
 
@@ -157,6 +159,7 @@ class Store:
                 self.checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             self.checkpointing = False
+            self.checkpointed.set()
 
     def _commit(self, batches: list[_Batch]) -> None:
         db = self.db

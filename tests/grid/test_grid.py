@@ -96,10 +96,13 @@ async def test_kill_stops_the_process_within_a_second(grid):
         with trio.fail_after(TIMEOUT):
             while not pids_running(marker):
                 await trio.sleep(0.02)
+        pidfds = [os.pidfd_open(int(pid)) for pid in pids_running(marker)]
         await c.write_file(f"jobs/{job}/ctl", b"kill\n")
         with trio.fail_after(1.0):
-            while pids_running(marker):
-                await trio.sleep(0.02)
+            for pidfd in pidfds:                    # readable once that process has ended
+                await trio.lowlevel.wait_readable(pidfd)
+                os.close(pidfd)
+        assert not pids_running(marker)
         assert (await wait(c, job)).split()[1] == "killed"
 
 

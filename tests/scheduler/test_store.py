@@ -90,8 +90,7 @@ async def test_the_log_is_checkpointed_into_the_database_file_beside_the_commits
         core.task_done("w", a.job, a.index, 0)
         await store.write([result_row(job, a.index)])     # a commit each
     with trio.fail_after(10):
-        while store.checkpointing or path.stat().st_size == empty:
-            await trio.sleep(0.01)
+        await store.checkpointed.wait()
     assert path.stat().st_size > empty               # rows reached grid.db, not only the log
     fresh = Core()
     store.load(fresh)
