@@ -7,9 +7,14 @@ Data structures are chosen for the targets of DESIGN.md:
 - a job keeps its tasks' states in a bytearray and exit codes in an array, and
   hands out fresh task indices from a counter, so a million-task job is a few MB;
 - tasks with the same `requirements` form a group; each group keeps a heap of its
-  jobs that have queued tasks (priority, then submission) and the set of workers
-  with an idle slot that match it, updated when a worker's idle count changes, so a
-  dispatch looks at the groups one worker matches, never at every worker or task.
+  jobs that have queued tasks (priority, then submission) and the set of matching
+  workers that are asking for work and have room, updated when a worker's room
+  changes, so a dispatch looks at the groups one worker matches, never at every
+  worker or task.
+
+A worker holds at most `lease` tasks at once (running, or leased and waiting their
+turn on the worker); while one of its reads of /work waits it is *asking*, and
+every task it has room for may be handed to that read.
 """
 
 from __future__ import annotations
@@ -126,7 +131,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Task `index` of `job` goes to a slot of `worker`."""
+    """Task `index` of `job` is leased to `worker`."""
 
     worker: str
     job: int
@@ -138,7 +143,7 @@ class Group:
     requirements: str
     expr: Any
     jobs: list = field(default_factory=list)           # heap of (-priority, job id)
-    idle: dict[str, None] = field(default_factory=dict)  # matching workers with idle slots
+    idle: dict[str, None] = field(default_factory=dict)  # matching workers asking, with room
 
     def matches(self, worker: "Worker") -> bool:
         if self.expr is None:
@@ -152,10 +157,22 @@ class Worker:
     attrs: dict[str, Any]
     ad: Any
     slots: int
-    idle: int = 0
-    running: set[tuple[int, int]] = field(default_factory=set)
+    lease: int                                # most tasks held at once (>= slots: some wait)
+    running: set[tuple[int, int]] = field(default_factory=set)   # held: leased, not reported
     groups: list[Group] = field(default_factory=list)
     draining: bool = False
+    asking: bool = False                      # a read of /work waits for tasks
+    listed: bool = False                      # in its groups' `idle`
+
+    @property
+    def room(self) -> int:
+        """How many more tasks it may hold."""
+        return max(0, self.lease - len(self.running))
+
+    @property
+    def idle(self) -> int:
+        """How many tasks it would take now."""
+        return self.room if self.asking and not self.draining else 0
 
     def eval(self, expr: Any) -> Any:
         try:
@@ -195,7 +212,7 @@ class Core:
             for worker in self.workers.values():        # once per new group, not per dispatch
                 if group.matches(worker):
                     worker.groups.append(group)
-                    if worker.idle and not worker.draining:
+                    if worker.listed:
                         group.idle[worker.name] = None
         return group
 
@@ -252,31 +269,55 @@ class Core:
         job.set_state(index, RUNNING)
         job.running[index] = worker.name
         worker.running.add((job.id, index))
+        self.refresh(worker)
         return Assignment(worker.name, job.id, index)
 
-    def slot_ready(self, name: str) -> Assignment | None:
-        """A slot of worker `name` asks for work: a task now, or the slot waits idle."""
-        worker = self.workers[name]
-        if not worker.draining:
+    def ask(self, name: str, most: int) -> list[Assignment]:
+        """A read of worker `name` asks for up to `most` tasks: those it can have now
+        (as many as it has room for), or none and the worker is left asking."""
+        got = self.take(self.workers[name], most)
+        if not got:
+            self.set_asking(name, True)
+        return got
+
+    def take(self, worker: Worker, most: int) -> list[Assignment]:
+        """Up to `most` of the best queued tasks that `worker` matches and has room for."""
+        got: list[Assignment] = []
+        if worker.draining:
+            return got
+        while len(got) < most and worker.room:
             group = self.best_group(worker)
-            if group is not None:
-                picked = self.next_task(group)
-                if picked is not None:
-                    return self.start(worker, *picked)
-        self.set_idle(worker, worker.idle + 1)
-        return None
+            picked = self.next_task(group) if group is not None else None
+            if picked is None:
+                break
+            got.append(self.start(worker, *picked))
+        return got
 
-    def slot_gone(self, name: str) -> None:
-        """An idle slot stopped waiting (its read was flushed)."""
+    def fill(self, name: str) -> list[Assignment]:
+        """Tasks for an asking worker that has just got room (a report came in)."""
         worker = self.workers.get(name)
-        if worker is not None and worker.idle:
-            self.set_idle(worker, worker.idle - 1)
+        if worker is None or not worker.asking:
+            return []
+        return self.take(worker, worker.room)
 
-    def set_idle(self, worker: Worker, idle: int) -> None:
-        was, worker.idle = worker.idle > 0 and not worker.draining, idle
-        now = idle > 0 and not worker.draining
-        if was == now:
+    def set_asking(self, name: str, asking: bool) -> None:
+        """Whether a read of the worker waits for tasks."""
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.asking = asking
+            self.refresh(worker)
+
+    def set_lease(self, name: str, lease: int) -> None:
+        worker = self.workers[name]
+        worker.lease = lease
+        self.refresh(worker)
+
+    def refresh(self, worker: Worker) -> None:
+        """Keep the worker in its groups' `idle` exactly while it would take a task."""
+        now = worker.idle > 0
+        if worker.listed == now:
             return
+        worker.listed = now
         for group in worker.groups:
             if now:
                 group.idle[worker.name] = None
@@ -284,7 +325,7 @@ class Core:
                 group.idle.pop(worker.name, None)
 
     def dispatch(self) -> list[Assignment]:
-        """Hand queued tasks to idle slots; called after anything queued tasks."""
+        """Hand queued tasks to asking workers; called after anything queued tasks."""
         out = []
         for group in self.groups.values():
             while group.idle and group.jobs:
@@ -292,13 +333,11 @@ class Core:
                 if picked is None:
                     break
                 job, index = picked
-                worker = self.pick_worker(group, job)
-                self.set_idle(worker, worker.idle - 1)
-                out.append(self.start(worker, job, index))
+                out.append(self.start(self.pick_worker(group, job), job, index))
         return out
 
     def pick_worker(self, group: Group, job: Job) -> Worker:
-        """The idle matching worker with the best `rank` (first idle if no rank)."""
+        """The asking matching worker with the best `rank` (the first if no rank)."""
         if not job.spec.rank:
             return self.workers[next(iter(group.idle))]
         rank = _expr(job.spec.rank)
@@ -310,11 +349,12 @@ class Core:
 
     # ------------------------------------------------------------ workers
 
-    def worker_join(self, name: str, attrs: dict[str, Any], slots: int) -> Worker:
+    def worker_join(self, name: str, attrs: dict[str, Any], slots: int,
+                    lease: int = 0) -> Worker:
         old = self.workers.get(name)
         if old is not None:
             self.worker_lost(name)
-        worker = Worker(name, attrs, _classad(attrs), slots)
+        worker = Worker(name, attrs, _classad(attrs), slots, lease or slots)
         worker.groups = [g for g in self.groups.values() if g.matches(worker)]
         self.workers[name] = worker
         return worker
@@ -325,7 +365,8 @@ class Core:
         worker = self.workers.pop(name, None)
         if worker is None:
             return []
-        self.set_idle(worker, 0)
+        worker.asking = False
+        self.refresh(worker)
         lost = sorted(worker.running)
         for jid, index in lost:
             job = self.jobs.get(jid)
@@ -354,6 +395,7 @@ class Core:
         worker = self.workers.get(name)
         if worker is not None:
             worker.running.discard((jid, index))
+            self.refresh(worker)
         if job is None or job.running.get(index) != name:
             return False
         del job.running[index]
@@ -380,15 +422,17 @@ class Core:
         job.set_state(index, RUNNING)
         job.running[index] = name
         worker.running.add((jid, index))
+        self.refresh(worker)
         return True
 
     def unassign(self, name: str, jid: int, index: int) -> None:
-        """A task was given to a slot whose read was flushed before it got it: put it
-        back at the head of the queue, with no loss counted."""
+        """A task was given to a read that went away before it got it (or to a worker
+        told to give it up): put it back in the queue, with no loss counted."""
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
         if worker is not None:
             worker.running.discard((jid, index))
+            self.refresh(worker)
         if job is not None and job.running.get(index) == name:
             del job.running[index]
             self.requeue(job, index)
@@ -396,10 +440,8 @@ class Core:
     def set_draining(self, name: str, draining: bool) -> None:
         """A drained worker keeps its running tasks but is given no new ones."""
         worker = self.workers[name]
-        idle = worker.idle
-        self.set_idle(worker, 0)
         worker.draining = draining
-        self.set_idle(worker, idle)
+        self.refresh(worker)
 
     # ------------------------------------------------------------ ctl verbs
 
@@ -411,6 +453,7 @@ class Core:
             worker = self.workers.get(name)
             if worker is not None:
                 worker.running.discard((jid, index))
+                self.refresh(worker)
         job.running.clear()
         for index in range(job.spec.tasks):
             if job.state[index] not in FINISHED:

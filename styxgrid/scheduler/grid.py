@@ -4,7 +4,7 @@ driven by what arrives through the 9P tree.
 The tree (namespace.py) calls in here; this module never sees a fid.  Every change
 that must survive a crash is written to the store before the call that made it
 returns.  Workers are `WorkerLink`s: the link of one joined connection, with its
-parked slot reads (`Slot`) and a queue of commands (kill) for its control fid.
+waiting reads of /work (`Lease`) and a queue of commands (kill) for its control fid.
 """
 
 from __future__ import annotations
@@ -27,15 +27,18 @@ from .store import Store
 
 ELOST = "worker lost: join again"
 ENOTJOINED = "not joined: write 'join NAME' to /work first"
+MAX_LEASE = 16384           # the most tasks one worker may hold at once
+MIN_RECORD = 48             # no task record is shorter: a read of N bytes wants <= N/48
 
 
 @dataclass(eq=False)
-class Slot:
-    """One parked read of /work: waits for an assignment (or for its worker's end)."""
+class Lease:
+    """One waiting read of /work: gathers the tasks handed to it until it is
+    answered (or its worker is lost)."""
 
     link: "WorkerLink"
     event: trio.Event = field(default_factory=trio.Event)
-    assignment: Assignment | None = None
+    assignments: list[Assignment] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -45,8 +48,9 @@ class WorkerLink:
     name: str
     attrs: dict[str, Any]
     slots: int
+    lease: int
     last_seen: float
-    parked: deque[Slot] = field(default_factory=deque)
+    parked: deque[Lease] = field(default_factory=deque)
     commands: list[str] = field(default_factory=list)
     command_ready: trio.Event = field(default_factory=trio.Event)
     gone: bool = False
@@ -186,64 +190,107 @@ class Grid:
     # ------------------------------------------------------------ dispatch
 
     def dispatch(self) -> None:
-        """Hand queued tasks to parked slots."""
+        """Hand queued tasks to waiting reads."""
         for assignment in self.core.dispatch():
-            link = self.links[assignment.worker]
-            slot = link.parked.popleft()
-            self.started(assignment)
-            slot.assignment = assignment
-            slot.event.set()
+            self.hand(self.links[assignment.worker], assignment)
+
+    def hand(self, link: WorkerLink, a: Assignment) -> None:
+        """Give a task to the worker's first waiting read (the core hands tasks only
+        to a worker that has one)."""
+        lease = link.parked[0]
+        self.started(a)
+        lease.assignments.append(a)
+        lease.event.set()
+
+    def fill(self, link: WorkerLink) -> None:
+        """The worker has room again: its waiting read gets what fits."""
+        if link.parked:
+            for a in self.core.fill(link.name):
+                self.hand(link, a)
 
     def started(self, a: Assignment) -> None:
         self.spool.reset(a.job, a.index)
         self.events.add(a.job, f"job {a.job} task {a.index} running node={a.worker}")
         self.notify(a.job)
 
-    def take_work(self, link: WorkerLink) -> Assignment | Slot:
-        """A slot asks for work: a task now, or a parked `Slot` to wait on."""
+    def take_work(self, link: WorkerLink, most: int) -> list[Assignment] | Lease:
+        """A read of /work: up to `most` tasks now, or a `Lease` to wait on."""
         if link.gone:
             raise LookupError(ELOST)
-        assignment = self.core.slot_ready(link.name)
-        if assignment is not None:
-            self.started(assignment)
-            return assignment
-        slot = Slot(link)
-        link.parked.append(slot)
-        return slot
+        if not link.parked:
+            got = self.core.ask(link.name, most)
+            if got:
+                for a in got:
+                    self.started(a)
+                return got
+        lease = Lease(link)
+        link.parked.append(lease)
+        return lease
 
-    def unpark(self, slot: Slot) -> None:
-        """A parked read went away (flushed, connection closed)."""
-        link = slot.link
-        if slot.assignment is not None:
-            a = slot.assignment
-            if not link.gone:
-                self.core.unassign(link.name, a.job, a.index)
-                self.events.add(a.job, f"job {a.job} task {a.index} queued (slot went away)")
-                self.dispatch()
+    def answer(self, lease: Lease) -> list[Assignment]:
+        """A woken read takes its tasks (none: its worker was lost)."""
+        link = lease.link
+        self.forget_lease(lease)
+        return [] if link.gone else lease.assignments
+
+    def unpark(self, lease: Lease) -> None:
+        """A waiting read went away (flushed, connection closed): the tasks handed
+        to it go back to the queue."""
+        link = lease.link
+        self.forget_lease(lease)
+        if link.gone or not lease.assignments:
             return
+        for a in lease.assignments:
+            self.core.unassign(link.name, a.job, a.index)
+            self.events.add(a.job, f"job {a.job} task {a.index} queued (read went away)")
+            self.notify(a.job)
+        lease.assignments = []
+        self.dispatch()
+
+    def forget_lease(self, lease: Lease) -> None:
+        link = lease.link
         try:
-            link.parked.remove(slot)
+            link.parked.remove(lease)
         except ValueError:
             return
-        if not link.gone:
-            self.core.slot_gone(link.name)
+        if not link.parked and not link.gone:
+            self.core.set_asking(link.name, False)
+
+    def lease_text(self, link: WorkerLink, got: list[Assignment], count: int) -> bytes:
+        """What a read of /work returns: one record per task, as many as fit in
+        `count` bytes (at least one); the rest go back to the queue."""
+        out, size = [], 0
+        for i, a in enumerate(got):
+            record = self.task_text(a)
+            if out and size + len(record) > count:
+                for rest in got[i:]:
+                    self.core.unassign(link.name, rest.job, rest.index)
+                    self.events.add(rest.job, f"job {rest.job} task {rest.index} queued "
+                                              "(read too small)")
+                self.dispatch()
+                break
+            out.append(record)
+            size += len(record)
+        return b"".join(out)
 
     def task_text(self, a: Assignment) -> bytes:
-        """What a slot's read returns: `task J T N` (N: the job's task count), then its
-        description lines, less requirements and rank."""
+        """One task's record: `task J T N SIZE` (N: the job's task count), then SIZE
+        bytes of the job's description lines, less requirements and rank."""
         text = self.task_texts.get(a.job)
         if text is None:
             spec = self.core.jobs[a.job].spec
             lines = [line for line in spec.lines().splitlines()
                      if not line.startswith(("requirements ", "rank "))]
             text = self.task_texts[a.job] = ("\n".join(lines) + "\n").encode()
-        return f"task {a.job} {a.index} {self.core.jobs[a.job].spec.tasks}\n".encode() + text
+        tasks = self.core.jobs[a.job].spec.tasks
+        return f"task {a.job} {a.index} {tasks} {len(text)}\n".encode() + text
 
     # ------------------------------------------------------------ workers
 
     def join(self, text: str) -> WorkerLink:
-        """A worker's `join` text: its name, slots, attributes, and tasks it still runs."""
-        name, slots, attrs, running = "", 1, {}, []
+        """A worker's `join` text: its name, slots, lease, attributes, and the tasks
+        it still holds."""
+        name, slots, lease, attrs, running = "", 1, 0, {}, []
         for line in text.splitlines():
             key, _, value = line.strip().partition(" ")
             if not key:
@@ -252,6 +299,8 @@ class Grid:
                 name = value.strip()
             elif key == "slots":
                 slots = int(value)
+            elif key == "lease":
+                lease = check_lease(value)
             elif key == "attr":
                 attr, eq, written = value.partition("=")
                 if not eq or not attr.strip().isidentifier():
@@ -270,8 +319,9 @@ class Grid:
         if old is not None:
             self.lose(old, "joined again")
         attrs = {"Name": name, "Slots": slots, **attrs}
-        self.core.worker_join(name, attrs, slots)
-        link = WorkerLink(name, attrs, slots, trio.current_time())
+        lease = lease or slots
+        self.core.worker_join(name, attrs, slots, lease)
+        link = WorkerLink(name, attrs, slots, lease, trio.current_time())
         self.links[name] = link
         self.events.add(0, f"node {name} joined slots={slots}")
         for jid, index in running:
@@ -290,6 +340,14 @@ class Grid:
             key, _, value = word.partition("=")
             if key == "load":
                 link.attrs["LoadAvg"] = parse_literal(value)
+
+    def set_lease(self, link: WorkerLink, lease: int) -> None:
+        """The worker now holds up to `lease` tasks at once."""
+        if link.gone:
+            raise LookupError(ELOST)
+        link.lease = lease
+        self.core.set_lease(link.name, lease)
+        self.fill(link)
 
     def lose(self, link: WorkerLink, why: str) -> None:
         """The worker is gone: its running tasks go back to the queue (or fail after
@@ -344,6 +402,7 @@ class Grid:
                 statements.append(rows.result_row(job, index, link.name))
             else:
                 requeued = True
+        self.fill(link)
         if statements:
             await self.store.write(statements)
         for jid, job in changed.items():
@@ -393,10 +452,11 @@ class Grid:
         worker = self.core.workers[name]
         a = link.attrs
         state = "draining" if worker.draining else "busy" if worker.running else "idle"
+        held = len(worker.running)
         seen = trio.current_time() - link.last_seen
         return (f"{name} {state} cpus={a.get('Cpus', '?')} mem={a.get('Memory', '?')} "
                 f"load={a.get('LoadAvg', '?')} os={a.get('OpSys', '?')} "
-                f"arch={a.get('Arch', '?')} slots={link.slots} running={len(worker.running)} "
+                f"arch={a.get('Arch', '?')} slots={link.slots} lease={link.lease} running={held} "
                 f"seen={seen:.1f}s\n")
 
     def node_ad(self, name: str) -> str:
@@ -421,3 +481,14 @@ class Grid:
         if node is None and job.state[index] in FINISHED:
             node = self.store.task_node(jid, index)
         return (node or "") + "\n" if node else ""
+
+
+def check_lease(text: str) -> int:
+    """A worker's `lease L`: how many tasks it may hold at once."""
+    try:
+        lease = int(text)
+    except ValueError:
+        lease = 0
+    if not 1 <= lease <= MAX_LEASE:
+        raise ValueError(f"lease {text.strip()!r}: want a number of tasks, 1..{MAX_LEASE}")
+    return lease

@@ -22,7 +22,7 @@ from . import access
 from .access import Policy
 from .core import FINISHED, CoreError
 from .describe import Description, DescriptionError
-from .grid import ELOST, ENOTJOINED, Grid, Slot, WorkerLink
+from .grid import ELOST, ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
 
 # Qid paths: kind in the low byte, then job (32 bits), then task + 1 (24 bits).
 (K_ROOT, K_NEW, K_CTL, K_STATS, K_EVENTS, K_JOBS, K_NODES, K_WORK, K_JOB, K_JOBCTL, K_DESC,
@@ -668,17 +668,19 @@ async def node_ctl(grid: Grid, name: str, text: str) -> None:
 class WorkHandle(Handle):
     """/work, the labour exchange.
 
-    The fid a worker writes `join` on is its control fid: it takes `heartbeat` and
-    `done J T STATUS [REASON]` writes, and its reads wait for commands (`kill J T`).
-    Every other fid of the joined connection is a slot: each read waits until a task
-    is assigned to it and returns `task J T N` followed by the job's description.
+    The fid a worker writes `join` on is its control fid: it takes `heartbeat`,
+    `lease L` and `done J T STATUS [REASON]` writes, and its reads wait for commands
+    (`kill J T`).  A read on any other fid of the joined connection leases tasks: it
+    waits until the worker has room and a task for it is queued, then returns one
+    record per task (`task J T N SIZE` and SIZE bytes of the job's description), as
+    many as the worker has room for.
     """
 
     def __init__(self, grid: Grid, session: Session) -> None:
         self.grid = grid
         self.session = session
         self.control: WorkerLink | None = None
-        self.parked: Slot | None = None
+        self.parked: Lease | None = None
 
     @property
     def link(self) -> WorkerLink:
@@ -687,7 +689,7 @@ class WorkHandle(Handle):
             raise NinePError(ENOTJOINED)
         return link
 
-    # writes: join, heartbeat, done
+    # writes: join, heartbeat, lease, done
 
     def write_nowait(self, offset: int, data: bytes) -> int:
         text = _text(data)
@@ -709,30 +711,44 @@ class WorkHandle(Handle):
             except LookupError as exc:
                 raise NinePError(_words(exc)) from None
             return len(data)
-        if first == "done":
+        if first in ("done", "lease"):
             raise trio.WouldBlock
-        raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat or done")
+        raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat, lease "
+                         "or done")
 
     async def write(self, offset: int, data: bytes) -> int:
-        """`done J T STATUS [REASON]` lines: all checked, then committed together."""
+        """`done J T STATUS [REASON]` and `lease L` lines: all checked, then the lease
+        set and the reports committed together."""
         link = self.link
-        reports = []
+        reports, lease = [], None
         for line in _text(data).splitlines():
             words = line.split(None, 4)
             if not words:
+                continue
+            if words[0] == "lease" and len(words) == 2:
+                try:
+                    lease = check_lease(words[1])
+                except ValueError as exc:
+                    raise NinePError(str(exc)) from None
                 continue
             try:
                 if words[0] != "done":
                     raise ValueError
                 jid, index, status = int(words[1]), int(words[2]), int(words[3])
             except (IndexError, ValueError):
-                raise NinePError(f"bad report {line!r}: want 'done J T STATUS [REASON]'") \
-                    from None
+                raise NinePError(f"bad report {line!r}: want 'done J T STATUS [REASON]' "
+                                 "or 'lease L'") from None
             reports.append((jid, index, status, words[4] if len(words) > 4 else ""))
-        await self.grid.tasks_done(link, reports)
+        try:
+            if lease is not None:
+                self.grid.set_lease(link, lease)
+            if reports:
+                await self.grid.tasks_done(link, reports)
+        except LookupError as exc:
+            raise NinePError(_words(exc)) from None
         return len(data)
 
-    # reads: commands on the control fid, tasks on slot fids
+    # reads: commands on the control fid, tasks on the others
 
     def read_nowait(self, offset: int, count: int) -> bytes:
         link = self.link
@@ -746,15 +762,15 @@ class WorkHandle(Handle):
             link.command_ready = trio.Event()
             raise trio.WouldBlock
         if self.parked is not None:
-            raise NinePError("this slot is already waiting for work")
+            raise NinePError("this fid is already waiting for work")
         try:
-            got = self.grid.take_work(link)
+            got = self.grid.take_work(link, max(1, count // MIN_RECORD))
         except LookupError as exc:
             raise NinePError(_words(exc)) from None
-        if isinstance(got, Slot):
+        if isinstance(got, Lease):
             self.parked = got
             raise trio.WouldBlock
-        return self.grid.task_text(got)
+        return self.grid.lease_text(link, got, count)
 
     async def read(self, offset: int, count: int) -> bytes:
         if self.control is not None:
@@ -763,25 +779,26 @@ class WorkHandle(Handle):
                 await link.command_ready.wait()
                 link.command_ready = trio.Event()
             return self.read_nowait(offset, count)
-        slot = self.parked
-        assert slot is not None
+        lease = self.parked
+        assert lease is not None
         try:
-            await slot.event.wait()
+            await lease.event.wait()
         except trio.Cancelled:
-            if self.parked is slot:
+            if self.parked is lease:
                 self.parked = None
-                self.grid.unpark(slot)
+                self.grid.unpark(lease)
             raise
         self.parked = None
-        if slot.assignment is None:
+        got = self.grid.answer(lease)
+        if not got:
             raise NinePError(ELOST)
-        return self.grid.task_text(slot.assignment)
+        return self.grid.lease_text(lease.link, got, count)
 
     def clunk(self) -> None:
         if self.parked is not None:
-            slot, self.parked = self.parked, None
-            self.grid.unpark(slot)
-            slot.event.set()
+            lease, self.parked = self.parked, None
+            self.grid.unpark(lease)
+            lease.event.set()
         if self.control is not None:
             self.grid.lose(self.control, "connection closed")
 

@@ -1,17 +1,25 @@
-"""The worker agent: one persistent connection out, K slots pulling tasks.
+"""The worker agent: one persistent connection out, a lease of tasks, K slots.
 
-Tasks live in the worker's own nursery, not in the connection's: when the
-scheduler goes away the tasks go on running, the agent dials again with backoff,
-names the tasks it still runs in its `join` (the scheduler takes them back), and
-reports them on the new connection.  A slot holds one unit of `capacity` from the
-read that fetched its task until that task's process has ended; the task itself is
-kept (and named in a `join`) until the scheduler has taken its report.
+One read of /work is always waiting on the connection; the scheduler answers it
+with as many tasks as the worker has room for under its lease (tasks held at once,
+running or waiting their turn here).  K slot loops run the waiting tasks one after
+another.  While tasks are short the worker leases a little ahead (about
+LEASE_AHEAD seconds of work) and reports finished tasks in batches, so one message
+each way carries many tasks; while they are long it leases no more than it has
+slots, so no task waits here while another node idles.
+
+Slots and tasks live in the worker's own nursery, not in the connection's: when
+the scheduler goes away the tasks go on running, the agent dials again with
+backoff, names the tasks it still holds in its `join` (the scheduler takes them
+back), and reports them on the new connection.  A task is kept (and named in a
+`join`) until the scheduler has taken its report.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import os
 import pwd
 import shutil
@@ -36,6 +44,8 @@ log = logging.getLogger("styxgrid.worker")
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
 STREAM_INTERVAL = 0.25      # how often a running task's new output is sent
+LEASE_AHEAD = 0.05          # seconds of work leased beyond the slots, while tasks are short
+AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
 
 
 @dataclass
@@ -66,7 +76,7 @@ class TaskRun:
     index: int
     tasks: int
     spec: JobSpec
-    sandbox: str
+    sandbox: str = ""                         # given when a slot starts it
     process: Process | None = None
     killed: bool = False
     sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
@@ -87,23 +97,29 @@ class TaskRun:
 
 
 class TaskParser:
-    """Reads `task J T N` + description; a job's description is parsed once."""
+    """Reads the records of a lease, `task J T N SIZE` + SIZE bytes of description;
+    a job's description is parsed once."""
 
     def __init__(self, keep: int = 64) -> None:
         self.specs: dict[bytes, JobSpec] = {}
         self.keep = keep
 
-    def parse(self, data: bytes) -> tuple[int, int, int, JobSpec]:
-        head, _, rest = data.partition(b"\n")
-        words = head.split()
-        if len(words) != 4 or words[0] != b"task":
-            raise NinePError(f"bad task from the scheduler: {head!r}")
-        spec = self.specs.get(rest)
-        if spec is None:
-            if len(self.specs) >= self.keep:
-                self.specs.clear()
-            spec = self.specs[rest] = JobSpec.from_lines(rest.decode())
-        return int(words[1]), int(words[2]), int(words[3]), spec
+    def parse(self, data: bytes) -> list[tuple[int, int, int, JobSpec]]:
+        out, at = [], 0
+        while at < len(data):
+            end = data.find(b"\n", at)
+            words = data[at:end].split() if end >= 0 else []
+            if len(words) != 5 or words[0] != b"task":
+                raise NinePError(f"bad task from the scheduler: {data[at:at + 80]!r}")
+            size = int(words[4])
+            text, at = data[end + 1:end + 1 + size], end + 1 + size
+            spec = self.specs.get(text)
+            if spec is None:
+                if len(self.specs) >= self.keep:
+                    self.specs.clear()
+                spec = self.specs[text] = JobSpec.from_lines(text.decode())
+            out.append((int(words[1]), int(words[2]), int(words[3]), spec))
+        return out
 
 
 class Sandboxes:
@@ -180,7 +196,6 @@ class Worker:
         self.workdir = os.path.abspath(config.workdir or os.path.join(
             tempfile.gettempdir(), f"styxgrid-worker-{config.name}"))
         os.makedirs(self.workdir, exist_ok=True)
-        self.capacity = trio.Semaphore(config.slots)
         self.run_as = task_user(config.run_as)
         if self.run_as is not None:
             os.setgroups([])                  # tasks get no supplementary groups of root's
@@ -188,7 +203,12 @@ class Worker:
         self.parser = TaskParser()
         self.outbox: list[Report] = []          # `done` lines for the next batch
         self.outbox_ready = trio.Event()
-        self.tasks: dict[tuple[int, int], TaskRun] = {}
+        self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
+        self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
+        self.queued = 0                         # leased tasks waiting for a slot
+        self.mean_run: float | None = None      # how long a task holds a slot, smoothed
+        self.lease = config.slots               # what we want to hold at once
+        self.lease_told = 0                     # what the scheduler was last told
         self.link: Link | None = None
         self.linked = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -202,6 +222,8 @@ class Worker:
         backoff = 0.05
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
+            for _ in range(self.config.slots):
+                nursery.start_soon(self.slot)
             while True:
                 try:
                     await self.connect(task_status)
@@ -215,7 +237,8 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
 
     def join_text(self) -> str:
-        lines = [f"join {self.config.name}", f"slots {self.config.slots}"]
+        lines = [f"join {self.config.name}", f"slots {self.config.slots}",
+                 f"lease {self.lease}"]
         self.ad["LoadAvg"] = round(os.getloadavg()[0], 2)
         lines += [f"attr {k} = {literal(v)}" for k, v in self.ad.items()]
         lines += [f"running {j} {t}" for (j, t) in self.tasks]
@@ -225,7 +248,9 @@ class Worker:
         stream, uname = await dial(self.config.scheduler, self.config.identity)
         async with open_client(stream, uname=uname, aname="worker") as client:
             ctl = await client.open("work", ORDWR)
+            lease = self.lease
             await ctl.pwrite(0, self.join_text().encode())
+            self.lease_told = lease
             self.link = Link(client, ctl)
             self.linked.set()
             task_status.started()
@@ -236,8 +261,7 @@ class Worker:
                     nursery.start_soon(self.commands, ctl)
                     nursery.start_soon(self.stream_output, client)
                     nursery.start_soon(self.reporter, ctl)
-                    for _ in range(self.config.slots):
-                        nursery.start_soon(self.slot, client)
+                    nursery.start_soon(self.leaser, client)
             finally:
                 self.link = None
                 self.linked = trio.Event()
@@ -247,19 +271,31 @@ class Worker:
             await trio.sleep(self.config.heartbeat)
             await ctl.pwrite(0, f"heartbeat load={os.getloadavg()[0]:.2f}".encode())
 
+    def report_due(self) -> bool:
+        """Reports go in batches of about half the tasks leased ahead, and at once
+        when no task waits here (the last ones of a job, or a long task's)."""
+        batch = max(1, (self.lease - self.config.slots) // 2)
+        return bool(self.outbox) and (len(self.outbox) >= batch or not self.queued)
+
     async def reporter(self, ctl: File) -> None:
-        """Send waiting `done` lines, all that wait, in one write: while one batch is
-        committed the next one gathers.  Their tasks are forgotten once the scheduler
-        has them.  A batch cut off by a lost connection is sent again on the next one
-        (the scheduler ignores a report it already has); till then its tasks are
-        still ours, and `join` names them."""
+        """Send the waiting `done` lines in one write, with a `lease` line when the
+        wanted lease changed: while one batch is committed the next one gathers.
+        Their tasks are forgotten once the scheduler has them.  A batch cut off by a
+        lost connection is sent again on the next one (the scheduler ignores a
+        report it already has); till then its tasks are still ours, and `join`
+        names them."""
         while True:
-            while not self.outbox:
+            while not self.report_due():
                 self.outbox_ready = trio.Event()
                 await self.outbox_ready.wait()
             batch, self.outbox = self.outbox[:512], self.outbox[512:]
+            lease = self.lease
+            lines = [r.line for r in batch]
+            if lease != self.lease_told:
+                lines.insert(0, f"lease {lease}")
             try:
-                await ctl.pwrite(0, "".join(r.line + "\n" for r in batch).encode())
+                await ctl.pwrite(0, "".join(line + "\n" for line in lines).encode())
+                self.lease_told = lease
             except NinePError as exc:
                 for r in batch:
                     log.warning("task %s.%s: report refused: %s", r.run.job, r.run.index, exc)
@@ -282,20 +318,17 @@ class Worker:
                         if run.process is not None:
                             run.process.kill()
 
-    async def slot(self, client: Client) -> None:
-        """Pull a task whenever this worker has a free slot."""
+    async def leaser(self, client: Client) -> None:
+        """Keep one read of /work waiting: the scheduler answers it whenever this
+        worker has room under its lease and tasks for it are queued."""
         f = await client.open("work", OREAD)
         async with f:
             while True:
-                await self.capacity.acquire()
-                try:
-                    data = await f.pread(0, f.iounit)
-                    job, index, tasks, spec = self.parser.parse(data)
-                except BaseException:
-                    self.capacity.release()
-                    raise
-                assert self.nursery is not None
-                self.nursery.start_soon(self.run_task, job, index, tasks, spec)
+                data = await f.pread(0, f.iounit)
+                for job, index, tasks, spec in self.parser.parse(data):
+                    run = self.tasks[(job, index)] = TaskRun(job, index, tasks, spec)
+                    self.queued += 1
+                    self.waiting_in.send_nowait(run)
 
     async def current_link(self) -> Link:
         while self.link is None:
@@ -304,27 +337,49 @@ class Worker:
 
     # ------------------------------------------------------------ one task
 
-    async def run_task(self, job: int, index: int, tasks: int, spec: JobSpec) -> None:
-        """Run one task; its slot is free again the moment its process ends, while
-        its output goes up beside the next task.  Its `done` is left to the reporter,
-        which forgets the task once the scheduler has taken it."""
-        run = TaskRun(job, index, tasks, spec, self.sandboxes.take())
-        self.tasks[(job, index)] = run
-        queued = False
-        try:
-            try:
-                status, reason = await self.execute(run)
-            finally:
-                self.capacity.release()
-            if not run.killed:
-                queued = await self.report(run, status, reason)
-        finally:
-            if not queued:
+    async def slot(self) -> None:
+        """Run leased tasks one after another.  The slot is free again the moment a
+        task's process ends: output still to upload goes up beside the next task,
+        and the `done` is left to the reporter, which forgets the task once the
+        scheduler has taken it."""
+        async for run in self.waiting_out:
+            self.queued -= 1
+            if not self.queued:
+                self.outbox_ready.set()
+            if run.killed:
                 self.forget(run)
+                continue
+            run.sandbox = self.sandboxes.take()
+            started = trio.current_time()
+            status, reason = await self.execute(run)
+            self.pace(trio.current_time() - started)
+            if run.killed:
+                self.forget(run)
+            elif run.spec.outputs or self.unsent(run):
+                assert self.nursery is not None
+                self.nursery.start_soon(self.finish, run, status, reason)
+            else:
+                self.post(run, status, reason)
+
+    def pace(self, seconds: float) -> None:
+        """Learn how long tasks take and lease ahead accordingly: about LEASE_AHEAD
+        seconds of work (a power of two, so the lease changes seldom), none once
+        tasks take longer than that."""
+        mean = self.mean_run = seconds if self.mean_run is None else \
+            0.9 * self.mean_run + 0.1 * seconds
+        slots = self.config.slots
+        ahead = min(AHEAD_PER_SLOT * slots, int(LEASE_AHEAD * slots / max(mean, 1e-6)))
+        self.lease = slots + (1 << (ahead.bit_length() - 1) if ahead else 0)
 
     def forget(self, run: TaskRun) -> None:
         del self.tasks[(run.job, run.index)]
-        self.sandboxes.give_back(run.sandbox)
+        self.clear(run)
+
+    def clear(self, run: TaskRun) -> None:
+        """The task's folder is free for the next task once its output is sent."""
+        if run.sandbox:
+            self.sandboxes.give_back(run.sandbox)
+            run.sandbox = ""
 
     def task_env(self, run: TaskRun) -> dict[str, str]:
         env = dict(self.env)
@@ -416,10 +471,20 @@ class Worker:
                 name = os.path.basename(local)
                 await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
 
-    async def report(self, run: TaskRun, status: int, reason: str) -> bool:
-        """Output and outputs on whichever connection is up, then `done` into the
-        outbox (True).  Output the scheduler refuses (the task was given to another
-        worker meanwhile) drops the report (False)."""
+    def unsent(self, run: TaskRun) -> bool:
+        """Whether the task wrote output that has not gone up yet."""
+        for stream in ("stdout", "stderr"):
+            try:
+                if os.stat(run.local(stream)).st_size > run.sent[stream]:
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
+
+    async def finish(self, run: TaskRun, status: int, reason: str) -> None:
+        """Output and outputs on whichever connection is up, then the `done`.
+        Output the scheduler refuses (the task was given to another worker
+        meanwhile) drops the report and the task."""
         while True:
             link = await self.current_link()
             try:
@@ -430,7 +495,13 @@ class Worker:
                 await trio.sleep(0.05)
             except NinePError as exc:
                 log.warning("task %s.%s: output refused: %s", run.job, run.index, exc)
-                return False
+                self.forget(run)
+                return
+        self.post(run, status, reason)
+
+    def post(self, run: TaskRun, status: int, reason: str) -> None:
+        """Put the task's `done` in the outbox."""
+        self.clear(run)
         self.outbox.append(Report(f"done {run.job} {run.index} {status} {reason}".strip(), run))
-        self.outbox_ready.set()
-        return True
+        if self.report_due():
+            self.outbox_ready.set()

@@ -157,7 +157,7 @@ async def test_silent_worker_is_lost_after_the_heartbeat_timeout(proc, grid):
         ctl = await w.open("work", ORDWR)
         await ctl.pwrite(0, b"join mute\nslots 1\n")
         slot = await w.open("work")
-        assert (await slot.pread(0, 4096)).startswith(f"task {job} 0 1\n".encode())
+        assert (await slot.pread(0, 4096)).startswith(f"task {job} 0 1 ".encode())
         assert "running" in await read(c, f"jobs/{job}/status")
         seen = ""
         with trio.fail_after(10):

@@ -9,13 +9,9 @@ from styxgrid.scheduler.describe import JobSpec
 LINUX = {"OpSys": "LINUX", "Arch": "X86_64", "Memory": 4096, "Cpus": 2}
 
 
-def drain(core, worker, slots=1):
-    got = []
-    for _ in range(slots):
-        a = core.slot_ready(worker)
-        if a:
-            got.append(a)
-    return got
+def drain(core, worker, most=1):
+    """A read of /work by `worker` asking for up to `most` tasks."""
+    return core.ask(worker, most)
 
 
 def test_tasks_go_to_idle_slots_in_priority_then_submission_order():
@@ -25,6 +21,8 @@ def test_tasks_go_to_idle_slots_in_priority_then_submission_order():
     core.worker_join("w1", LINUX, slots=4)
     got = drain(core, "w1", 4)
     assert [(a.job, a.index) for a in got] == [(high.id, 0), (low.id, 0), (low.id, 1)]
+    assert core.workers["w1"].idle == 0           # answered: not asking
+    assert drain(core, "w1", 4) == []             # its next read waits, with room for one
     assert core.workers["w1"].idle == 1
     late = core.submit(JobSpec(cmd="c"), "u")
     assert [(a.worker, a.job) for a in core.dispatch()] == [("w1", late.id)]
@@ -139,17 +137,17 @@ def test_reclaim_takes_back_a_queued_task_and_unassign_requeues_without_a_loss()
     assert core.reclaim("w", job.id, 1)
     assert job.state[1] == RUNNING and job.running[1] == "w"
     assert not core.reclaim("w", job.id, 1)          # already running: not twice
-    a = core.slot_ready("w")
+    [a] = core.ask("w", 2)
     assert (a.job, a.index) == (job.id, 0)           # task 1 is not handed out again
     core.unassign("w", job.id, 0)
     assert job.state[0] == QUEUED and job.losses == {}
-    assert core.slot_ready("w").index == 0
+    assert [a.index for a in core.ask("w", 1)] == [0]
 
 
 def test_draining_worker_gets_nothing_until_resumed():
     core = Core()
     core.worker_join("w", LINUX, slots=1)
-    assert core.slot_ready("w") is None              # parked, idle
+    assert core.ask("w", 1) == []                    # waiting, idle
     core.set_draining("w", True)
     core.submit(JobSpec(cmd="x"), "u")
     assert core.dispatch() == []
@@ -164,3 +162,30 @@ def test_reclaim_of_a_task_the_job_does_not_have_is_refused():
     assert not core.reclaim("w", job.id, 2)
     assert not core.reclaim("w", job.id, -1)
     assert list(job.state) == [QUEUED, QUEUED]
+
+
+def test_a_lease_holds_tasks_beyond_the_slots_and_a_report_makes_room():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=10), "u")
+    core.worker_join("w", LINUX, slots=2, lease=5)
+    assert [a.index for a in core.ask("w", 100)] == [0, 1, 2, 3, 4]
+    assert core.ask("w", 100) == [] and core.workers["w"].idle == 0   # full: asks, no room
+    assert core.fill("w") == []
+    core.task_done("w", job.id, 0, 0)
+    core.task_done("w", job.id, 1, 0)
+    assert core.workers["w"].idle == 2
+    assert [a.index for a in core.fill("w")] == [5, 6]
+    core.set_lease("w", 8)
+    assert [a.index for a in core.dispatch()] == [7, 8, 9]
+    core.set_asking("w", False)
+    core.task_done("w", job.id, 2, 0)
+    assert core.fill("w") == [] and core.workers["w"].idle == 0      # not asking
+
+
+def test_a_lease_is_shared_by_rank_and_stops_at_the_queue():
+    core = Core()
+    core.worker_join("a", {**LINUX, "Memory": 1}, slots=1, lease=4)
+    core.worker_join("b", {**LINUX, "Memory": 2}, slots=1, lease=4)
+    assert core.ask("a", 10) == [] and core.ask("b", 10) == []
+    core.submit(JobSpec(cmd="x", tasks=6, rank="Memory"), "u")
+    assert [a.worker for a in core.dispatch()] == ["b"] * 4 + ["a"] * 2

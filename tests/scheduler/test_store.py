@@ -18,7 +18,7 @@ async def test_state_survives_reopen_and_batches_commit_together(tmp_path, nurse
     b = core.submit(JobSpec(cmd="/bin/true", priority=4), "bob")
     await store.write([job_row(a), job_row(b)])
     core.worker_join("w", LINUX, slots=3)
-    ran = [core.slot_ready("w") for _ in range(3)]
+    ran = core.ask("w", 3)
     for assignment, status in zip(ran, (0, 0, 7)):
         core.task_done("w", assignment.job, assignment.index, status)
     finished = [(core.jobs[x.job], x.index) for x in ran]
@@ -66,7 +66,7 @@ async def test_a_job_that_finished_while_held_loads(tmp_path, nursery):
     core = Core()
     job = core.submit(JobSpec(cmd="x"), "u")
     core.worker_join("w", LINUX, slots=1)
-    running = core.slot_ready("w")
+    [running] = core.ask("w", 1)
     core.hold(job.id)                       # held while its only task runs
     core.task_done("w", job.id, running.index, 0)
     await store.write([job_row(job), result_row(job, running.index)])
@@ -86,7 +86,7 @@ async def test_the_log_is_checkpointed_into_the_database_file_beside_the_commits
     await store.write([job_row(job)])
     core.worker_join("w", LINUX, slots=1200)
     for _ in range(1200):
-        a = core.slot_ready("w")
+        [a] = core.ask("w", 1)
         core.task_done("w", a.job, a.index, 0)
         await store.write([result_row(job, a.index)])     # a commit each
     with trio.fail_after(10):
@@ -104,7 +104,7 @@ async def test_kill_and_retry_are_one_statement_each_and_reload_the_same(tmp_pat
     job = core.submit(JobSpec(cmd="x", tasks=100_000), "u")
     await store.write([job_row(job)])
     core.worker_join("w", LINUX, slots=3)
-    ran = [core.slot_ready("w") for _ in range(3)]
+    ran = core.ask("w", 3)
     core.task_done("w", job.id, ran[0].index, 0)
     core.task_done("w", job.id, ran[1].index, 1)         # failed, no retries left
     await store.write([result_row(job, ran[0].index), result_row(job, ran[1].index)])
