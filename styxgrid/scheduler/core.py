@@ -8,13 +8,16 @@ Data structures are chosen for the targets of DESIGN.md:
   hands out fresh task indices from a counter, so a million-task job is a few MB;
 - tasks with the same `requirements` form a group; each group keeps a heap of its
   jobs that have queued tasks (priority, then submission) and the set of matching
-  workers that are asking for work and have room, updated when a worker's room
+  workers that are asking for work and have a free slot, updated when that
   changes, so a dispatch looks at the groups one worker matches, never at every
   worker or task.
 
 A worker holds at most `lease` tasks at once (running, or leased and waiting their
-turn on the worker); while one of its reads of /work waits it is *asking*, and
-every task it has room for may be handed to that read.
+turn on the worker); while one of its reads of /work waits it is *asking*.  Up to
+its slots it takes any task it matches, best first.  Beyond its slots it takes only
+tasks of the job it last reported a task of, and only as the answer to its own
+read or report: a worker leases ahead only work it has just seen to be short
+(it sets its lease by how long that job's tasks take), never an unknown job's.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ class Group:
     requirements: str
     expr: Any
     jobs: list = field(default_factory=list)           # heap of (-priority, job id)
-    idle: dict[str, None] = field(default_factory=dict)  # matching workers asking, with room
+    idle: dict[str, None] = field(default_factory=dict)  # matching workers that would take one
 
     def matches(self, worker: "Worker") -> bool:
         if self.expr is None:
@@ -163,16 +166,15 @@ class Worker:
     draining: bool = False
     asking: bool = False                      # a read of /work waits for tasks
     listed: bool = False                      # in its groups' `idle`
-
-    @property
-    def room(self) -> int:
-        """How many more tasks it may hold."""
-        return max(0, self.lease - len(self.running))
+    recent: int = 0                           # the job it last reported a task of
 
     @property
     def idle(self) -> int:
-        """How many tasks it would take now."""
-        return self.room if self.asking and not self.draining else 0
+        """How many tasks of any job it would take now: its free slots."""
+        if not self.asking or self.draining:
+            return 0
+        return max(0, min(self.slots, self.lease) - len(self.running))
+
 
     def eval(self, expr: Any) -> Any:
         try:
@@ -273,32 +275,41 @@ class Core:
         return Assignment(worker.name, job.id, index)
 
     def ask(self, name: str, most: int) -> list[Assignment]:
-        """A read of worker `name` asks for up to `most` tasks: those it can have now
-        (as many as it has room for), or none and the worker is left asking."""
+        """A read of worker `name` asks for up to `most` tasks: those it can have now,
+        or none and the worker is left asking."""
         got = self.take(self.workers[name], most)
         if not got:
             self.set_asking(name, True)
         return got
 
     def take(self, worker: Worker, most: int) -> list[Assignment]:
-        """Up to `most` of the best queued tasks that `worker` matches and has room for."""
+        """Up to `most` tasks for `worker`: the best queued ones it matches for its
+        free slots, then more up to its lease while the best is still of its recent
+        job (a better job stops the leasing ahead, so it gets the next free slot)."""
         got: list[Assignment] = []
         if worker.draining:
             return got
-        while len(got) < most and worker.room:
+        while len(got) < most:
+            held = len(worker.running)
+            if held >= worker.lease:
+                break
             group = self.best_group(worker)
-            picked = self.next_task(group) if group is not None else None
+            if group is None:
+                break
+            if held >= worker.slots and self.live_top(group)[1] != worker.recent:
+                break
+            picked = self.next_task(group)
             if picked is None:
                 break
             got.append(self.start(worker, *picked))
         return got
 
     def fill(self, name: str) -> list[Assignment]:
-        """Tasks for an asking worker that has just got room (a report came in)."""
+        """Tasks for an asking worker whose report just made room."""
         worker = self.workers.get(name)
         if worker is None or not worker.asking:
             return []
-        return self.take(worker, worker.room)
+        return self.take(worker, worker.lease)
 
     def set_asking(self, name: str, asking: bool) -> None:
         """Whether a read of the worker waits for tasks."""
@@ -395,6 +406,7 @@ class Core:
         worker = self.workers.get(name)
         if worker is not None:
             worker.running.discard((jid, index))
+            worker.recent = jid
             self.refresh(worker)
         if job is None or job.running.get(index) != name:
             return False

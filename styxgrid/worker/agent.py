@@ -44,7 +44,7 @@ log = logging.getLogger("styxgrid.worker")
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
 STREAM_INTERVAL = 0.25      # how often a running task's new output is sent
-LEASE_AHEAD = 0.05          # seconds of work leased beyond the slots, while tasks are short
+LEASE_AHEAD = 0.05          # seconds of work leased beyond the slots, when tasks are short
 AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
 
 
@@ -206,7 +206,7 @@ class Worker:
         self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
         self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
         self.queued = 0                         # leased tasks waiting for a slot
-        self.mean_run: float | None = None      # how long a task holds a slot, smoothed
+        self.mean_run: dict[int, float] = {}    # per job: how long a task holds a slot
         self.lease = config.slots               # what we want to hold at once
         self.lease_told = 0                     # what the scheduler was last told
         self.link: Link | None = None
@@ -352,7 +352,7 @@ class Worker:
             run.sandbox = self.sandboxes.take()
             started = trio.current_time()
             status, reason = await self.execute(run)
-            self.pace(trio.current_time() - started)
+            self.pace(run.job, trio.current_time() - started)
             if run.killed:
                 self.forget(run)
             elif run.spec.outputs or self.unsent(run):
@@ -361,12 +361,15 @@ class Worker:
             else:
                 self.post(run, status, reason)
 
-    def pace(self, seconds: float) -> None:
-        """Learn how long tasks take and lease ahead accordingly: about LEASE_AHEAD
-        seconds of work (a power of two, so the lease changes seldom), none once
-        tasks take longer than that."""
-        mean = self.mean_run = seconds if self.mean_run is None else \
-            0.9 * self.mean_run + 0.1 * seconds
+    def pace(self, job: int, seconds: float) -> None:
+        """Learn how long the job's tasks take and lease ahead accordingly (the
+        scheduler leases ahead only tasks of the job last reported): about
+        LEASE_AHEAD seconds of work, a power of two so that the lease changes
+        seldom, and none once tasks take longer than that."""
+        known = self.mean_run.get(job)
+        if known is None and len(self.mean_run) >= 64:
+            self.mean_run.clear()
+        mean = self.mean_run[job] = seconds if known is None else 0.9 * known + 0.1 * seconds
         slots = self.config.slots
         ahead = min(AHEAD_PER_SLOT * slots, int(LEASE_AHEAD * slots / max(mean, 1e-6)))
         self.lease = slots + (1 << (ahead.bit_length() - 1) if ahead else 0)

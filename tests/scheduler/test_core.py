@@ -164,28 +164,37 @@ def test_reclaim_of_a_task_the_job_does_not_have_is_refused():
     assert list(job.state) == [QUEUED, QUEUED]
 
 
-def test_a_lease_holds_tasks_beyond_the_slots_and_a_report_makes_room():
+def test_beyond_its_slots_a_worker_leases_only_the_job_it_last_reported():
     core = Core()
-    job = core.submit(JobSpec(cmd="x", tasks=10), "u")
+    job = core.submit(JobSpec(cmd="x", tasks=20), "u")
     core.worker_join("w", LINUX, slots=2, lease=5)
-    assert [a.index for a in core.ask("w", 100)] == [0, 1, 2, 3, 4]
-    assert core.ask("w", 100) == [] and core.workers["w"].idle == 0   # full: asks, no room
-    assert core.fill("w") == []
+    assert [a.index for a in core.ask("w", 100)] == [0, 1]      # a job it has not seen yet
+    assert core.ask("w", 100) == [] and core.workers["w"].idle == 0   # asks; slots full
     core.task_done("w", job.id, 0, 0)
+    assert [a.index for a in core.fill("w")] == [2, 3, 4, 5]    # its slot, then 3 ahead
+    core.set_lease("w", 7)
+    assert [a.index for a in core.fill("w")] == [6, 7]
+    later = core.submit(JobSpec(cmd="y"), "u")
+    assert core.dispatch() == []                                # a new job: free slots only
     core.task_done("w", job.id, 1, 0)
-    assert core.workers["w"].idle == 2
-    assert [a.index for a in core.fill("w")] == [5, 6]
-    core.set_lease("w", 8)
-    assert [a.index for a in core.dispatch()] == [7, 8, 9]
+    assert [a.index for a in core.fill("w")] == [8]             # the older job still first
+    urgent = core.submit(JobSpec(cmd="z", priority=9), "u")
+    for index in (2, 3, 4, 5, 6):                               # no more leasing ahead
+        core.task_done("w", job.id, index, 0)
+        assert core.fill("w") == []
+    core.task_done("w", job.id, 7, 0)                           # a slot comes free
+    assert [(a.job, a.index) for a in core.fill("w")] == \
+        [(urgent.id, 0)] + [(job.id, i) for i in range(9, 14)]  # then ahead again
     core.set_asking("w", False)
-    core.task_done("w", job.id, 2, 0)
+    core.task_done("w", job.id, 8, 0)
     assert core.fill("w") == [] and core.workers["w"].idle == 0      # not asking
+    assert later.queued == 1
 
 
-def test_a_lease_is_shared_by_rank_and_stops_at_the_queue():
+def test_a_job_is_shared_by_rank_one_task_per_free_slot():
     core = Core()
     core.worker_join("a", {**LINUX, "Memory": 1}, slots=1, lease=4)
-    core.worker_join("b", {**LINUX, "Memory": 2}, slots=1, lease=4)
+    core.worker_join("b", {**LINUX, "Memory": 2}, slots=2, lease=8)
     assert core.ask("a", 10) == [] and core.ask("b", 10) == []
     core.submit(JobSpec(cmd="x", tasks=6, rank="Memory"), "u")
-    assert [a.worker for a in core.dispatch()] == ["b"] * 4 + ["a"] * 2
+    assert [a.worker for a in core.dispatch()] == ["b", "b", "a"]
