@@ -341,8 +341,13 @@ class Worker:
         """Run leased tasks one after another.  The slot is free again the moment a
         task's process ends: output still to upload goes up beside the next task,
         and the `done` is left to the reporter, which forgets the task once the
-        scheduler has taken it."""
-        async for run in self.waiting_out:
+        scheduler has taken it.  A task already waiting starts at once, with no
+        pass of the run loop before it."""
+        while True:
+            try:
+                run = self.waiting_out.receive_nowait()
+            except trio.WouldBlock:
+                run = await self.waiting_out.receive()
             self.queued -= 1
             if not self.queued:
                 self.outbox_ready.set()
