@@ -100,7 +100,7 @@ class Job:
     def state_name(self) -> str:
         c = self.counts
         if self.finished:
-            return "failed" if c[FAILED] else "killed" if c[KILLED] == self.spec.tasks else "done"
+            return "failed" if c[FAILED] else "killed" if c[KILLED] else "done"
         if c[RUNNING]:
             return "running"
         if self.held:

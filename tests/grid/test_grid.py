@@ -148,6 +148,77 @@ async def test_worker_sigkill_mid_task_reruns_elsewhere(grid):
         assert await read(c, f"jobs/{job}/stdout") == "finished on spare\n"
 
 
+def records(lease: bytes) -> list[tuple[int, int]]:
+    """The (job, task) of each record a read of /work returned."""
+    out = []
+    while lease:
+        head, _, rest = lease.partition(b"\n")
+        word, job, task, _tasks, size = head.split()
+        assert word == b"task"
+        out.append((int(job), int(task)))
+        lease = rest[int(size):]
+    return out
+
+
+async def test_a_read_of_work_leases_up_to_the_lease_only_of_the_job_last_reported(grid):
+    """The labour exchange by hand: a free slot takes any job's task; beyond its
+    slots a worker is given more of the job it last reported, as many as its lease
+    and the read's size allow, and a bad lease changes nothing."""
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        job = await submit(c, "cmd true\ntasks 10\nsubmit\n")
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join hand\nslots 1\nlease 4\n")
+        for bad in ("lease 0\n", "lease many\n", "lease 99999999\n", f"lease 5\ndone {job}\n"):
+            with pytest.raises(NinePError, match="lease|bad report"):
+                await ctl.pwrite(0, bad.encode())
+        assert "slots=1 lease=4 running=0" in await read(c, "nodes/hand/status")
+        lease = await w.open("work")
+        assert records(await lease.pread(0, 4096)) == [(job, 0)]     # a job not yet seen
+        await ctl.pwrite(0, f"done {job} 0 0\n".encode())
+        assert records(await lease.pread(0, 4096)) == [(job, i) for i in (1, 2, 3, 4)]
+        assert "lease=4 running=4" in await read(c, "nodes/hand/status")
+        await ctl.pwrite(0, f"lease 6\ndone {job} 1 0\n".encode())
+        assert records(await lease.pread(0, 60)) == [(job, 5)]      # one record fits 60 bytes
+        assert records(await lease.pread(0, 4096)) == [(job, 6), (job, 7)]  # the rest came back
+        assert f"{job} running tasks=10 queued=2 running=6 done=2" in \
+            await read(c, f"jobs/{job}/status")
+
+
+async def test_short_tasks_are_leased_ahead_but_a_long_job_spreads_over_the_nodes(grid):
+    """After a run of short tasks the workers lease ahead; the long job queued
+    behind them still gets one node per task, not both tasks on one node."""
+    grid.start_worker("w1")
+    grid.start_worker("w2")
+    async with open_client(grid.sock) as c:
+        short = await submit(c, "cmd true\ntasks 400\nsubmit\n")
+        long = await submit(c, "cmd sleep 1\ntasks 2\nsubmit\n")
+        assert " done=400 " in await wait(c, short)
+        leases = [int((await read(c, f"nodes/{n}/status")).split("lease=")[1].split()[0])
+                  for n in ("w1", "w2")]
+        assert max(leases) > 1
+        assert " done=2 " in await wait(c, long)
+        assert {await read(c, f"jobs/{long}/tasks/{t}/node") for t in (0, 1)} == \
+            {"w1\n", "w2\n"}
+
+
+async def test_killing_a_job_leased_ahead_leaves_the_worker_serving(grid):
+    """Tasks leased ahead and still waiting on the worker when their job is killed
+    never start, and the worker goes on with the next job."""
+    grid.start_worker("w1", slots=2)
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd true\ntasks 20000\nsubmit\n")
+        await wait_for_event(c, f"jobs/{job}/events", " done exit=0", count=300)
+        await c.write_file(f"jobs/{job}/ctl", b"kill\n")
+        status = await wait(c, job)
+        done = int(status.split(" done=")[1].split()[0])
+        assert status.split()[1] == "killed" and 300 <= done < 20000
+        assert f" killed={20000 - done} " in status
+        after = await submit(c, "submit echo after\n")
+        assert " done " in await wait(c, after)
+        assert await read(c, f"jobs/{after}/tasks/0/node") == "w1\n"
+        assert int((await read(c, "nodes/w1/status")).split("running=")[1].split()[0]) == 0
+
+
 async def test_silent_worker_is_lost_after_the_heartbeat_timeout(proc, grid):
     grid.scheduler.stop()
     grid.start_scheduler("--heartbeat-timeout", "0.5")
