@@ -380,7 +380,8 @@ class Worker:
         self.lease = slots + (1 << (ahead.bit_length() - 1) if ahead else 0)
 
     def forget(self, run: TaskRun) -> None:
-        del self.tasks[(run.job, run.index)]
+        if self.tasks.get((run.job, run.index)) is run:    # not a later lease of it
+            del self.tasks[(run.job, run.index)]
         self.clear(run)
 
     def clear(self, run: TaskRun) -> None:
