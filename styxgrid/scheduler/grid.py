@@ -386,11 +386,17 @@ class Grid:
                 if now - link.last_seen > self.heartbeat_timeout:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
 
-    async def tasks_done(self, link: WorkerLink,
-                         reports: list[tuple[int, int, int, str]]) -> None:
+    async def tasks_done(self, link: WorkerLink, reports: list[tuple[int, int, int, str]],
+                         outputs: list[tuple[int, int, str, int, bytes]] = []) -> None:
         """A worker's reports (job, task, status, reason), committed together before
-        this returns; watchers hear of them after the commit.  Stale ones are ignored."""
+        this returns, after the output that came with them (job, task, stream,
+        offset, bytes) is in the spool; watchers hear of them after the commit.
+        Stale ones (a task no longer leased to this worker) are ignored."""
         link.last_seen = trio.current_time()
+        for jid, index, stream, offset, data in outputs:
+            job = self.core.jobs.get(jid)
+            if job is not None and job.running.get(index) == link.name:
+                self.spool.write(jid, index, stream, offset, data)
         statements, changed, requeued = [], {}, False
         for jid, index, status, reason in reports:
             if not self.core.task_done(link.name, jid, index, status, reason):

@@ -23,6 +23,7 @@ from .access import Policy
 from .core import FINISHED, CoreError
 from .describe import Description, DescriptionError
 from .grid import ELOST, ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
+from .spool import STREAMS
 
 # Qid paths: kind in the low byte, then job (32 bits), then task + 1 (24 bits).
 (K_ROOT, K_NEW, K_CTL, K_STATS, K_EVENTS, K_JOBS, K_NODES, K_WORK, K_JOB, K_JOBCTL, K_DESC,
@@ -665,6 +666,46 @@ async def node_ctl(grid: Grid, name: str, text: str) -> None:
 
 # ------------------------------------------------------------------ the labour exchange
 
+def parse_reports(data: bytes) -> tuple[int | None, list[tuple[int, int, str, int, bytes]],
+                                        list[tuple[int, int, int, str]]]:
+    """A worker's write on its control fid: (lease, outputs, reports); NinePError
+    names the first bad line."""
+    lease, outputs, reports, at = None, [], [], 0
+    while at < len(data):
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        text, at = _text(data[at:end]), end + 1
+        words = text.split()
+        if not words:
+            continue
+        bad = f"bad report {text!r}: "
+        try:
+            if words[0] == "lease" and len(words) == 2:
+                try:
+                    lease = check_lease(words[1])
+                except ValueError as exc:
+                    raise NinePError(bad + str(exc)) from None
+            elif words[0] == "output" and len(words) == 6 and words[3] in STREAMS:
+                offset, size = int(words[4]), int(words[5])
+                if offset < 0 or size < 0:
+                    raise ValueError
+                if at + size > len(data):
+                    raise NinePError(bad + "the write ends before its SIZE bytes")
+                outputs.append((int(words[1]), int(words[2]), words[3], offset,
+                                data[at:at + size]))
+                at += size
+            elif words[0] == "done" and len(words) >= 4:
+                words = text.split(None, 4)
+                reports.append((int(words[1]), int(words[2]), int(words[3]),
+                                words[4] if len(words) > 4 else ""))
+            else:
+                raise ValueError
+        except ValueError:
+            raise NinePError(bad + "want 'done J T STATUS [REASON]', "
+                             "'output J T STREAM OFFSET SIZE' or 'lease L'") from None
+    return lease, outputs, reports
+
+
 class WorkHandle(Handle):
     """/work, the labour exchange.
 
@@ -689,11 +730,14 @@ class WorkHandle(Handle):
             raise NinePError(ENOTJOINED)
         return link
 
-    # writes: join, heartbeat, lease, done
+    # writes: join, heartbeat; lease, output, done
 
     def write_nowait(self, offset: int, data: bytes) -> int:
+        head = data[:16].split(None, 1)
+        first = _text(head[0]) if head else ""
+        if first in ("done", "lease", "output"):
+            raise trio.WouldBlock                 # reports may carry output: bytes
         text = _text(data)
-        first = text.split(None, 1)[0] if text.strip() else ""
         if first == "join":
             if self.session.peer.get("transport") == "tls" and \
                     text.split()[1:2] != [access.user(self.session)]:
@@ -711,39 +755,20 @@ class WorkHandle(Handle):
             except LookupError as exc:
                 raise NinePError(_words(exc)) from None
             return len(data)
-        if first in ("done", "lease"):
-            raise trio.WouldBlock
-        raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat, lease "
-                         "or done")
+        raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat, lease, "
+                         "output or done")
 
     async def write(self, offset: int, data: bytes) -> int:
-        """`done J T STATUS [REASON]` and `lease L` lines: all checked, then the lease
-        set and the reports committed together."""
+        """`lease L`, `output J T STREAM OFFSET SIZE` + SIZE bytes, and `done J T
+        STATUS [REASON]`: all checked, then the lease set, the output spooled and
+        the reports committed together."""
         link = self.link
-        reports, lease = [], None
-        for line in _text(data).splitlines():
-            words = line.split(None, 4)
-            if not words:
-                continue
-            if words[0] == "lease" and len(words) == 2:
-                try:
-                    lease = check_lease(words[1])
-                except ValueError as exc:
-                    raise NinePError(str(exc)) from None
-                continue
-            try:
-                if words[0] != "done":
-                    raise ValueError
-                jid, index, status = int(words[1]), int(words[2]), int(words[3])
-            except (IndexError, ValueError):
-                raise NinePError(f"bad report {line!r}: want 'done J T STATUS [REASON]' "
-                                 "or 'lease L'") from None
-            reports.append((jid, index, status, words[4] if len(words) > 4 else ""))
+        lease, outputs, reports = parse_reports(data)
         try:
             if lease is not None:
                 self.grid.set_lease(link, lease)
-            if reports:
-                await self.grid.tasks_done(link, reports)
+            if reports or outputs:
+                await self.grid.tasks_done(link, reports, outputs)
         except LookupError as exc:
             raise NinePError(_words(exc)) from None
         return len(data)

@@ -55,6 +55,14 @@ class Spool:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
+    def write(self, jid: int, index: int, stream: str, offset: int, data: bytes) -> None:
+        """A piece of a task's output that came with its report."""
+        fd = self.open_for_write(jid, index, stream)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+
     def read(self, jid: int, index: int, stream: str, offset: int, count: int) -> bytes:
         try:
             fd = os.open(self.path(jid, index, stream), os.O_RDONLY | os.O_CLOEXEC)

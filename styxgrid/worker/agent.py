@@ -46,6 +46,8 @@ PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
 STREAM_INTERVAL = 0.25      # how often a running task's new output is sent
 LEASE_AHEAD = 0.05          # seconds of work leased beyond the slots, when tasks are short
 AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
+INLINE_OUTPUT = 64 * 1024   # a finished task's output up to this size goes in its report
+REPORTS_PER_WRITE = 512
 
 
 @dataclass
@@ -80,6 +82,8 @@ class TaskRun:
     process: Process | None = None
     killed: bool = False
     sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    uploads: int = 0                          # output uploads in flight: keep the folder
+    over: bool = False                        # ended and reported: the folder may go
 
     def expand(self, text: str) -> str:
         """$STYXGRID_TASK / $STYXGRID_JOB in args and file names, like Condor's $(Process)."""
@@ -168,9 +172,10 @@ class Sandboxes:
 
 @dataclass(eq=False)
 class Report:
-    """A `done` line waiting to be sent, and the task it ends."""
+    """What a finished task's report says (its last output, then its `done` line),
+    and the task."""
 
-    line: str
+    data: bytes
     run: "TaskRun"
 
 
@@ -209,6 +214,7 @@ class Worker:
         self.mean_run: dict[int, float] = {}    # per job: how long a task holds a slot
         self.lease = config.slots               # what we want to hold at once
         self.lease_told = 0                     # what the scheduler was last told
+        self.inline = INLINE_OUTPUT             # output sent in a report, at most
         self.link: Link | None = None
         self.linked = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -251,6 +257,7 @@ class Worker:
             lease = self.lease
             await ctl.pwrite(0, self.join_text().encode())
             self.lease_told = lease
+            self.inline = min(INLINE_OUTPUT, ctl.iounit // 4)
             self.link = Link(client, ctl)
             self.linked.set()
             task_status.started()
@@ -278,8 +285,9 @@ class Worker:
         return bool(self.outbox) and (len(self.outbox) >= batch or not self.queued)
 
     async def reporter(self, ctl: File) -> None:
-        """Send the waiting `done` lines in one write, with a `lease` line when the
-        wanted lease changed: while one batch is committed the next one gathers.
+        """Send the waiting reports in one write (as many as fit), with a `lease`
+        line when the wanted lease changed: while one batch is committed the next
+        one gathers.
         Their tasks are forgotten once the scheduler has them.  A batch cut off by a
         lost connection is sent again on the next one (the scheduler ignores a
         report it already has); till then its tasks are still ours, and `join`
@@ -288,13 +296,17 @@ class Worker:
             while not self.report_due():
                 self.outbox_ready = trio.Event()
                 await self.outbox_ready.wait()
-            batch, self.outbox = self.outbox[:512], self.outbox[512:]
+            batch, size, room = [], 0, ctl.iounit - 64
+            for r in self.outbox[:REPORTS_PER_WRITE]:
+                if batch and size + len(r.data) > room:
+                    break
+                batch.append(r)
+                size += len(r.data)
+            del self.outbox[:len(batch)]
             lease = self.lease
-            lines = [r.line for r in batch]
-            if lease != self.lease_told:
-                lines.insert(0, f"lease {lease}")
+            head = f"lease {lease}\n".encode() if lease != self.lease_told else b""
             try:
-                await ctl.pwrite(0, "".join(line + "\n" for line in lines).encode())
+                await ctl.pwrite(0, head + b"".join(r.data for r in batch))
                 self.lease_told = lease
             except NinePError as exc:
                 for r in batch:
@@ -360,11 +372,13 @@ class Worker:
             self.pace(run.job, trio.current_time() - started)
             if run.killed:
                 self.forget(run)
-            elif run.spec.outputs or self.unsent(run):
+                continue
+            output = None if run.spec.outputs else self.last_output(run)
+            if output is None:
                 assert self.nursery is not None
                 self.nursery.start_soon(self.finish, run, status, reason)
             else:
-                self.post(run, status, reason)
+                self.post(run, status, reason, output)
 
     def pace(self, job: int, seconds: float) -> None:
         """Learn how long the job's tasks take and lease ahead accordingly (the
@@ -385,8 +399,10 @@ class Worker:
         self.clear(run)
 
     def clear(self, run: TaskRun) -> None:
-        """The task's folder is free for the next task once its output is sent."""
-        if run.sandbox:
+        """The task's folder (and its output files beside it) is free for the next
+        task once the task is over and no upload of its output is in flight."""
+        run.over = True
+        if run.sandbox and not run.uploads:
             self.sandboxes.give_back(run.sandbox)
             run.sandbox = ""
 
@@ -429,10 +445,16 @@ class Worker:
         return await run.process.wait(), ""
 
     async def fetch_inputs(self, run: TaskRun) -> None:
+        """Copy the inputs from /data, over whichever connection is up."""
         for path in run.spec.inputs:
             path = run.expand(path)
-            client = (await self.current_link()).client
-            data = await client.read_file(f"data/{path.lstrip('/')}")
+            while True:
+                client = (await self.current_link()).client
+                try:
+                    data = await client.read_file(f"data/{path.lstrip('/')}")
+                    break
+                except ConnectionLost:
+                    await trio.sleep(0.05)
             local = os.path.join(run.cwd, os.path.basename(path))
             with open(local, "wb") as f:
                 f.write(data)
@@ -454,6 +476,15 @@ class Worker:
 
     async def send_output(self, client: Client, run: TaskRun) -> None:
         """Send what the task wrote since last time, at the same offsets."""
+        run.uploads += 1
+        try:
+            await self.upload_streams(client, run)
+        finally:
+            run.uploads -= 1
+            if run.over:
+                self.clear(run)
+
+    async def upload_streams(self, client: Client, run: TaskRun) -> None:
         for stream in ("stdout", "stderr"):
             try:
                 size = os.stat(run.local(stream)).st_size
@@ -480,15 +511,30 @@ class Worker:
                 name = os.path.basename(local)
                 await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
 
-    def unsent(self, run: TaskRun) -> bool:
-        """Whether the task wrote output that has not gone up yet."""
+    def last_output(self, run: TaskRun) -> bytes | None:
+        """The ended task's output not sent yet, as `output J T STREAM OFFSET SIZE`
+        records for its report; None when there is more than fits a report (then
+        it goes up as files)."""
+        records, total = [], 0
         for stream in ("stdout", "stderr"):
+            start, path = run.sent[stream], run.local(stream)
             try:
-                if os.stat(run.local(stream)).st_size > run.sent[stream]:
-                    return True
+                size = os.stat(path).st_size
             except FileNotFoundError:
-                pass
-        return False
+                continue
+            if size <= start:
+                continue
+            total += size - start
+            if total > self.inline:
+                return None
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                chunk = os.pread(fd, size - start, start)
+            finally:
+                os.close(fd)
+            records.append(f"output {run.job} {run.index} {stream} {start} {len(chunk)}\n"
+                           .encode() + chunk)
+        return b"".join(records)
 
     async def finish(self, run: TaskRun, status: int, reason: str) -> None:
         """Output and outputs on whichever connection is up, then the `done`.
@@ -508,9 +554,10 @@ class Worker:
                 return
         self.post(run, status, reason)
 
-    def post(self, run: TaskRun, status: int, reason: str) -> None:
-        """Put the task's `done` in the outbox."""
+    def post(self, run: TaskRun, status: int, reason: str, output: bytes = b"") -> None:
+        """Put the task's report in the outbox: output not sent yet, then `done`."""
         self.clear(run)
-        self.outbox.append(Report(f"done {run.job} {run.index} {status} {reason}".strip(), run))
+        done = f"done {run.job} {run.index} {status} {reason}".strip()
+        self.outbox.append(Report(output + done.encode() + b"\n", run))
         if self.report_due():
             self.outbox_ready.set()

@@ -184,6 +184,48 @@ async def test_a_read_of_work_leases_up_to_the_lease_only_of_the_job_last_report
             await read(c, f"jobs/{job}/status")
 
 
+async def test_a_report_carries_the_output_and_a_bad_record_changes_nothing(grid):
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        job = await submit(c, "cmd true\ntasks 2\nsubmit\n")
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join hand\nslots 2\n")
+        lease = await w.open("work")
+        assert records(await lease.pread(0, 4096)) == [(job, 0), (job, 1)]
+        for bad, message in ((f"output {job} 0 stdout 0 99\nshort\ndone {job} 0 0\n",
+                              "ends before its SIZE bytes"),
+                             (f"output {job} 0 stdin 0 1\nx\n", "want 'done"),
+                             (f"output {job} 0 stdout -1 1\nx\n", "want 'done")):
+            with pytest.raises(NinePError, match=message):
+                await ctl.pwrite(0, bad.encode())
+        assert (await read(c, f"jobs/{job}/tasks/0/status")).split()[1] == "running"
+        binary = bytes(range(256)) * 4
+        await ctl.pwrite(0, f"output {job} 0 stdout 0 {len(binary)}\n".encode() + binary +
+                         f"output {job} 0 stderr 0 5\noops\ndone {job} 0 0\n"
+                         f"output {job} 1 stdout 0 3\nhi\ndone {job} 1 0\n".encode())
+        assert " done=2 " in await wait(c, job)
+        assert await c.read_file(f"jobs/{job}/tasks/0/stdout") == binary
+        assert await read(c, f"jobs/{job}/tasks/0/stderr") == "oops\n"
+        await ctl.pwrite(0, f"output {job} 1 stdout 0 6\nlater\n".encode())   # stale: ignored
+        assert await read(c, f"jobs/{job}/tasks/1/stdout") == "hi\n"
+
+
+async def test_output_streams_while_a_task_runs_and_big_output_arrives_whole(grid):
+    grid.start_worker("w1", slots=2)
+    script = ("if [ $STYXGRID_TASK = 0 ]; then echo first; sleep 1.5; echo second; "
+              "echo err >&2; else head -c 300000 /dev/zero | tr '\\0' x; fi")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, f"cmd sh -c \"{script}\"\ntasks 2\nsubmit\n")
+        with trio.fail_after(TIMEOUT):
+            async for chunk in c.stream(f"jobs/{job}/tasks/0/stdout"):
+                assert chunk == b"first\n"
+                break
+        assert (await read(c, f"jobs/{job}/tasks/0/status")).split()[1] == "running"
+        assert " done=2 " in await wait(c, job)
+        assert await read(c, f"jobs/{job}/tasks/0/stdout") == "first\nsecond\n"
+        assert await read(c, f"jobs/{job}/tasks/0/stderr") == "err\n"
+        assert await read(c, f"jobs/{job}/tasks/1/stdout") == "x" * 300000
+
+
 async def test_short_tasks_are_leased_ahead_but_a_long_job_spreads_over_the_nodes(grid):
     """After a run of short tasks the workers lease ahead; the long job queued
     behind them still gets one node per task, not both tasks on one node."""
