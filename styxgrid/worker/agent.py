@@ -285,13 +285,12 @@ class Worker:
         return bool(self.outbox) and (len(self.outbox) >= batch or not self.queued)
 
     async def reporter(self, ctl: File) -> None:
-        """Send the waiting reports in one write (as many as fit), with a `lease`
-        line when the wanted lease changed: while one batch is committed the next
-        one gathers.
-        Their tasks are forgotten once the scheduler has them.  A batch cut off by a
-        lost connection is sent again on the next one (the scheduler ignores a
-        report it already has); till then its tasks are still ours, and `join`
-        names them."""
+        """Send the due reports in one write (as many as fit), with a `lease` line
+        when the wanted lease changed: while one batch is committed the next one
+        gathers.  Their tasks are forgotten once the scheduler has them.  A batch
+        cut off by a lost connection is sent again on the next one (the scheduler
+        ignores a report it already has); till then its tasks are still ours, and
+        `join` names them."""
         while True:
             while not self.report_due():
                 self.outbox_ready = trio.Event()
