@@ -33,6 +33,7 @@ from .describe import JobSpec
 QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
 STATE_NAMES = ("queued", "running", "done", "failed", "killed", "held")
 FINISHED = frozenset((DONE, FAILED, KILLED))
+KILL = bytes(KILLED if s in (QUEUED, RUNNING, HELD) else s for s in range(256))  # translate
 MAX_LOSSES = 3
 
 
@@ -411,13 +412,14 @@ class Core:
         if job is None or job.running.get(index) != name:
             return False
         del job.running[index]
-        job.exit[index] = status
         if status == 0:
+            job.exit[index] = status
             job.set_state(index, DONE)
         elif job.failures.get(index, 0) < job.spec.retries:
             job.failures[index] = job.failures.get(index, 0) + 1
-            self.requeue(job, index)
+            self.requeue(job, index)                # its exit stays -1 until it ends
         else:
+            job.exit[index] = status
             job.reasons[index] = reason or (f"exit status {status}" if status > 0
                                             else f"killed by signal {-status}")
             job.set_state(index, FAILED)
@@ -458,7 +460,9 @@ class Core:
     # ------------------------------------------------------------ ctl verbs
 
     def kill(self, jid: int) -> list[tuple[str, int]]:
-        """Kill every unfinished task; returns (worker, task) pairs to stop."""
+        """Kill every unfinished task; returns (worker, task) pairs to stop.  One
+        pass in C over the states, whatever the number of tasks: an unfinished task's
+        exit is already -1, and a killed task's reason goes without saying."""
         job = self.job(jid)
         stop = [(name, index) for index, name in job.running.items()]
         for name, index in stop:
@@ -467,11 +471,10 @@ class Core:
                 worker.running.discard((jid, index))
                 self.refresh(worker)
         job.running.clear()
-        for index in range(job.spec.tasks):
-            if job.state[index] not in FINISHED:
-                job.reasons[index] = "killed"
-                job.exit[index] = -1            # the kill ended it, not an earlier try
-                job.set_state(index, KILLED)
+        job.state[:] = job.state.translate(KILL)
+        c = job.counts
+        c[KILLED] += c[QUEUED] + c[RUNNING] + c[HELD]
+        c[QUEUED] = c[RUNNING] = c[HELD] = 0
         return stop
 
     def hold(self, jid: int) -> None:

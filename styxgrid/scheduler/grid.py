@@ -19,7 +19,7 @@ import trio
 
 from ..adtext import literal, parse_literal
 from . import store as rows
-from .core import FINISHED, STATE_NAMES, Assignment, Core, CoreError, Job
+from .core import FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
 from .describe import JobSpec
 from .events import EventLog
 from .spool import Spool
@@ -477,8 +477,9 @@ class Grid:
             line += f" node={job.running[index]}"
         if state in FINISHED:
             line += f" exit={job.exit[index]}"
-        if index in job.reasons:
-            line += f" reason={job.reasons[index]}"
+        reason = job.reasons.get(index) or ("killed" if state == KILLED else "")
+        if reason:
+            line += f" reason={reason}"
         return line + "\n"
 
     def task_node(self, jid: int, index: int) -> str:

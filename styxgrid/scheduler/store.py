@@ -109,7 +109,7 @@ class Store:
             for task, state, status, reason in results.get(jid, ()):
                 job.set_state(task, state)
                 job.exit[task] = status
-                if reason:
+                if reason and state != KILLED:      # a kill's reason goes without saying
                     job.reasons[task] = reason
             if held and not job.finished:
                 core.hold(jid)
@@ -200,7 +200,7 @@ def killed_rows(job: Job) -> Statement:
     however many tasks (the rows of tasks that finished first are kept)."""
     return ("WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i + 1 < ?) "
             "INSERT OR IGNORE INTO results (job, task, state, exit, reason, node) "
-            "SELECT ?, i, ?, -1, 'killed', '' FROM t",
+            "SELECT ?, i, ?, -1, '', '' FROM t",
             (job.spec.tasks, job.id, KILLED))
 
 

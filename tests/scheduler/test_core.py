@@ -198,3 +198,19 @@ def test_a_job_is_shared_by_rank_one_task_per_free_slot():
     assert core.ask("a", 10) == [] and core.ask("b", 10) == []
     core.submit(JobSpec(cmd="x", tasks=6, rank="Memory"), "u")
     assert [a.worker for a in core.dispatch()] == ["b", "b", "a"]
+
+
+def test_kill_of_a_million_tasks_is_one_pass_and_keeps_what_finished():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", tasks=1_000_000, retries=1), "u")
+    core.worker_join("w", LINUX, slots=3)
+    a, b, c = core.ask("w", 3)
+    core.task_done("w", job.id, a.index, 0)
+    core.task_done("w", job.id, b.index, 5)                # retried: queued, exit still -1
+    assert job.state[b.index] == QUEUED and job.exit[b.index] == -1
+    core.hold(job.id)
+    assert core.kill(job.id) == [("w", c.index)]
+    assert job.state[a.index] == DONE and job.exit[a.index] == 0
+    assert job.counts == [0, 0, 1, 0, 999_999, 0] and job.state.count(KILLED) == 999_999
+    assert job.exit[b.index] == -1 and job.exit[c.index] == -1
+    assert job.reasons == {} and job.state_name == "killed" and job.finished
