@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import logging
 import os
 import resource
@@ -94,8 +95,15 @@ def user_identity():
     return Identity(user_identity_dir())
 
 
+# The scheduler holds many long-lived objects (each worker's connection and its
+# waiting read); with Python's default thresholds the collector walks them all every
+# few hundred tasks, so the cost of a task grew with the number of workers connected.
+SCHEDULER_GC_THRESHOLDS = (50_000, 20, 100)
+
+
 async def _serve_scheduler(args: argparse.Namespace, addr, ready: Callable[[str], None]) -> None:
     from .scheduler.service import serve_scheduler
+    gc.set_threshold(*SCHEDULER_GC_THRESHOLDS)
     async with trio.open_nursery() as nursery:
         _grid, listeners = await nursery.start(functools.partial(
             serve_scheduler, args.state, addr, heartbeat_timeout=args.heartbeat_timeout,

@@ -55,7 +55,8 @@ class Client:
         self.decoder = Decoder(msize)
         self.msize = msize
         self.pending: dict[int, _Pending] = {}
-        self.free_tags = list(range(NOTAG - 1, -1, -1))
+        self.free_tags: list[int] = []       # tags used before and free again
+        self.next_tag = 0                    # tags from here up were never used
         self.tag_freed = trio.Event()
         self.next_fid = 1
         self.free_fids: list[int] = []
@@ -105,7 +106,13 @@ class Client:
             self.send_lock.release()
 
     async def alloc_tag(self) -> int:
+        """A free tag: one freed before, else a fresh one; all NOTAG of them in use
+        waits.  (Tags are made as needed: a client costs memory for the requests it
+        has had in flight at once, not for every possible tag.)"""
         while not self.free_tags:
+            if self.next_tag < NOTAG:
+                self.next_tag += 1
+                return self.next_tag - 1
             self.tag_freed = trio.Event()
             await self.tag_freed.wait()
         return self.free_tags.pop()
