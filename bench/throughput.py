@@ -12,6 +12,10 @@ One invocation:
 3. 200 single-task jobs one after another on the idle grid: submit -> finished
    latency p50 / p99 (submit is a write to /new, finished is the read of `wait`).
 
+Both grids stay up (idle) while the other runners run, and each round runs every
+runner once, so that every ratio compares runs made in the same spell of the
+machine's mood; the figures are the medians over the rounds.
+
     .venv/bin/python bench/throughput.py [--tasks 2000] [--jobs 200]
 """
 
@@ -170,40 +174,46 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=5, help="medians of this many runs")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds of every runner; figures are medians over them")
     args = ap.parse_args()
     n = args.tasks
-
-    def median(fn, *a):
-        values = [v for v in (fn(*a) for _ in range(args.rounds)) if v is not None]
-        return statistics.median(values) if values else None
 
     tmp = tempfile.mkdtemp(prefix="sgbench-", dir="/tmp")
     os.chmod(tmp, 0o755)
     up = start_grid(os.path.join(tmp, "state"), 2)
+    tls_procs: list[subprocess.Popen] = []
     try:
         sock = os.path.join(tmp, "state", "scheduler.sock")
+        tls_procs, addr, admin = start_tls_grid(tmp, 2)
         trio.run(grid_rate, sock, 200)                      # warm up
-        grid = median(lambda: trio.run(grid_rate, sock, n))
+        trio.run(grid_rate, addr, 200, admin)
+        runners = {
+            "grid": lambda: trio.run(grid_rate, sock, n),
+            "tls": lambda: trio.run(grid_rate, addr, n, admin),
+            "floor": lambda: python_floor(n),
+            "spawn_loop": lambda: trio.run(worker_spawn_loop, n),
+            "xargs": lambda: shell_rate("seq {n} | xargs -P2 -n1 {true}", n),
+            "parallel": lambda: shell_rate("seq {n} | parallel -j2 {true} >/dev/null", n),
+        }
+        runs: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(args.rounds):
+            for name, run in runners.items():
+                rate = run()
+                if rate is not None:
+                    runs[name].append(rate)
         latencies = trio.run(grid_latency, sock, args.jobs)
     finally:
-        up.terminate()
-        up.wait()
-    tls_procs, addr, admin = start_tls_grid(tmp, 2)
-    try:
-        trio.run(grid_rate, addr, 200, admin)
-        tls_rate = median(lambda: trio.run(grid_rate, addr, n, admin))
-    finally:
-        for p in tls_procs:
+        for p in [up, *tls_procs]:
             p.terminate()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    floor = median(python_floor, n)
-    spawn_loop = median(lambda: trio.run(worker_spawn_loop, n))
-    xargs = median(shell_rate, "seq {n} | xargs -P2 -n1 {true}", n)
-    parallel = median(shell_rate, "seq {n} | parallel -j2 {true} >/dev/null", n)
+    rates = {name: statistics.median(v) if v else None for name, v in runs.items()}
+    grid, tls_rate, floor, spawn_loop = (rates[k] for k in ("grid", "tls", "floor",
+                                                              "spawn_loop"))
+    xargs, parallel = rates["xargs"], rates["parallel"]
 
-    print(f"{n} x {TRUE}, 2 slots (medians of {args.rounds})")
+    print(f"{n} x {TRUE}, 2 slots (medians of {args.rounds} rounds, each runner once a round)")
     print(f"  {'runner':34} {'tasks/s':>9} {'grid / runner':>14}")
     rows = [("styxgrid up --workers 2", grid),
             ("python subprocess.run x2 threads", floor),
@@ -213,7 +223,9 @@ def main() -> None:
             print(f"  {name:34} {'(not installed)':>9}")
             continue
         print(f"  {name:34} {rate:9.0f} {grid / rate:14.2f}")
-    print(f"  target: grid >= 0.6 x spawn floor -> {grid / floor:.2f}")
+    ratios = [g / f for g, f in zip(runs["grid"], runs["floor"])]
+    print(f"  target: grid >= 0.6 x spawn floor -> {statistics.median(ratios):.2f} "
+          f"(median of the rounds' own: {', '.join(f'{r:.2f}' for r in ratios)})")
     print(f"  for scale: {'the worker spawn loop, no grid':34} {spawn_loop:9.0f} "
           f"{grid / spawn_loop:14.2f}   (= {spawn_loop / floor:.2f} x spawn floor)")
     print(f"  {'styxgrid, worker over TCP+TLS':34} {tls_rate:9.0f}   "
