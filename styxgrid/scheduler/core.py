@@ -366,7 +366,7 @@ class Core:
         old = self.workers.get(name)
         if old is not None:
             self.worker_lost(name)
-        worker = Worker(name, attrs, _classad(attrs), slots, lease or slots)
+        worker = Worker(name, attrs, _classad(attrs), slots, lease or slots)  # 0: no lease said
         worker.groups = [g for g in self.groups.values() if g.matches(worker)]
         self.workers[name] = worker
         return worker

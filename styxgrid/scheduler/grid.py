@@ -48,7 +48,6 @@ class WorkerLink:
     name: str
     attrs: dict[str, Any]
     slots: int
-    lease: int
     last_seen: float
     parked: deque[Lease] = field(default_factory=deque)
     commands: list[str] = field(default_factory=list)
@@ -238,14 +237,19 @@ class Grid:
         to it go back to the queue."""
         link = lease.link
         self.forget_lease(lease)
-        if link.gone or not lease.assignments:
-            return
-        for a in lease.assignments:
-            self.core.unassign(link.name, a.job, a.index)
-            self.events.add(a.job, f"job {a.job} task {a.index} queued (read went away)")
-            self.notify(a.job)
+        if not link.gone:
+            self.give_back(link, lease.assignments, "read went away")
         lease.assignments = []
-        self.dispatch()
+
+    def give_back(self, link: WorkerLink, unsent: list[Assignment], why: str) -> None:
+        """Tasks handed to a read that did not return them go back to the queue, with
+        no loss counted."""
+        for a in unsent:
+            self.core.unassign(link.name, a.job, a.index)
+            self.events.add(a.job, f"job {a.job} task {a.index} queued ({why})")
+            self.notify(a.job)
+        if unsent:
+            self.dispatch()
 
     def forget_lease(self, lease: Lease) -> None:
         link = lease.link
@@ -263,11 +267,7 @@ class Grid:
         for i, a in enumerate(got):
             record = self.task_text(a)
             if out and size + len(record) > count:
-                for rest in got[i:]:
-                    self.core.unassign(link.name, rest.job, rest.index)
-                    self.events.add(rest.job, f"job {rest.job} task {rest.index} queued "
-                                              "(read too small)")
-                self.dispatch()
+                self.give_back(link, got[i:], "read too small")
                 break
             out.append(record)
             size += len(record)
@@ -319,9 +319,8 @@ class Grid:
         if old is not None:
             self.lose(old, "joined again")
         attrs = {"Name": name, "Slots": slots, **attrs}
-        lease = lease or slots
         self.core.worker_join(name, attrs, slots, lease)
-        link = WorkerLink(name, attrs, slots, lease, trio.current_time())
+        link = WorkerLink(name, attrs, slots, trio.current_time())
         self.links[name] = link
         self.events.add(0, f"node {name} joined slots={slots}")
         for jid, index in running:
@@ -345,7 +344,6 @@ class Grid:
         """The worker now holds up to `lease` tasks at once."""
         if link.gone:
             raise LookupError(ELOST)
-        link.lease = lease
         self.core.set_lease(link.name, lease)
         self.fill(link)
 
@@ -462,7 +460,7 @@ class Grid:
         seen = trio.current_time() - link.last_seen
         return (f"{name} {state} cpus={a.get('Cpus', '?')} mem={a.get('Memory', '?')} "
                 f"load={a.get('LoadAvg', '?')} os={a.get('OpSys', '?')} "
-                f"arch={a.get('Arch', '?')} slots={link.slots} lease={link.lease} running={held} "
+                f"arch={a.get('Arch', '?')} slots={link.slots} lease={worker.lease} running={held} "
                 f"seen={seen:.1f}s\n")
 
     def node_ad(self, name: str) -> str:

@@ -25,7 +25,7 @@ import pwd
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import trio
 
@@ -41,6 +41,7 @@ from .ad import machine_ad
 from .process import Process
 
 log = logging.getLogger("styxgrid.worker")
+T = TypeVar("T")
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")
 STREAM_INTERVAL = 0.25      # how often a running task's new output is sent
@@ -346,6 +347,15 @@ class Worker:
             await self.linked.wait()
         return self.link
 
+    async def over_link(self, action: Callable[[Client], Awaitable[T]]) -> T:
+        """`action` on whichever connection is up; on the next one if that is lost."""
+        while True:
+            client = (await self.current_link()).client
+            try:
+                return await action(client)
+            except ConnectionLost:
+                await trio.sleep(0.05)
+
     # ------------------------------------------------------------ one task
 
     async def slot(self) -> None:
@@ -447,13 +457,7 @@ class Worker:
         """Copy the inputs from /data, over whichever connection is up."""
         for path in run.spec.inputs:
             path = run.expand(path)
-            while True:
-                client = (await self.current_link()).client
-                try:
-                    data = await client.read_file(f"data/{path.lstrip('/')}")
-                    break
-                except ConnectionLost:
-                    await trio.sleep(0.05)
+            data = await self.over_link(lambda client: client.read_file(f"data/{path.lstrip('/')}"))
             local = os.path.join(run.cwd, os.path.basename(path))
             with open(local, "wb") as f:
                 f.write(data)
@@ -536,21 +540,17 @@ class Worker:
         return b"".join(records)
 
     async def finish(self, run: TaskRun, status: int, reason: str) -> None:
-        """Output and outputs on whichever connection is up, then the `done`.
-        Output the scheduler refuses (the task was given to another worker
-        meanwhile) drops the report and the task."""
-        while True:
-            link = await self.current_link()
-            try:
-                await self.send_output(link.client, run)
-                await self.send_outputs(link.client, run)
-                break
-            except ConnectionLost:
-                await trio.sleep(0.05)
-            except NinePError as exc:
-                log.warning("task %s.%s: output refused: %s", run.job, run.index, exc)
-                self.forget(run)
-                return
+        """Output and outputs, then the `done`.  Output the scheduler refuses (the
+        task was given to another worker meanwhile) drops the report and the task."""
+        async def upload(client: Client) -> None:
+            await self.send_output(client, run)
+            await self.send_outputs(client, run)
+        try:
+            await self.over_link(upload)
+        except NinePError as exc:
+            log.warning("task %s.%s: output refused: %s", run.job, run.index, exc)
+            self.forget(run)
+            return
         self.post(run, status, reason)
 
     def post(self, run: TaskRun, status: int, reason: str, output: bytes = b"") -> None:
