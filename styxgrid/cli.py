@@ -161,7 +161,8 @@ def _worker_config(args: argparse.Namespace):
     return WorkerConfig(scheduler=args.scheduler or identity.scheduler or default_scheduler(),
                         name=name, slots=args.slots, workdir=args.workdir or "", attrs=attrs,
                         nice=args.nice, heartbeat=args.heartbeat, identity=identity,
-                        allow=tuple(args.allow), run_as=args.run_as)
+                        allow=tuple(args.allow), run_as=args.run_as,
+                        max_load=args.max_load)
 
 
 def _enrol(command: str, scheduler: str, token: str, name: str, out: Path) -> int:
@@ -658,6 +659,9 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
                    help="run only programs matching (repeatable; default: any)")
     p.add_argument("--run-as", metavar="USER",
                    help="started as root: run tasks as USER (default nobody)")
+    p.add_argument("--max-load", type=float, metavar="L",
+                   help="take tasks only while the load not from this worker's tasks "
+                        "is below L (default: always)")
 
 
 def raise_fd_limit() -> None:

@@ -13,7 +13,8 @@ Data structures are chosen for the targets of DESIGN.md:
   worker or task.
 
 A worker holds at most `lease` tasks at once (running, or leased and waiting their
-turn on the worker); while one of its reads of /work waits it is *asking*.  Up to
+turn on the worker; 0 while its owner's machine is busy: it is *paused*); while one
+of its reads of /work waits it is *asking*.  Up to
 its slots it takes any task it matches, best first.  Beyond its slots it takes only
 tasks of the job it last reported a task of, and only as the answer to its own
 read or report: a worker leases ahead only work it has just seen to be short
@@ -362,11 +363,11 @@ class Core:
     # ------------------------------------------------------------ workers
 
     def worker_join(self, name: str, attrs: dict[str, Any], slots: int,
-                    lease: int = 0) -> Worker:
+                    lease: int | None = None) -> Worker:
         old = self.workers.get(name)
         if old is not None:
             self.worker_lost(name)
-        worker = Worker(name, attrs, _classad(attrs), slots, lease or slots)  # 0: no lease said
+        worker = Worker(name, attrs, _classad(attrs), slots, slots if lease is None else lease)
         worker.groups = [g for g in self.groups.values() if g.matches(worker)]
         self.workers[name] = worker
         return worker
@@ -547,6 +548,9 @@ class Core:
         usable = [w for w in matching if not w.draining]
         if not usable:
             return f"job {jid}: all {len(matching)} matching nodes are draining\n"
+        if all(w.lease == 0 for w in usable):
+            return (f"job {jid}: all {len(usable)} matching nodes are paused: their owners' "
+                    f"machines are busy; {job.queued} tasks wait\n")
         if not any(w.idle for w in usable):
             busy = sum(len(w.running) for w in usable)
             return (f"job {jid}: all {len(usable)} matching nodes are busy "

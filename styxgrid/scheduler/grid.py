@@ -290,7 +290,8 @@ class Grid:
     def join(self, text: str) -> WorkerLink:
         """A worker's `join` text: its name, slots, lease, attributes, and the tasks
         it still holds."""
-        name, slots, lease, attrs, running = "", 1, 0, {}, []
+        name, slots, attrs, running = "", 1, {}, []
+        lease: int | None = None
         for line in text.splitlines():
             key, _, value = line.strip().partition(" ")
             if not key:
@@ -455,7 +456,8 @@ class Grid:
         link = self.links[name]
         worker = self.core.workers[name]
         a = link.attrs
-        state = "draining" if worker.draining else "busy" if worker.running else "idle"
+        state = "draining" if worker.draining else "paused" if worker.lease == 0 else \
+            "busy" if worker.running else "idle"
         held = len(worker.running)
         seen = trio.current_time() - link.last_seen
         return (f"{name} {state} cpus={a.get('Cpus', '?')} mem={a.get('Memory', '?')} "
@@ -489,11 +491,11 @@ class Grid:
 
 
 def check_lease(text: str) -> int:
-    """A worker's `lease L`: how many tasks it may hold at once."""
+    """A worker's `lease L`: how many tasks it may hold at once (0: none for now)."""
     try:
         lease = int(text)
     except ValueError:
-        lease = 0
-    if not 1 <= lease <= MAX_LEASE:
-        raise ValueError(f"lease {text.strip()!r}: want a number of tasks, 1..{MAX_LEASE}")
+        lease = -1
+    if not 0 <= lease <= MAX_LEASE:
+        raise ValueError(f"lease {text.strip()!r}: want a number of tasks, 0..{MAX_LEASE}")
     return lease

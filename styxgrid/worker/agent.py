@@ -48,6 +48,7 @@ STREAM_INTERVAL = 0.25      # how often a running task's new output is sent
 LEASE_AHEAD = 0.05          # seconds of work leased beyond the slots, when tasks are short
 AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
 INLINE_OUTPUT = 64 * 1024   # a finished task's output up to this size goes in its report
+LOAD_WINDOW = 60.0          # seconds: the kernel's 1-minute load average
 REPORTS_PER_WRITE = 512
 
 
@@ -63,6 +64,7 @@ class WorkerConfig:
     identity: Identity | None = None          # TLS certificate for a TCP scheduler
     allow: tuple[str, ...] = ()               # globs of programs this node runs (all if none)
     run_as: str | None = None                 # started as root: run tasks as this user
+    max_load: float | None = None             # take tasks only while others' load is below
 
 
 @dataclass(eq=False)
@@ -216,6 +218,8 @@ class Worker:
         self.lease = config.slots               # what we want to hold at once
         self.lease_told = 0                     # what the scheduler was last told
         self.inline = INLINE_OUTPUT             # output sent in a report, at most
+        self.own_load = 0.0                     # our running tasks, averaged like the load
+        self.paused = self.owner_busy()         # the owner's machine is busy: lease 0
         self.link: Link | None = None
         self.linked = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -245,7 +249,7 @@ class Worker:
 
     def join_text(self) -> str:
         lines = [f"join {self.config.name}", f"slots {self.config.slots}",
-                 f"lease {self.lease}"]
+                 f"lease {self.wanted_lease()}"]
         self.ad["LoadAvg"] = round(os.getloadavg()[0], 2)
         lines += [f"attr {k} = {literal(v)}" for k, v in self.ad.items()]
         lines += [f"running {j} {t}" for (j, t) in self.tasks]
@@ -255,7 +259,7 @@ class Worker:
         stream, uname = await dial(self.config.scheduler, self.config.identity)
         async with open_client(stream, uname=uname, aname="worker") as client:
             ctl = await client.open("work", ORDWR)
-            lease = self.lease
+            lease = self.wanted_lease()
             await ctl.pwrite(0, self.join_text().encode())
             self.lease_told = lease
             self.inline = min(INLINE_OUTPUT, ctl.iounit // 4)
@@ -275,13 +279,39 @@ class Worker:
                 self.linked = trio.Event()
 
     async def heartbeats(self, ctl: File) -> None:
+        """Say we are alive; look at the owner's load, and pause or resume leasing."""
+        decay = math.exp(-self.config.heartbeat / LOAD_WINDOW)
         while True:
             await trio.sleep(self.config.heartbeat)
+            running = sum(1 for run in self.tasks.values()
+                          if run.process is not None and run.process.status is None)
+            self.own_load = self.own_load * decay + running * (1 - decay)
             await ctl.pwrite(0, f"heartbeat load={os.getloadavg()[0]:.2f}".encode())
+            paused = self.owner_busy()
+            if paused != self.paused:
+                self.paused = paused
+                log.info("worker %s: %s", self.config.name,
+                         "owner's machine busy: pausing" if paused else "resuming")
+                self.outbox_ready.set()              # the reporter says the new lease
+
+    def owner_busy(self) -> bool:
+        """The owner's say: with --max-load, whether the load not from our own tasks
+        (the 1-minute load average less our running tasks, averaged alike) is at or
+        above it."""
+        if self.config.max_load is None:
+            return False
+        return os.getloadavg()[0] - self.own_load >= self.config.max_load
+
+    def wanted_lease(self) -> int:
+        """How many tasks to hold: none while paused."""
+        return 0 if self.paused else self.lease
 
     def report_due(self) -> bool:
         """Reports go in batches of about half the tasks leased ahead, and at once
-        when no task waits here (the last ones of a job, or a long task's)."""
+        when no task waits here (the last ones of a job, or a long task's); a new
+        lease goes at once."""
+        if self.wanted_lease() != self.lease_told:
+            return True
         batch = max(1, (self.lease - self.config.slots) // 2)
         return bool(self.outbox) and (len(self.outbox) >= batch or not self.queued)
 
@@ -303,7 +333,7 @@ class Worker:
                 batch.append(r)
                 size += len(r.data)
             del self.outbox[:len(batch)]
-            lease = self.lease
+            lease = self.wanted_lease()
             head = f"lease {lease}\n".encode() if lease != self.lease_told else b""
             try:
                 await ctl.pwrite(0, head + b"".join(r.data for r in batch))

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import trio
+import trio.testing
 
 from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
@@ -169,7 +170,7 @@ async def test_a_read_of_work_leases_up_to_the_lease_only_of_the_job_last_report
         job = await submit(c, "cmd true\ntasks 10\nsubmit\n")
         ctl = await w.open("work", ORDWR)
         await ctl.pwrite(0, b"join hand\nslots 1\nlease 4\n")
-        for bad in ("lease 0\n", "lease many\n", "lease 99999999\n", f"lease 5\ndone {job}\n"):
+        for bad in ("lease -1\n", "lease many\n", "lease 99999999\n", f"lease 5\ndone {job}\n"):
             with pytest.raises(NinePError, match="lease|bad report"):
                 await ctl.pwrite(0, bad.encode())
         assert "slots=1 lease=4 running=0" in await read(c, "nodes/hand/status")
@@ -183,6 +184,40 @@ async def test_a_read_of_work_leases_up_to_the_lease_only_of_the_job_last_report
         assert records(await lease.pread(0, 4096)) == [(job, 6), (job, 7)]  # the rest came back
         assert f"{job} running tasks=10 queued=2 running=6 done=2" in \
             await read(c, f"jobs/{job}/status")
+
+
+async def test_a_worker_at_lease_0_is_paused_until_it_leases_again(grid):
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join owner\nslots 1\nlease 0\n")
+        job = await submit(c, "submit true\n")
+        lease = await w.open("work")
+        got = []
+        async with trio.open_nursery() as nursery:
+            async def take() -> None:
+                got.append(await lease.pread(0, 4096))
+            nursery.start_soon(take)
+            await trio.testing.wait_all_tasks_blocked()
+            await ctl.pwrite(0, b"heartbeat load=0\n")    # after the read, on its connection
+            assert (await read(c, "nodes/owner/status")).split()[1] == "paused"
+            assert "matching nodes are paused" in await read(c, f"jobs/{job}/why")
+            assert (await read(c, f"jobs/{job}/status")).split()[1] == "queued"
+            await ctl.pwrite(0, b"lease 1\n")
+        assert records(got[0]) == [(job, 0)]
+        assert (await read(c, "nodes/owner/status")).split()[1] == "busy"
+
+
+async def test_a_worker_whose_owner_is_busy_takes_no_tasks(grid):
+    """--max-load 0: the load from others is never below 0, so this worker never
+    leases; the job waits, says why, and runs on the node that has no such say."""
+    grid.start_worker("desk", 1, "--max-load", "0")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit echo hi\n")
+        assert (await read(c, "nodes/desk/status")).split()[1] == "paused"
+        assert "1 matching nodes are paused" in await read(c, f"jobs/{job}/why")
+        grid.start_worker("server")
+        assert " done " in await wait(c, job)
+        assert await read(c, f"jobs/{job}/tasks/0/node") == "server\n"
 
 
 async def test_a_report_carries_the_output_and_a_bad_record_changes_nothing(grid):
