@@ -173,6 +173,38 @@ class Sandboxes:
                     pass
 
 
+class InputCache:
+    """A job's inputs, fetched once per worker: every task of the job here gets a
+    copy of the same file, as Condor sends a job's input files once.  An input
+    named per task ($STYXGRID_TASK) is not kept.  Files of the last `keep` jobs
+    are kept; older ones are deleted."""
+
+    def __init__(self, root: str, keep: int = 8) -> None:
+        self.root = root
+        self.keep = keep
+        self.files: dict[tuple[int, str], str] = {}     # (job, path in /data) -> here
+        self.jobs: list[int] = []                       # least recently used first
+
+    def get(self, job: int, path: str) -> str | None:
+        return self.files.get((job, path))
+
+    def put(self, job: int, path: str, data: bytes) -> str:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        self.jobs.append(job)
+        while len(self.jobs) > self.keep:
+            old = self.jobs.pop(0)
+            shutil.rmtree(os.path.join(self.root, str(old)), ignore_errors=True)
+            self.files = {k: v for k, v in self.files.items() if k[0] != old}
+        folder = os.path.join(self.root, str(job))
+        os.makedirs(folder, exist_ok=True)
+        fd, local = tempfile.mkstemp(dir=folder, suffix="." + os.path.basename(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.files[(job, path)] = local
+        return local
+
+
 @dataclass(eq=False)
 class Report:
     """What a finished task's report says (its last output, then its `done` line),
@@ -208,6 +240,8 @@ class Worker:
         if self.run_as is not None:
             os.setgroups([])                  # tasks get no supplementary groups of root's
         self.sandboxes = Sandboxes(self.workdir, keep=2 * config.slots, owner=self.run_as)
+        self.inputs = InputCache(os.path.join(self.workdir, "inputs"))
+        shutil.rmtree(self.inputs.root, ignore_errors=True)      # an earlier run's
         self.parser = TaskParser()
         self.outbox: list[Report] = []          # `done` lines for the next batch
         self.outbox_ready = trio.Event()
@@ -484,13 +518,21 @@ class Worker:
         return await run.process.wait(), ""
 
     async def fetch_inputs(self, run: TaskRun) -> None:
-        """Copy the inputs from /data, over whichever connection is up."""
-        for path in run.spec.inputs:
-            path = run.expand(path)
-            data = await self.over_link(lambda client: client.read_file(f"data/{path.lstrip('/')}"))
+        """Copy the inputs into the task's folder: from this worker's copy of the
+        job's input, else from /data over whichever connection is up."""
+        for named in run.spec.inputs:
+            path = run.expand(named)
+            kept = self.inputs.get(run.job, path)
             local = os.path.join(run.cwd, os.path.basename(path))
-            with open(local, "wb") as f:
-                f.write(data)
+            if kept is not None:
+                shutil.copyfile(kept, local)
+            else:
+                data = await self.over_link(
+                    lambda client: client.read_file(f"data/{path.lstrip('/')}"))
+                if path == named:                         # the same for every task
+                    self.inputs.put(run.job, path, data)
+                with open(local, "wb") as f:
+                    f.write(data)
             self.sandboxes.chown(local)
             if os.path.basename(run.spec.cmd) == os.path.basename(path):
                 os.chmod(local, 0o755)

@@ -67,6 +67,25 @@ async def test_inputs_from_data_and_outputs_back(grid):
         assert [s.name for s in await c.ls(f"jobs/{job}/inputs")] == ["words.txt"]
 
 
+async def test_a_worker_fetches_a_job_input_once_and_gives_each_task_a_copy(grid):
+    """The input is removed from /data while the first task runs: the second task,
+    on the same worker, still gets it, and not as the first task left its copy."""
+    grid.start_worker("w1")                          # one slot: one task after the other
+    async with open_client(grid.sock) as c:
+        await c.write_file("data/table", b"v1\n")
+        job = await submit(c, "\n".join([
+            "cmd sh -c 'cat table; echo edited >> table; "
+            "if [ $STYXGRID_TASK = 0 ]; then sleep 1.5; fi'",
+            "input table", "tasks 2", "submit", ""]))
+        with trio.fail_after(TIMEOUT):
+            async for chunk in c.stream(f"jobs/{job}/tasks/0/stdout"):
+                assert chunk == b"v1\n"             # task 0 has its copy and runs
+                break
+        await c.remove("data/table")
+        assert " done=2 " in await wait(c, job)
+        assert await read(c, f"jobs/{job}/tasks/1/stdout") == "v1\n"
+
+
 async def test_requirements_no_node_meets_then_a_matching_worker_joins(grid):
     grid.start_worker("plain")
     async with open_client(grid.sock) as c:
