@@ -494,16 +494,19 @@ async def cmd_wait(client: Client, args: argparse.Namespace) -> int:
     show = sys.stderr.isatty()
 
     async def progress() -> None:
+        """Redraw the bar when the job changes, at most ten times a second (the
+        events that come meanwhile are read in one go)."""
         async for _ in client.stream(f"jobs/{job}/events"):
-            if show:
-                words = (await client.read_file(f"jobs/{job}/status")).decode().split()
-                f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
-                total, done = int(f["tasks"]), int(f["done"]) + int(f["failed"])
-                bar = "#" * (30 * done // max(total, 1))
-                sys.stderr.write(f"\rjob {job} [{bar:30}] {done}/{total} {words[1]}  ")
-                sys.stderr.flush()
+            words = (await client.read_file(f"jobs/{job}/status")).decode().split()
+            f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+            total, done = int(f["tasks"]), int(f["done"]) + int(f["failed"])
+            bar = "#" * (30 * done // max(total, 1))
+            sys.stderr.write(f"\rjob {job} [{bar:30}] {done}/{total} {words[1]}  ")
+            sys.stderr.flush()
+            await trio.sleep(0.1)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(progress)
+        if show:
+            nursery.start_soon(progress)
         final = (await client.read_file(f"jobs/{job}/wait")).decode()
         nursery.cancel_scope.cancel()
     if show:
