@@ -371,13 +371,13 @@ class Worker:
             head = f"lease {lease}\n".encode() if lease != self.lease_told else b""
             try:
                 await ctl.pwrite(0, head + b"".join(r.data for r in batch))
-                self.lease_told = lease
-            except NinePError as exc:
-                for r in batch:
-                    log.warning("task %s.%s: report refused: %s", r.run.job, r.run.index, exc)
+            except NinePError as exc:       # not taken: a lost worker states it in its join
+                log.warning("worker %s: reports of %s refused: %s", self.config.name,
+                            " ".join(f"{r.run.job}.{r.run.index}" for r in batch), exc)
             except BaseException:
                 self.outbox[:0] = batch
                 raise
+            self.lease_told = lease
             for r in batch:
                 self.forget(r.run)
 
