@@ -13,7 +13,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import trio
 
@@ -386,7 +386,7 @@ class Grid:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
 
     async def tasks_done(self, link: WorkerLink, reports: list[tuple[int, int, int, str]],
-                         outputs: list[tuple[int, int, str, int, bytes]] = []) -> None:
+                         outputs: Sequence[tuple[int, int, str, int, bytes]] = ()) -> None:
         """A worker's reports (job, task, status, reason), committed together before
         this returns, after the output that came with them (job, task, stream,
         offset, bytes) is in the spool; watchers hear of them after the commit.

@@ -347,7 +347,7 @@ class JobDir(Dir):
             return text_file(name, qpath(K_WHY, jid), self, lambda: grid.core.why(jid))
         if name == "wait":
             return File(name, qpath(K_WAIT, jid), self, lambda s, m: WaitHandle(grid, jid))
-        if name in ("stdout", "stderr"):
+        if name in STREAMS:
             kind = K_STDOUT if name == "stdout" else K_STDERR
             return File(name, qpath(kind, jid), self, lambda s, m: JobStream(grid, jid, name))
         if name == "events":
@@ -504,7 +504,7 @@ class TaskDir(Dir):
         if name == "exit":
             return text_file(name, qpath(K_TEXIT, jid, index), self,
                              lambda: task_exit(grid, jid, index))
-        if name in ("stdout", "stderr"):
+        if name in STREAMS:
             kind = K_TSTDOUT if name == "stdout" else K_TSTDERR
 
             def opener(session: Session, mode: int) -> Handle:

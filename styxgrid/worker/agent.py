@@ -36,6 +36,7 @@ from ..ninep.messages import OREAD, ORDWR, OWRITE
 from ..security.dial import dial
 from ..security.identity import Identity
 from ..scheduler.describe import JobSpec
+from ..scheduler.spool import STREAMS
 from ..adtext import literal
 from .ad import machine_ad
 from .process import Process
@@ -166,7 +167,7 @@ class Sandboxes:
             self.free.append(path)
         else:
             os.rmdir(path)
-            for stream in ("stdout", "stderr"):
+            for stream in STREAMS:
                 try:
                     os.unlink(f"{path}.{stream}")
                 except FileNotFoundError:
@@ -243,11 +244,10 @@ class Worker:
         self.inputs = InputCache(os.path.join(self.workdir, "inputs"))
         shutil.rmtree(self.inputs.root, ignore_errors=True)      # an earlier run's
         self.parser = TaskParser()
-        self.outbox: list[Report] = []          # `done` lines for the next batch
+        self.outbox: list[Report] = []          # reports for the next write
         self.outbox_ready = trio.Event()
         self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
         self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
-        self.queued = 0                         # leased tasks waiting for a slot
         self.mean_run: dict[int, float] = {}    # per job: how long a task holds a slot
         self.lease = config.slots               # what we want to hold at once
         self.lease_told = 0                     # what the scheduler was last told
@@ -347,7 +347,11 @@ class Worker:
         if self.wanted_lease() != self.lease_told:
             return True
         batch = max(1, (self.lease - self.config.slots) // 2)
-        return bool(self.outbox) and (len(self.outbox) >= batch or not self.queued)
+        return bool(self.outbox) and (len(self.outbox) >= batch or not self.queued())
+
+    def queued(self) -> int:
+        """Leased tasks waiting here for a slot."""
+        return self.waiting_in.statistics().current_buffer_used
 
     async def reporter(self, ctl: File) -> None:
         """Send the due reports in one write (as many as fit), with a `lease` line
@@ -403,7 +407,6 @@ class Worker:
                 data = await f.pread(0, f.iounit)
                 for job, index, tasks, spec in self.parser.parse(data):
                     run = self.tasks[(job, index)] = TaskRun(job, index, tasks, spec)
-                    self.queued += 1
                     self.waiting_in.send_nowait(run)
 
     async def current_link(self) -> Link:
@@ -433,8 +436,7 @@ class Worker:
                 run = self.waiting_out.receive_nowait()
             except trio.WouldBlock:
                 run = await self.waiting_out.receive()
-            self.queued -= 1
-            if not self.queued:
+            if not self.queued():
                 self.outbox_ready.set()
             if run.killed:
                 self.forget(run)
@@ -560,7 +562,7 @@ class Worker:
                 self.clear(run)
 
     async def upload_streams(self, client: Client, run: TaskRun) -> None:
-        for stream in ("stdout", "stderr"):
+        for stream in STREAMS:
             try:
                 size = os.stat(run.local(stream)).st_size
             except FileNotFoundError:
@@ -591,7 +593,7 @@ class Worker:
         records for its report; None when there is more than fits a report (then
         it goes up as files)."""
         records, total = [], 0
-        for stream in ("stdout", "stderr"):
+        for stream in STREAMS:
             start, path = run.sent[stream], run.local(stream)
             try:
                 size = os.stat(path).st_size
