@@ -19,10 +19,31 @@ class LocalProtocolError(ProtocolError):
     """We were asked to build or send an invalid message."""
 
 
+ERRMAX = 1024          # bytes of an Rerror text; a longer one is cut (UTF-8 safe)
+QUOTEMAX = 64          # characters of the peer's input an error text quotes
+
+
+def cut(text: str, limit: int = ERRMAX) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, marked with "..." when cut."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[:limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def quoted(text: str | bytes, limit: int = QUOTEMAX) -> str:
+    """The peer's input as an error text quotes it: repr of a short prefix."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + "..."
+
+
 class NinePError(Exception):
-    """A request failed; `ename` is the Rerror string the peer sees."""
+    """A request failed; `ename` is the Rerror string the peer sees (cut to ERRMAX
+    bytes, so that any text can be answered)."""
 
     def __init__(self, ename: str) -> None:
+        ename = cut(ename)
         super().__init__(ename)
         self.ename = ename
 
@@ -53,3 +74,8 @@ EREADONLY = "file is read-only"
 EINTERRUPTED = "interrupted"
 EIO = "i/o error"
 ELEAVES = "permission denied: path leaves the exported tree"
+ENAMETOOLONG = "file name too long"
+EBADNAMECHAR = "bad file name: it holds a NUL byte"
+EBADOFFSETRANGE = "offset out of range (a file offset is less than 2^63)"
+EBADLENGTH = "length out of range (a file length is less than 2^63)"
+EINTERNAL = "internal error (the server logged it)"

@@ -7,13 +7,19 @@ never wait (walk, open, stat, clunk, ...) are answered inline in arrival order;
 reads and writes of files run each in its own task under its own cancel scope, so a
 parked read never delays another request.  Tflush cancels that scope, waits for the
 task to end, and answers Rflush; the flushed request gets no reply (flush(5)).
+
+Containment, as lib9p's single `respond`: every request is answered exactly once,
+and a handler that fails in any unexpected way is answered Rerror ("internal
+error") and logged with its traceback; the connection and the server go on.  Only
+bytes that are not 9P2000 close a connection, and nothing a client sends ends the
+server.  Names, offsets and lengths are checked here, before any handler sees them.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Protocol
 
 import trio
 
@@ -32,6 +38,7 @@ log = logging.getLogger("styxgrid.ninep")
 
 RECEIVE_SIZE = 65536          # below malloc's mmap threshold: no mmap per receive
 MIN_MSIZE = 256
+MAX_OFFSET = (1 << 63) - 1    # a file offset or length must fit a signed 64-bit off_t
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class Limits:
     max_msize: int = 1 << 20 | IOHDRSZ   # 1 MiB of payload per read or write
     max_fids: int = 8192                 # per connection; more is "too many fids"
     max_inflight: int = 4096             # waiting requests; then we stop reading
+    max_name: int = 255                  # bytes of one file name, user or attach name
 
 
 class FileServer(Protocol):
@@ -50,16 +58,16 @@ class FileServer(Protocol):
 
 
 class _Fid:
-    __slots__ = ("node", "session", "mode", "handle", "dir_entries", "dir_offset", "dir_index")
+    __slots__ = ("node", "session", "mode", "handle", "dir_children", "dir_next", "dir_offset")
 
     def __init__(self, node: Node, session: Session) -> None:
         self.node = node
         self.session = session
         self.mode: int | None = None          # open mode once opened
         self.handle: Handle | None = None
-        self.dir_entries: list[bytes] = []
+        self.dir_children: Iterator[Node] = iter(())   # entries not read yet
+        self.dir_next: bytes | None = None    # an entry that did not fit the last read
         self.dir_offset = 0                   # byte offset the next dir read must use
-        self.dir_index = 0                    # entry the next dir read starts at
 
 
 class _Request:
@@ -121,6 +129,10 @@ class Connection:
                 log.info("closing connection from %s: %s", self.peer, exc)
                 await self.send(out)
                 return
+            except Exception:
+                log.exception("closing connection from %s: the decoder failed", self.peer)
+                await self.send(out)
+                return
             if msg is NEED_DATA:
                 await self.send(out)
                 out = []
@@ -160,6 +172,13 @@ class Connection:
             log.debug("-> %s", msg)
         encode_to(out, msg)
 
+    def failed(self, msg: Message, exc: Exception) -> Rerror:
+        """The answer to a request whose handler failed unexpectedly: logged with
+        its traceback; the client learns only that it was an internal error."""
+        log.error("%s from %s failed: %s: %s", type(msg).__name__, self.peer,
+                  type(exc).__name__, exc, exc_info=exc)
+        return Rerror(msg.tag, E.EINTERNAL)
+
     def dispatch(self, msg: Message, out: list[bytes]) -> None:
         if self.trace:
             log.debug("<- %s", msg)
@@ -182,6 +201,8 @@ class Connection:
                 raise NinePError(E.EBADMSG)
         except NinePError as exc:
             self.reply(Rerror(tag, exc.ename), out)
+        except Exception as exc:
+            self.reply(self.failed(msg, exc), out)
 
     def spawn(self, tag: int, fn: Callable[[Any], Awaitable[Message]], msg: Message) -> None:
         request = _Request()
@@ -197,6 +218,8 @@ class Connection:
                 reply = await fn(msg)
             except NinePError as exc:
                 reply = Rerror(tag, exc.ename)
+            except Exception as exc:
+                reply = self.failed(msg[0] if isinstance(msg, tuple) else msg, exc)
         if self.inflight.get(tag) is request:
             del self.inflight[tag]
         if len(self.inflight) < self.limits.max_inflight:
@@ -210,10 +233,18 @@ class Connection:
             request.done.set()
 
     def clunk_all(self) -> None:
-        for fid in self.fids.values():
-            if fid.handle is not None:
+        fids, self.fids = self.fids, {}
+        for fid in fids.values():
+            self.release(fid)
+
+    def release(self, fid: _Fid) -> None:
+        """Close the fid's handle: a fid is clunked even if its handle fails to close
+        (clunk(5)); the failure is logged."""
+        if fid.handle is not None:
+            try:
                 fid.handle.clunk()
-        self.fids.clear()
+            except Exception:
+                log.exception("clunk of %s for %s failed", fid.node, self.peer)
 
     # ------------------------------------------------------------ helpers
 
@@ -234,10 +265,19 @@ class Connection:
     def iounit(self) -> int:
         return self.msize - IOHDRSZ
 
-    @staticmethod
-    def check_name(name: str) -> None:
+    def check_name(self, name: str) -> None:
+        """A name to create or rename to: not empty, `.` or `..`, no `/`."""
         if name in ("", ".", "..") or "/" in name:
             raise NinePError(E.EBADNAME)
+        self.check_chars(name)
+
+    def check_chars(self, name: str) -> None:
+        """Any name that enters: no NUL byte, at most max_name bytes."""
+        if "\0" in name:
+            raise NinePError(E.EBADNAMECHAR)
+        if len(name) > self.limits.max_name // 4 and \
+                len(name.encode()) > self.limits.max_name:
+            raise NinePError(E.ENAMETOOLONG)
 
     # ------------------------------------------------------------ requests
 
@@ -264,6 +304,8 @@ class Connection:
             raise NinePError(E.ENOAUTH)
         if msg.fid in self.fids:
             raise NinePError(E.EDUPFID)
+        self.check_chars(msg.uname)
+        self.check_chars(msg.aname)
         session = Session(msg.uname, msg.aname, peer=self.peer)
         root = self.fs.attach(session)
         self.new_fid(msg.fid, root, session)
@@ -287,6 +329,7 @@ class Connection:
                 elif name in ("", ".") or "/" in name:
                     raise NinePError(E.ENOTFOUND)
                 else:
+                    self.check_chars(name)
                     node = node.walk(name, session)
             except NinePError:
                 if not qids:
@@ -345,6 +388,8 @@ class Connection:
             raise NinePError(E.ENOTOPEN)
         if fid.mode & 3 == OWRITE:
             raise NinePError(E.EPERM)
+        if msg.offset > MAX_OFFSET:
+            raise NinePError(E.EBADOFFSETRANGE)
         count = min(msg.count, self.iounit)
         if fid.handle is None:
             self.reply(Rread(msg.tag, self.read_dir(fid, msg.offset, count)), out)
@@ -362,22 +407,42 @@ class Connection:
         return Rread(msg.tag, data[:count])
 
     def read_dir(self, fid: _Fid, offset: int, count: int) -> bytes:
+        """The next entries that fit in `count`.  Entries are made as they are read,
+        never all at once: listing a directory of a million entries costs each read
+        only what it returns, and other requests go on between the reads."""
         if offset == 0:
-            fid.dir_entries = [encode_stat(child.stat())
-                               for child in fid.node.children(fid.session)]
-            fid.dir_offset = fid.dir_index = 0
+            fid.dir_children = iter(fid.node.children(fid.session))
+            fid.dir_next, fid.dir_offset = None, 0
         elif offset != fid.dir_offset:
             raise NinePError(E.EBADOFFSET)
-        entries, i, size = fid.dir_entries, fid.dir_index, 0
-        end = i
-        while end < len(entries) and size + len(entries[end]) <= count:
-            size += len(entries[end])
-            end += 1
-        if end == i and i < len(entries):
-            raise NinePError("read count too small for a directory entry")
-        data = b"".join(entries[i:end])
-        fid.dir_index, fid.dir_offset = end, offset + len(data)
+        parts, size = [], 0
+        while True:
+            entry = fid.dir_next if fid.dir_next is not None else self.next_entry(fid)
+            if entry is None:
+                break
+            if size + len(entry) > count:
+                fid.dir_next = entry
+                if not parts:
+                    raise NinePError("read count too small for a directory entry")
+                break
+            fid.dir_next = None
+            parts.append(entry)
+            size += len(entry)
+        data = b"".join(parts)
+        fid.dir_offset = offset + len(data)
         return data
+
+    def next_entry(self, fid: _Fid) -> bytes | None:
+        """The next child's stat entry; a child that went away meanwhile is skipped,
+        and so is one whose stat fails unexpectedly (logged): `ls` shows the rest."""
+        for child in fid.dir_children:
+            try:
+                return encode_stat(child.stat())
+            except NinePError:
+                continue
+            except Exception:
+                log.exception("stat of %s for a directory read by %s failed", child, self.peer)
+        return None
 
     def start_write(self, msg: Twrite, out: list[bytes]) -> None:
         fid = self.fid(msg.fid)
@@ -385,6 +450,8 @@ class Connection:
             raise NinePError(E.ENOTOPEN)
         if fid.mode & 3 not in (OWRITE, ORDWR) or fid.handle is None:
             raise NinePError(E.EPERM)
+        if msg.offset + len(msg.data) > MAX_OFFSET:
+            raise NinePError(E.EBADOFFSETRANGE)
         try:
             count = fid.handle.write_nowait(msg.offset, msg.data)
         except trio.WouldBlock:
@@ -408,8 +475,7 @@ class Connection:
         fid = self.fids.pop(msg.fid, None)
         if fid is None:
             raise NinePError(E.EBADFID)
-        if fid.handle is not None:
-            fid.handle.clunk()
+        self.release(fid)
         if fid.mode is not None and fid.mode & ORCLOSE:
             try:
                 fid.node.remove(fid.session)
@@ -421,8 +487,7 @@ class Connection:
         fid = self.fids.pop(msg.fid, None)
         if fid is None:
             raise NinePError(E.EBADFID)
-        if fid.handle is not None:
-            fid.handle.clunk()
+        self.release(fid)
         parent = fid.node.parent
         if parent is None or not parent.permits(fid.session, 2):
             raise NinePError(E.EPERM)
@@ -451,6 +516,8 @@ class Connection:
             if node.parent is None or not node.parent.permits(session, 2):
                 raise NinePError(E.EPERM)
         if new.length != 0xFFFFFFFFFFFFFFFF:
+            if new.length > MAX_OFFSET:
+                raise NinePError(E.EBADLENGTH)
             if node.is_dir and new.length != 0:
                 raise NinePError(E.EISDIR)
             if not node.permits(session, 2):
@@ -465,10 +532,10 @@ async def serve_stream(stream: trio.abc.Stream | Transport, fs: FileServer, *,
     """Serve one connection until the client goes away; always closes the stream."""
     transport = transport_for(stream)
     try:
-        conn = Connection(transport, fs,
-                          peer=peer if peer is not None else peer_credentials(stream),
-                          limits=limits, trace=trace)
-        await conn.run()
+        peer = peer if peer is not None else peer_credentials(stream)
+        await Connection(transport, fs, peer=peer, limits=limits, trace=trace).run()
+    except Exception:
+        log.exception("connection from %s ended by an internal error", peer)
     finally:
         await transport.aclose()
 
