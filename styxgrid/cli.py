@@ -413,23 +413,28 @@ def _client_command(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) 
 
 
 def description(args: argparse.Namespace) -> str:
-    import shlex
+    """The job the command line describes, checked here as the scheduler checks it
+    and sent in its normal form (quoted where it must be: it arrives as given)."""
+    from .scheduler.describe import DescriptionError, JobSpec
     if args.cmd[:1] == ["--"]:
         args.cmd = args.cmd[1:]
     if not args.cmd:
         raise ValueError("give the command after --")
-    lines = [f"cmd {shlex.quote(args.cmd[0])}"]
-    if args.cmd[1:]:
-        lines.append("args " + shlex.join(args.cmd[1:]))
-    lines.append(f"tasks {args.tasks}")
-    lines += [f"env {e}" for e in args.env]
-    lines += [f"input {p}" for p in args.input]
-    lines += [f"output {p}" for p in args.output]
-    for key in ("dir", "requirements", "rank", "priority", "retries"):
-        value = getattr(args, key)
-        if value not in (None, ""):
-            lines.append(f"{key} {value}")
-    return "\n".join(lines) + "\nsubmit\n"
+    env = []
+    for e in args.env:
+        name, eq, value = e.partition("=")
+        if not eq:
+            raise ValueError(f"--env {e!r}: want NAME=VALUE")
+        env.append((name, value))
+    try:
+        spec = JobSpec(cmd=args.cmd[0], args=tuple(args.cmd[1:]), tasks=args.tasks,
+                       env=tuple(env), dir=args.dir or "", inputs=tuple(args.input),
+                       outputs=tuple(args.output), requirements=args.requirements or "",
+                       rank=args.rank or "", priority=args.priority or 0,
+                       retries=args.retries or 0)
+    except DescriptionError as exc:
+        raise ValueError(str(exc)) from None
+    return spec.lines() + "submit\n"
 
 
 async def ship_program(client: Client, args: argparse.Namespace) -> None:

@@ -88,6 +88,7 @@ class Job:
     failures: dict[int, int] = field(default_factory=dict)
     reasons: dict[int, str] = field(default_factory=dict)
     held: bool = False
+    note: str = ""                            # why all its tasks failed, if it was not loaded
     heap_key: tuple[int, int] | None = None  # the entry this job has in its group's heap
 
     @property
@@ -198,13 +199,22 @@ class Core:
 
     def submit(self, spec: JobSpec, owner: str, job_id: int | None = None) -> Job:
         jid = job_id if job_id is not None else self.next_job
-        self.next_job = max(self.next_job, jid + 1)
         n = spec.tasks
         job = Job(jid, spec, owner, spec.priority, bytearray(n), array("i", [-1]) * n,
                   [n, 0, 0, 0, 0, 0])
+        self.group_of(job)                      # may fail (an expression): nothing is kept
+        self.next_job = max(self.next_job, jid + 1)
         self.jobs[jid] = job
-        self.group_of(job)
         self.enqueue(job)
+        return job
+
+    def submit_failed(self, jid: int, owner: str, tasks: int, why: str) -> Job:
+        """A stored job this scheduler cannot run: every task failed, for `why`."""
+        job = Job(jid, JobSpec(cmd="(not loaded)", tasks=tasks), owner, 0,
+                  bytearray([FAILED]) * tasks, array("i", [-1]) * tasks,
+                  [0, 0, 0, tasks, 0, 0], note=why)
+        self.next_job = max(self.next_job, jid + 1)
+        self.jobs[jid] = job
         return job
 
     def group_of(self, job: Job) -> Group:
@@ -507,6 +517,8 @@ class Core:
     def retry(self, jid: int) -> int:
         """Queue the failed tasks again; returns how many."""
         job = self.job(jid)
+        if job.note:
+            raise CoreError(f"job {jid} cannot run again: {job.note}")
         again = [i for i in range(job.spec.tasks) if job.state[i] == FAILED]
         for index in again:
             job.losses.pop(index, None)
@@ -528,7 +540,8 @@ class Core:
         """Why the job's queued tasks are not running, like condor_q -better-analyze."""
         job = self.job(jid)
         if job.finished:
-            return f"job {jid} is finished ({job.state_name})\n"
+            note = f": {job.note}" if job.note else ""
+            return f"job {jid} is finished ({job.state_name}){note}\n"
         if job.held:
             return f"job {jid} is held: 'release' it to let it run\n"
         if not job.queued:

@@ -15,21 +15,43 @@ write carried and returns the finished `JobSpec` at `submit`; any bad line raise
 
 from __future__ import annotations
 
-import shlex
+import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from .. import shellwords
+from ..ninep.errors import quoted
 
 MAX_TASKS = 10_000_000
+MAX_DESCRIPTION = 256 * 1024      # bytes written for one job, and its normal form
+MAX_LINE = 128 * 1024             # bytes of one line
+MAX_ARGS = 128 * 1024             # bytes of all arguments together
+MAX_LIST = 256                    # env, input and output lines of one job, each
 KEYS = ("cmd", "args", "tasks", "env", "dir", "input", "output", "requirements", "rank",
         "priority", "retries", "submit")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_QUOTES = ("'", '"')
+_INTEGER = re.compile(r"-?[0-9]{1,12}\Z")
 
 
 class DescriptionError(ValueError):
     """A description line is wrong; the message says which and why."""
 
 
+def _check_text(key: str, value: str) -> None:
+    if "\0" in value:
+        raise DescriptionError(f"{key}: a NUL byte is not allowed")
+    if "\n" in value or "\r" in value:
+        raise DescriptionError(f"{key}: a line break is not allowed")
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """A job as submitted: a command run as `tasks` tasks, and how to place them."""
+    """A job as submitted: a command run as `tasks` tasks, and how to place them.
+
+    Validated on construction (no NUL or line break in any text, counts and sizes
+    within the limits above), so that `lines()` of any JobSpec reads back, through
+    `from_lines`, to exactly the same JobSpec."""
 
     cmd: str
     args: tuple[str, ...] = ()
@@ -43,17 +65,45 @@ class JobSpec:
     priority: int = 0
     retries: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.cmd:
+            raise DescriptionError("cmd: needs a program")
+        texts: list[tuple[str, str]] = [("cmd", self.cmd), ("dir", self.dir),
+                                        ("requirements", self.requirements),
+                                        ("rank", self.rank)]
+        texts += [("args", a) for a in self.args]
+        texts += [("input", p) for p in self.inputs] + [("output", p) for p in self.outputs]
+        texts += [("env", f"{k}={v}") for k, v in self.env]
+        for key, value in texts:
+            _check_text(key, value)
+        if sum(len(a.encode()) + 1 for a in self.args) > MAX_ARGS:
+            raise DescriptionError(f"args: more than {MAX_ARGS // 1024} KiB of arguments")
+        for key, items in (("env", self.env), ("input", self.inputs), ("output", self.outputs)):
+            if len(items) > MAX_LIST:
+                raise DescriptionError(f"{key}: more than {MAX_LIST} lines")
+        for name, _ in self.env:
+            if not _ENV_NAME.match(name):
+                raise DescriptionError(f"env: {quoted(name)} is not a variable name")
+        for key, value, low, high in (("tasks", self.tasks, 1, MAX_TASKS),
+                                      ("priority", self.priority, -1000, 1000),
+                                      ("retries", self.retries, 0, 1000)):
+            if type(value) is not int or not low <= value <= high:
+                raise DescriptionError(f"{key}: {value} is out of range ({low}..{high})")
+        if len(self.lines().encode()) > MAX_DESCRIPTION:
+            raise DescriptionError(f"description longer than {MAX_DESCRIPTION // 1024} KiB")
+
     def lines(self) -> str:
-        """The normalized description, one `key value` per line (what `desc` shows)."""
-        out = [f"cmd {self.cmd}"]
+        """The normalized description, one `key value` per line (what `desc` shows);
+        every value quoted where it must be, so that it reads back exactly."""
+        out = [f"cmd {shellwords.quote(self.cmd)}"]
         if self.args:
-            out.append("args " + shlex.join(self.args))
+            out.append("args " + shellwords.join(self.args))
         out.append(f"tasks {self.tasks}")
-        out += [f"env {k}={v}" for k, v in self.env]
+        out += [f"env {k}={_word(v)}" for k, v in self.env]
         if self.dir:
-            out.append(f"dir {self.dir}")
-        out += [f"input {p}" for p in self.inputs]
-        out += [f"output {p}" for p in self.outputs]
+            out.append(f"dir {_word(self.dir)}")
+        out += [f"input {_word(p)}" for p in self.inputs]
+        out += [f"output {_word(p)}" for p in self.outputs]
         if self.requirements:
             out.append(f"requirements {self.requirements}")
         if self.rank:
@@ -64,17 +114,36 @@ class JobSpec:
 
     @classmethod
     def from_lines(cls, text: str) -> "JobSpec":
-        """Read back what `lines()` wrote (used when the store is loaded)."""
+        """Read back what `lines()` wrote (the store, a worker's task record)."""
         spec = Description().feed(text + "submit\n")
-        assert spec is not None
+        if spec is None:
+            raise DescriptionError("description without its end")
         return spec
 
 
+def _word(value: str) -> str:
+    """A one-word value as written: as it is, or in shell quotes when it starts
+    with a quote or has blanks at either end (which a line would lose)."""
+    if value and value == value.strip() and not value.startswith(_QUOTES):
+        return value
+    return shellwords.quote(value)
+
+
+def _unword(key: str, value: str) -> str:
+    """A one-word value as read: a value that starts with a quote is one shell
+    word (quotes removed); any other is taken as it is."""
+    if not value.startswith(_QUOTES):
+        return value
+    words = _split(key, value)
+    if len(words) != 1:
+        raise DescriptionError(f"{key}: want one quoted word, got {len(words)}")
+    return words[0]
+
+
 def _int(key: str, value: str, low: int, high: int) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise DescriptionError(f"{key}: {value!r} is not a whole number") from None
+    if not _INTEGER.match(value):
+        raise DescriptionError(f"{key}: {quoted(value)} is not a whole number")
+    n = int(value)
     if not low <= n <= high:
         raise DescriptionError(f"{key}: {n} is out of range ({low}..{high})")
     return n
@@ -82,27 +151,33 @@ def _int(key: str, value: str, low: int, high: int) -> int:
 
 def _expression(key: str, value: str) -> str:
     """A ClassAd expression, checked with HTCondor's own parser."""
-    import classad2
+    try:
+        import classad2
+    except ImportError:
+        raise DescriptionError(
+            f"{key}: this scheduler cannot match ClassAd expressions: its host needs "
+            "HTCondor's bindings (pip install 'styxgrid[match]')") from None
     try:
         classad2.ExprTree(value)
     except Exception as exc:  # classad2 raises its own ClassAdException and ValueError
-        raise DescriptionError(f"{key}: cannot parse ClassAd expression {value!r} ({exc})") \
-            from None
+        raise DescriptionError(f"{key}: cannot parse ClassAd expression {quoted(value)} "
+                               f"({str(exc)[:200]})") from None
     return value
 
 
 def _path(key: str, value: str) -> str:
-    if not value or "\0" in value:
+    value = _unword(key, value)
+    if not value:
         raise DescriptionError(f"{key}: needs a path")
     if key in ("input", "output") and ".." in value.split("/"):
-        raise DescriptionError(f"{key}: {value!r} may not contain '..'")
+        raise DescriptionError(f"{key}: {quoted(value)} may not contain '..'")
     return value
 
 
 def _split(key: str, value: str) -> list[str]:
     try:
-        return shlex.split(value)
-    except ValueError as exc:
+        return shellwords.split(value)
+    except shellwords.SplitError as exc:
         raise DescriptionError(f"{key}: {exc}") from None
 
 
@@ -110,22 +185,33 @@ def _split(key: str, value: str) -> list[str]:
 class Description:
     """The lines written so far to one /new fid (or one CLI submission)."""
 
-    fields: dict = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
     partial: str = ""
+    size: int = 0                      # characters taken since the last submit
 
     def feed(self, text: str) -> JobSpec | None:
         """Take the text of one write; return the JobSpec when `submit` is seen."""
+        self.size += len(text)
+        if self.size > MAX_DESCRIPTION:
+            raise DescriptionError(f"description longer than {MAX_DESCRIPTION // 1024} KiB")
+        if "\0" in text:
+            raise DescriptionError("a NUL byte is not allowed in a description")
         text = self.partial + text
         lines = text.split("\n")
         self.partial = lines.pop()          # an unfinished last line waits for more
-        if self.partial.strip().split(" ", 1)[0] == "submit":
+        if len(self.partial) > MAX_LINE:
+            raise DescriptionError(f"a line longer than {MAX_LINE // 1024} KiB")
+        if self.partial.lstrip()[:7] in ("submit", "submit ", "submit\t"):
             lines.append(self.partial)      # `echo -n submit` still submits
             self.partial = ""
         for number, line in enumerate(lines, 1):
+            if len(line) > MAX_LINE:
+                raise DescriptionError(f"a line longer than {MAX_LINE // 1024} KiB")
             spec = self.line(line.strip())
             if spec is not None:
                 if any(rest.strip() for rest in lines[number:]) or self.partial.strip():
                     raise DescriptionError("text after 'submit': one job per submit")
+                self.size = 0
                 return spec
         return None
 
@@ -142,7 +228,7 @@ class Description:
             return self.finish()
         if key not in KEYS:
             raise DescriptionError(
-                f"unknown description line {key!r}: expected one of {', '.join(KEYS)}")
+                f"unknown description line {quoted(key)}: expected one of {', '.join(KEYS)}")
         if key == "cmd":
             words = _split(key, value)
             if not words:
@@ -156,9 +242,9 @@ class Description:
             f["tasks"] = _int(key, value, 1, MAX_TASKS)
         elif key == "env":
             name, eq, val = value.partition("=")
-            if not eq or not name or not name.replace("_", "a").isalnum():
-                raise DescriptionError(f"env: want NAME=VALUE, got {value!r}")
-            f["env"] = f.get("env", ()) + ((name, val),)
+            if not eq or not _ENV_NAME.match(name):
+                raise DescriptionError(f"env: want NAME=VALUE, got {quoted(value)}")
+            f["env"] = f.get("env", ()) + ((name, _unword(key, val)),)
         elif key == "dir":
             f["dir"] = _path(key, value)
         elif key in ("input", "output"):
@@ -175,7 +261,5 @@ class Description:
     def finish(self) -> JobSpec:
         if "cmd" not in self.fields:
             raise DescriptionError("submit: no command (give 'cmd PROGRAM' or 'submit PROGRAM ARGS')")
-        spec = JobSpec(**self.fields)
-        self.fields = {}
-        return spec
-
+        fields, self.fields = self.fields, {}
+        return JobSpec(**fields)

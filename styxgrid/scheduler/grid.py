@@ -19,7 +19,7 @@ import trio
 
 from ..adtext import literal, parse_literal
 from . import store as rows
-from .core import FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
+from .core import FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
 from .describe import JobSpec
 from .events import EventLog
 from .spool import Spool
@@ -477,7 +477,8 @@ class Grid:
             line += f" node={job.running[index]}"
         if state in FINISHED:
             line += f" exit={job.exit[index]}"
-        reason = job.reasons.get(index) or ("killed" if state == KILLED else "")
+        reason = job.reasons.get(index) or ("killed" if state == KILLED else "") or \
+            (job.note if state == FAILED else "")
         if reason:
             line += f" reason={reason}"
         return line + "\n"

@@ -27,6 +27,8 @@ caps the grid at the disk's fsync rate).
 
 from __future__ import annotations
 
+import logging
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,10 @@ from typing import Iterable
 import trio
 
 from .core import FAILED, FINISHED, KILLED, Core, Job
-from .describe import JobSpec
+from .describe import MAX_TASKS, JobSpec
+
+log = logging.getLogger("styxgrid.scheduler")
+_TASKS_LINE = re.compile(r"^tasks ([0-9]{1,8})$", re.MULTILINE)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -98,15 +103,26 @@ class Store:
         return row[0] if row else ""
 
     def load(self, core: Core) -> None:
-        """Rebuild `core`'s jobs from the file (finished tasks stay finished)."""
+        """Rebuild `core`'s jobs from the file (finished tasks stay finished).  A job
+        this code cannot load (a description it cannot read, requirements with no
+        ClassAd package) is loaded failed, with the reason; the rest load."""
         results: dict[int, list[tuple]] = {}
         for row in self.db.execute("SELECT job, task, state, exit, reason FROM results"):
             results.setdefault(row[0], []).append(row[1:])
         for jid, owner, spec, priority, held in self.db.execute(
                 "SELECT id, owner, spec, priority, held FROM jobs ORDER BY id"):
-            job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid)
+            try:
+                job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid)
+            except Exception as exc:    # whatever it is, the other jobs still load
+                why = f"cannot load this job: {type(exc).__name__}: {str(exc)[:300]}"
+                log.error("job %s: %s", jid, why)
+                found = _TASKS_LINE.search(spec)
+                tasks = min(max(int(found.group(1)), 1), MAX_TASKS) if found else 1
+                job = core.submit_failed(jid, owner, tasks, why)
             job.priority = priority
             for task, state, status, reason in results.get(jid, ()):
+                if not 0 <= task < job.spec.tasks or state not in FINISHED:
+                    continue
                 job.set_state(task, state)
                 job.exit[task] = status
                 if reason and state != KILLED:      # a kill's reason goes without saying
@@ -179,8 +195,9 @@ class Store:
 # Statements for the changes the scheduler makes, named once.
 
 def job_row(job: Job) -> Statement:
-    return ("INSERT OR REPLACE INTO jobs (id, owner, spec, priority, held) VALUES (?,?,?,?,?)",
-            (job.id, job.owner, job.spec.lines(), job.priority, int(job.held)))
+    """A job's priority and held flag (its description is never written again)."""
+    return ("UPDATE jobs SET priority=?, held=? WHERE id=?",
+            (job.priority, int(job.held), job.id))
 
 
 def new_job_row(jid: int, owner: str, spec: JobSpec) -> Statement:

@@ -348,7 +348,7 @@ BAD_DESCRIPTIONS = [
     ("env NOEQUALS\ncmd x\nsubmit\n", "env: want NAME=VALUE"),
     ("input ../../etc/passwd\ncmd x\nsubmit\n", "may not contain '..'"),
     ("submit\n", "no command"),
-    ("cmd 'unclosed\nsubmit\n", "cmd: No closing quotation"),
+    ("cmd 'unclosed\nsubmit\n", "cmd: no closing quotation"),
     ("submit a\nsubmit b\n", "one job per submit"),
 ]
 

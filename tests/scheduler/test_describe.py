@@ -1,6 +1,8 @@
 """Job descriptions: what users write into /new."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from styxgrid.scheduler.describe import Description, DescriptionError, JobSpec
 
@@ -47,9 +49,71 @@ def test_no_submit_yet_gives_nothing():
     ("requirements Memory >= \nsubmit x\n", "cannot parse ClassAd expression"),
     ("input ../etc/passwd\nsubmit x\n", "may not contain '..'"),
     ("submit\n", "no command"),
-    ("args 'unclosed\nsubmit x\n", "args: No closing quotation"),
+    ("args 'unclosed\nsubmit x\n", "args: no closing quotation"),
     ("submit a\nsubmit b\n", "text after 'submit'"),
 ])
 def test_bad_descriptions_name_the_problem(text, why):
     with pytest.raises(DescriptionError, match=why):
         parse(text)
+
+
+# Text a description can carry: anything but NUL and line breaks.
+_text = st.text(st.characters(blacklist_characters="\0\n\r", blacklist_categories=("Cs",)),
+                max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cmd=_text.filter(bool), args=st.lists(_text, max_size=5),
+       env=st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True),
+                              _text), max_size=3),
+       dir=_text, inputs=st.lists(_text.filter(lambda p: p and ".." not in p.split("/")),
+                                  max_size=2))
+def test_any_spec_reads_back_exactly_from_its_lines(cmd, args, env, dir, inputs):
+    """What is stored and sent to workers is what was submitted: quotes, spaces,
+    `$`, blanks at either end and non-ASCII text included."""
+    spec = JobSpec(cmd=cmd, args=tuple(args), env=tuple(env), dir=dir, inputs=tuple(inputs))
+    assert JobSpec.from_lines(spec.lines()) == spec
+
+
+def test_quoted_values_are_one_shell_word():
+    spec = parse("cmd 'my prog' --x\nenv GREETING='hello world'\nenv RAW=a 'b'\n"
+                 "dir \"/tmp/a b\"\nsubmit\n")
+    assert spec.cmd == "my prog" and spec.args == ("--x",)
+    assert spec.env == (("GREETING", "hello world"), ("RAW", "a 'b'"))
+    assert spec.dir == "/tmp/a b"
+
+
+@pytest.mark.parametrize("text,why", [
+    ("cmd a\0b\nsubmit\n", "NUL byte"),
+    ("submit x " + "y" * (129 * 1024) + "\n", "line longer than 128 KiB"),
+    ("env A=1\n" * 257 + "submit x\n", "env: more than 256 lines"),
+    ("# filler\n" * 30_000 + "submit x\n", "description longer than 256 KiB"),
+    ("priority --5\nsubmit x\n", "priority: '--5' is not a whole number"),
+    ("tasks ²\nsubmit x\n", "tasks: '²' is not a whole number"),
+    ("tasks 99999999999999999999\nsubmit x\n", "is not a whole number"),
+    ("env 1X=2\nsubmit x\n", "env: want NAME=VALUE"),
+    ("env X='a' 'b'\nsubmit x\n", "env: want one quoted word, got 2"),
+])
+def test_limits_and_bad_text_are_refused_by_name(text, why):
+    with pytest.raises(DescriptionError, match=why):
+        parse(text)
+
+
+def test_arguments_are_limited_together():
+    with pytest.raises(DescriptionError, match="more than 128 KiB of arguments"):
+        JobSpec(cmd="x", args=("y" * 70_000, "z" * 70_000))
+
+
+def test_an_error_quotes_only_a_short_prefix_of_the_input():
+    with pytest.raises(DescriptionError) as info:
+        parse("z" * 100_000 + " x\n")
+    assert len(str(info.value)) < 300
+
+
+def test_a_long_line_in_many_writes_parses_in_linear_time():
+    d = Description()
+    for _ in range(30):
+        assert d.feed("a" * 4000) is None
+    words = "x " * 20_000
+    spec = Description().feed(f"args {words}\nsubmit prog\n")
+    assert spec is not None and spec.cmd == "prog"

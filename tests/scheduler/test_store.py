@@ -5,9 +5,14 @@ import trio
 from styxgrid.scheduler.core import DONE, FAILED, KILLED, QUEUED, Core
 from styxgrid.scheduler.describe import JobSpec
 from styxgrid.scheduler.store import (Store, forget_failed, forget_job, job_row, killed_rows,
+                                      new_job_row,
                                       result_row)
 
 LINUX = {"OpSys": "LINUX", "Memory": 4096}
+
+
+def new(job):
+    return new_job_row(job.id, job.owner, job.spec)
 
 
 async def test_state_survives_reopen_and_batches_commit_together(tmp_path, nursery):
@@ -16,7 +21,7 @@ async def test_state_survives_reopen_and_batches_commit_together(tmp_path, nurse
     core = Core()
     a = core.submit(JobSpec(cmd="/bin/echo", args=("hi",), tasks=3), "alice")
     b = core.submit(JobSpec(cmd="/bin/true", priority=4), "bob")
-    await store.write([job_row(a), job_row(b)])
+    await store.write([new(a), new(b)])
     core.worker_join("w", LINUX, slots=3)
     ran = core.ask("w", 3)
     for assignment, status in zip(ran, (0, 0, 7)):
@@ -53,7 +58,7 @@ async def test_forget_job(tmp_path, nursery):
     await nursery.start(store.writer)
     core = Core()
     job = core.submit(JobSpec(cmd="x"), "u")
-    await store.write([job_row(job)])
+    await store.write([new(job)])
     await store.write(forget_job(job.id))
     fresh = Core()
     store.load(fresh)
@@ -69,7 +74,7 @@ async def test_a_job_that_finished_while_held_loads(tmp_path, nursery):
     [running] = core.ask("w", 1)
     core.hold(job.id)                       # held while its only task runs
     core.task_done("w", job.id, running.index, 0)
-    await store.write([job_row(job), result_row(job, running.index)])
+    await store.write([new(job), job_row(job), result_row(job, running.index)])
     fresh = Core()
     store.load(fresh)
     assert fresh.jobs[job.id].state_name == "done"
@@ -83,7 +88,7 @@ async def test_the_log_is_checkpointed_into_the_database_file_beside_the_commits
     empty = path.stat().st_size
     core = Core()
     job = core.submit(JobSpec(cmd="x", tasks=1200), "u")
-    await store.write([job_row(job)])
+    await store.write([new(job)])
     core.worker_join("w", LINUX, slots=1200)
     for _ in range(1200):
         [a] = core.ask("w", 1)
@@ -102,7 +107,7 @@ async def test_kill_and_retry_are_one_statement_each_and_reload_the_same(tmp_pat
     await nursery.start(store.writer)
     core = Core()
     job = core.submit(JobSpec(cmd="x", tasks=100_000), "u")
-    await store.write([job_row(job)])
+    await store.write([new(job)])
     core.worker_join("w", LINUX, slots=3)
     ran = core.ask("w", 3)
     core.task_done("w", job.id, ran[0].index, 0)
@@ -124,3 +129,20 @@ async def test_kill_and_retry_are_one_statement_each_and_reload_the_same(tmp_pat
     await store.write([forget_failed(job)], bulk=True)
     assert reloaded() == bytes(job.state)
     assert job.state[ran[1].index] == QUEUED and job.state[ran[0].index] == DONE
+
+
+async def test_a_job_this_code_cannot_load_is_failed_and_the_rest_load(tmp_path, nursery):
+    store = Store(tmp_path / "s.db")
+    await nursery.start(store.writer)
+    core = Core()
+    good = core.submit(JobSpec(cmd="ok"), "u")
+    await store.write([new(good),
+                       ("INSERT INTO jobs (id, owner, spec, priority, held) VALUES (?,?,?,?,0)",
+                        (7, "u", "cmd 'unclosed\ntasks 5\n", 0))])
+    fresh = Core()
+    store.load(fresh)
+    assert fresh.jobs[good.id].state_name == "queued"
+    broken = fresh.jobs[7]
+    assert broken.state_name == "failed" and broken.counts[FAILED] == 5
+    assert "cannot load this job" in broken.note and "no closing quotation" in broken.note
+    assert fresh.next_job == 8
