@@ -101,11 +101,6 @@ class Connection:
         self.send_lock = trio.StrictFIFOLock()
         self.room = trio.Event()
         self.nursery: trio.Nursery | None = None
-        self.sync_handlers: dict[type, Callable[[Any], Message]] = {
-            Tversion: self.version, Tauth: self.auth, Tattach: self.attach,
-            Twalk: self.walk, Topen: self.open, Tcreate: self.create,
-            Tclunk: self.clunk, Tremove: self.remove, Tstat: self.stat, Twstat: self.wstat,
-        }
 
     # ------------------------------------------------------------ the loops
 
@@ -188,9 +183,9 @@ class Connection:
                 raise NinePError(E.EDUPTAG)
             if not self.versioned and type(msg) is not Tversion:
                 raise NinePError(E.ENOVERSION)
-            handler = self.sync_handlers.get(type(msg))
+            handler = _SYNC_HANDLERS.get(type(msg))
             if handler is not None:
-                self.reply(handler(msg), out)
+                self.reply(handler(self, msg), out)
             elif type(msg) is Tread:
                 self.start_read(msg, out)
             elif type(msg) is Twrite:
@@ -524,6 +519,18 @@ class Connection:
                 raise NinePError(E.EPERM)
         node.wstat(new, session)
         return Rwstat(msg.tag)
+
+
+# Plain functions, not bound methods kept on each Connection: those made every
+# connection a reference cycle (conn -> dict -> method -> conn), so a closed
+# connection, its nursery and every request still in `inflight` waited for a full
+# collection, which the scheduler's thresholds make rare.
+_SYNC_HANDLERS: dict[type, Callable[[Connection, Any], Message]] = {
+    Tversion: Connection.version, Tauth: Connection.auth, Tattach: Connection.attach,
+    Twalk: Connection.walk, Topen: Connection.open, Tcreate: Connection.create,
+    Tclunk: Connection.clunk, Tremove: Connection.remove, Tstat: Connection.stat,
+    Twstat: Connection.wstat,
+}
 
 
 async def serve_stream(stream: trio.abc.Stream | Transport, fs: FileServer, *,

@@ -34,7 +34,19 @@ from .describe import JobSpec
 QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
 STATE_NAMES = ("queued", "running", "done", "failed", "killed", "held")
 FINISHED = frozenset((DONE, FAILED, KILLED))
-KILL = bytes(KILLED if s in (QUEUED, RUNNING, HELD) else s for s in range(256))  # translate
+
+
+def _table(change: dict[int, int]) -> bytes:
+    """A bytes.translate table that changes these states and keeps the others."""
+    return bytes(change.get(s, s) for s in range(256))
+
+
+# Verbs on every task of a job are one translate of its states, in C, whatever
+# the number of tasks (a 10,000,000-task hold is a few ms, not seconds).
+KILL = _table({QUEUED: KILLED, RUNNING: KILLED, HELD: KILLED})
+HOLD = _table({QUEUED: HELD})
+RELEASE = _table({HELD: QUEUED})
+RETRY = {False: _table({FAILED: QUEUED}), True: _table({FAILED: HELD})}
 MAX_LOSSES = 3
 
 
@@ -42,9 +54,17 @@ class CoreError(ValueError):
     """A ctl verb that cannot apply (unknown job, wrong state); the text says why."""
 
 
-def _classad(attrs: dict[str, Any]):
-    import classad2
-    return classad2.ClassAd(attrs)
+def _classad(attrs: dict[str, Any]) -> Any:
+    """The worker's ad for matchmaking; None where HTCondor's package is missing
+    (then no job has requirements or rank: they are refused at submit)."""
+    try:
+        import classad2
+    except ImportError:
+        return None
+    try:
+        return classad2.ClassAd(attrs)
+    except Exception as exc:    # classad2's own errors: the ad is refused, named
+        raise ValueError(f"join: the ad cannot be built: {str(exc)[:200]}") from None
 
 
 def _expr(text: str):
@@ -116,6 +136,11 @@ class Job:
                 f"running={c[RUNNING]} done={c[DONE]} failed={c[FAILED]} killed={c[KILLED]} "
                 f"held={c[HELD]} owner={self.owner}")
 
+    def exit_of(self, index: int) -> int:
+        """A finished task's exit status: a killed task's is -1 (whatever an earlier,
+        retried run left in `exit`: retry does not touch each task)."""
+        return -1 if self.state[index] == KILLED else self.exit[index]
+
     def set_state(self, index: int, new: int) -> None:
         self.counts[self.state[index]] -= 1
         self.state[index] = new
@@ -127,12 +152,18 @@ class Job:
             index = self.requeued.popleft()
             if self.state[index] == QUEUED:
                 return index
-        while self.next_fresh < self.spec.tasks:
-            index = self.next_fresh
-            self.next_fresh += 1
-            if self.state[index] == QUEUED:
-                return index
-        return None
+        index = self.state.find(QUEUED, self.next_fresh)    # memchr: skips in C
+        if index < 0:
+            self.next_fresh = self.spec.tasks
+            return None
+        self.next_fresh = index + 1
+        return index
+
+    def rewind(self) -> None:
+        """Queued tasks below `next_fresh` (released, retried) are found again."""
+        first = self.state.find(QUEUED, 0, self.next_fresh)
+        if first >= 0:
+            self.next_fresh = first
 
 
 @dataclass(frozen=True)
@@ -374,10 +405,11 @@ class Core:
 
     def worker_join(self, name: str, attrs: dict[str, Any], slots: int,
                     lease: int | None = None) -> Worker:
+        ad = _classad(attrs)                    # may refuse the ad: nothing is changed
         old = self.workers.get(name)
         if old is not None:
             self.worker_lost(name)
-        worker = Worker(name, attrs, _classad(attrs), slots, slots if lease is None else lease)
+        worker = Worker(name, attrs, ad, slots, slots if lease is None else lease)
         worker.groups = [g for g in self.groups.values() if g.matches(worker)]
         self.workers[name] = worker
         return worker
@@ -493,20 +525,19 @@ class Core:
         if job.finished:
             raise CoreError(f"job {jid} is finished")
         job.held = True
-        for index in range(job.spec.tasks):
-            if job.state[index] == QUEUED:
-                job.set_state(index, HELD)
+        job.state[:] = job.state.translate(HOLD)
+        job.counts[HELD] += job.counts[QUEUED]
+        job.counts[QUEUED] = 0
 
     def release(self, jid: int) -> None:
         job = self.job(jid)
         if not job.held:
             raise CoreError(f"job {jid} is not held")
         job.held = False
-        for index in range(job.spec.tasks):
-            if job.state[index] == HELD:
-                job.set_state(index, QUEUED)
-                if index < job.next_fresh:
-                    job.requeued.append(index)
+        job.state[:] = job.state.translate(RELEASE)
+        job.counts[QUEUED] += job.counts[HELD]
+        job.counts[HELD] = 0
+        job.rewind()
         self.enqueue(job)
 
     def set_priority(self, jid: int, priority: int) -> None:
@@ -519,14 +550,20 @@ class Core:
         job = self.job(jid)
         if job.note:
             raise CoreError(f"job {jid} cannot run again: {job.note}")
-        again = [i for i in range(job.spec.tasks) if job.state[i] == FAILED]
-        for index in again:
-            job.losses.pop(index, None)
-            job.failures.pop(index, None)
-            job.reasons.pop(index, None)
-            job.exit[index] = -1
-            self.requeue(job, index)
-        return len(again)
+        again = job.counts[FAILED]
+        if not again:
+            return 0
+        state = job.state
+        for counts in (job.losses, job.failures):   # entries only for tasks lost or retried
+            for index in [i for i in counts if state[i] == FAILED]:
+                del counts[index]
+        job.reasons = {}                            # only failed tasks have a reason
+        state[:] = state.translate(RETRY[job.held])
+        job.counts[HELD if job.held else QUEUED] += again
+        job.counts[FAILED] = 0
+        job.rewind()
+        self.enqueue(job)
+        return again
 
     def remove(self, jid: int) -> None:
         job = self.job(jid)

@@ -9,6 +9,7 @@ waiting reads of /work (`Lease`) and a queue of commands (kill) for its control 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from typing import Any, Sequence
 
 import trio
 
-from ..adtext import literal, parse_literal
+from ..adtext import literal
+from ..ninep.errors import quoted
+from . import checks
 from . import store as rows
 from .core import FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
 from .describe import JobSpec
@@ -25,9 +28,13 @@ from .events import EventLog
 from .spool import Spool
 from .store import Store
 
+log = logging.getLogger("styxgrid.scheduler")
+
 ELOST = "worker lost: join again"
 ENOTJOINED = "not joined: write 'join NAME' to /work first"
 MAX_LEASE = 16384           # the most tasks one worker may hold at once
+MAX_SLOTS = 4096            # slots of one worker
+MAX_LOAD = 1_000_000        # a load average past this is not believed
 MIN_RECORD = 48             # no task record is shorter: a read of N bytes wants <= N/48
 
 
@@ -266,8 +273,11 @@ class Grid:
         out, size = [], 0
         for i, a in enumerate(got):
             record = self.task_text(a)
-            if out and size + len(record) > count:
+            if size + len(record) > count:
                 self.give_back(link, got[i:], "read too small")
+                if not out:
+                    raise LookupError(f"a read of /work of {count} bytes is too small for "
+                                      f"task {a.job}.{a.index} ({len(record)} bytes)")
                 break
             out.append(record)
             size += len(record)
@@ -294,28 +304,33 @@ class Grid:
         lease: int | None = None
         for line in text.splitlines():
             key, _, value = line.strip().partition(" ")
+            value = value.strip()
             if not key:
                 continue
             if key == "join":
-                name = value.strip()
+                name = checks.node_name(value)
             elif key == "slots":
-                slots = int(value)
+                slots = checks.integer("join: slots", value, 1, MAX_SLOTS)
             elif key == "lease":
                 lease = check_lease(value)
             elif key == "attr":
                 attr, eq, written = value.partition("=")
-                if not eq or not attr.strip().isidentifier():
-                    raise ValueError(f"bad attribute line {line!r}: want 'attr Name = value'")
-                attrs[attr.strip()] = parse_literal(written)
+                if not eq:
+                    raise ValueError(f"bad attribute line {quoted(line)}: "
+                                     "want 'attr Name = value'")
+                attrs[attr.strip()] = checks.attribute(attr.strip(), written)
+                if len(attrs) > checks.MAX_ATTRS:
+                    raise ValueError(f"join: more than {checks.MAX_ATTRS} attributes")
             elif key == "running":
-                jid, index = value.split()
-                running.append((int(jid), int(index)))
+                words = value.split()
+                if len(words) != 2:
+                    raise ValueError(f"bad join line {quoted(line)}: want 'running J T'")
+                running.append((checks.integer("running: job", words[0], 0, checks.MAX_JOB),
+                                checks.integer("running: task", words[1], 0, checks.MAX_JOB)))
             else:
-                raise ValueError(f"unknown join line {line!r}")
-        if not name or "/" in name or name in (".", "..", "index"):
-            raise ValueError("join: needs a worker name (no '/')")
-        if not 1 <= slots <= 4096:
-            raise ValueError(f"join: slots {slots} out of range (1..4096)")
+                raise ValueError(f"unknown join line {quoted(line)}")
+        if not name:
+            raise ValueError("join: needs a worker name")
         old = self.links.get(name)
         if old is not None:
             self.lose(old, "joined again")
@@ -339,7 +354,11 @@ class Grid:
         for word in text.split()[1:]:
             key, _, value = word.partition("=")
             if key == "load":
-                link.attrs["LoadAvg"] = parse_literal(value)
+                load = checks.attribute("LoadAvg", value)
+                if type(load) not in (int, float) or not 0 <= load <= MAX_LOAD:
+                    raise ValueError(f"heartbeat: load {quoted(value)} is not a number in "
+                                     f"0..{MAX_LOAD}")
+                link.attrs["LoadAvg"] = load
 
     def set_lease(self, link: WorkerLink, lease: int) -> None:
         """The worker now holds up to `lease` tasks at once."""
@@ -395,7 +414,11 @@ class Grid:
         for jid, index, stream, offset, data in outputs:
             job = self.core.jobs.get(jid)
             if job is not None and job.running.get(index) == link.name:
-                self.spool.write(jid, index, stream, offset, data)
+                try:
+                    self.spool.write(jid, index, stream, offset, data)
+                except OSError as exc:
+                    log.error("task %s.%s: %s from %s not stored: %s", jid, index, stream,
+                              link.name, exc)
         statements, changed, requeued = [], {}, False
         for jid, index, status, reason in reports:
             if not self.core.task_done(link.name, jid, index, status, reason):
@@ -476,7 +499,7 @@ class Grid:
         if index in job.running:
             line += f" node={job.running[index]}"
         if state in FINISHED:
-            line += f" exit={job.exit[index]}"
+            line += f" exit={job.exit_of(index)}"
         reason = job.reasons.get(index) or ("killed" if state == KILLED else "") or \
             (job.note if state == FAILED else "")
         if reason:
@@ -493,10 +516,4 @@ class Grid:
 
 def check_lease(text: str) -> int:
     """A worker's `lease L`: how many tasks it may hold at once (0: none for now)."""
-    try:
-        lease = int(text)
-    except ValueError:
-        lease = -1
-    if not 0 <= lease <= MAX_LEASE:
-        raise ValueError(f"lease {text.strip()!r}: want a number of tasks, 0..{MAX_LEASE}")
-    return lease
+    return checks.integer("lease", text.strip(), 0, MAX_LEASE)

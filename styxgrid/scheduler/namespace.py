@@ -10,17 +10,18 @@ ends.  Error texts are the grid's own words: the shell user sees them.
 from __future__ import annotations
 
 import os
+import re
 from typing import Awaitable, Callable, Iterable, Iterator
 
 import trio
 
-from ..ninep.errors import EBADWSTAT, ENOTFOUND, NinePError
+from ..ninep.errors import EBADWSTAT, ENOTFOUND, NinePError, quoted
 from ..ninep.exportfs import ExportFS
 from ..ninep.messages import DMDIR, OWRITE, ORDWR, Stat
 from ..ninep.tree import Handle, Node, Session, SyntheticNode
-from . import access
+from . import access, checks
 from .access import Policy
-from .core import FINISHED, CoreError
+from .core import FINISHED, HELD, QUEUED, RUNNING, CoreError
 from .describe import Description, DescriptionError
 from .grid import ELOST, ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
 from .spool import STREAMS
@@ -31,6 +32,8 @@ from .spool import STREAMS
  K_TNODE, K_TSTDOUT, K_TSTDERR, K_TEXIT, K_INDEX, K_NODE, K_NSTATUS, K_NAD, K_NCTL) = range(30)
 
 JOB_VERBS = "kill, hold, release, priority P, retry or remove"
+MAX_OUTPUT = 1 << 40        # a task's stdout or stderr ends before 1 TiB
+MAX_REASON = 1000           # characters of a report's reason that are kept
 EBADSTREAM = "stream files are read in order, from the start"
 
 
@@ -290,9 +293,10 @@ class JobsDir(Dir):
         return [str(j) for j in sorted(self.grid.core.jobs)]
 
     def child(self, name: str) -> Node | None:
-        if not name.isdigit() or int(name) not in self.grid.core.jobs:
+        jid = checks.index(name)
+        if jid is None or jid not in self.grid.core.jobs:
             return None
-        return JobDir(self.grid, int(name), self)
+        return JobDir(self.grid, jid, self)
 
 
 def parse_job_verbs(text: str) -> list[tuple[str, int | None]]:
@@ -305,14 +309,16 @@ def parse_job_verbs(text: str) -> list[tuple[str, int | None]]:
         verb = words[0]
         if verb in ("kill", "hold", "release", "retry", "remove") and len(words) == 1:
             verbs.append((verb, None))
-        elif verb == "priority" and len(words) == 2 and words[1].lstrip("-").isdigit() \
-                and -1000 <= int(words[1]) <= 1000:
-            verbs.append((verb, int(words[1])))
         elif verb == "priority":
-            raise NinePError(f"bad verb {line.strip()!r}: want 'priority P' with P in "
-                             "-1000..1000")
+            try:
+                if len(words) != 2:
+                    raise ValueError
+                verbs.append((verb, checks.integer("priority", words[1], -1000, 1000)))
+            except ValueError:
+                raise NinePError(f"bad verb {quoted(line.strip())}: want 'priority P' with P "
+                                 "in -1000..1000") from None
         else:
-            raise NinePError(f"unknown verb {line.strip()!r}: expected {JOB_VERBS}")
+            raise NinePError(f"unknown verb {quoted(line.strip())}: expected {JOB_VERBS}")
     if not verbs:
         raise NinePError(f"empty ctl write: expected {JOB_VERBS}")
     return verbs
@@ -405,6 +411,9 @@ class WaitHandle(PollHandle):
         await self.grid.wait_ended(self.jid)
 
 
+_UNFINISHED = re.compile(b"[%c%c%c]" % (QUEUED, RUNNING, HELD))
+
+
 class JobStream(PollHandle):
     """A job's stdout or stderr: its tasks' output in task order, tail -f style.
 
@@ -426,8 +435,8 @@ class JobStream(PollHandle):
         job = self.grid.core.jobs.get(self.jid)
         if job is None:
             return b""
-        spool = self.grid.spool
-        while self.task < job.spec.tasks:
+        spool, tasks = self.grid.spool, job.spec.tasks
+        while self.task < tasks:
             data = spool.read(self.jid, self.task, self.stream, self.pos, count)
             if data:
                 self.pos += len(data)
@@ -435,7 +444,10 @@ class JobStream(PollHandle):
                 return data
             if job.state[self.task] not in FINISHED:
                 return None
-            self.task += 1
+            # on to the next task that has output or is not finished (both found in C)
+            unfinished = _UNFINISHED.search(job.state, self.task + 1)
+            self.task = min(spool.next_with_output(self.jid, self.task + 1, tasks),
+                            unfinished.start() if unfinished else tasks)
             self.pos = 0
         return b""
 
@@ -477,9 +489,10 @@ class TasksDir(Dir):
 
     def child(self, name: str) -> Node | None:
         job = self.grid.core.jobs.get(self.jid)
-        if job is None or not name.isdigit() or int(name) >= job.spec.tasks:
+        index = checks.index(name)
+        if job is None or index is None or index >= job.spec.tasks:
             return None
-        return TaskDir(self.grid, self.jid, int(name), self)
+        return TaskDir(self.grid, self.jid, index, self)
 
 
 class TaskDir(Dir):
@@ -518,7 +531,7 @@ class TaskDir(Dir):
 
 def task_exit(grid: Grid, jid: int, index: int) -> str:
     job = grid.job(jid)
-    return f"{job.exit[index]}\n" if job.state[index] in FINISHED else ""
+    return f"{job.exit_of(index)}\n" if job.state[index] in FINISHED else ""
 
 
 class TaskStream(PollHandle):
@@ -562,7 +575,12 @@ class UploadHandle(Handle):
         if job is None or job.running.get(self.index) != self.link.name:
             raise access.denied(f"task {self.jid}.{self.index} is no longer leased to this "
                                 "worker")
-        n = os.pwrite(self.fd, data, offset)
+        if offset + len(data) > MAX_OUTPUT:
+            raise NinePError(f"output past {MAX_OUTPUT >> 40} TiB refused")
+        try:
+            n = os.pwrite(self.fd, data, offset)
+        except OSError as exc:
+            raise NinePError(f"output not stored: {exc.strerror}") from None
         self.grid.notify(self.jid)
         return n
 
@@ -679,32 +697,36 @@ def parse_reports(data: bytes) -> tuple[int | None, list[tuple[int, int, str, in
         words = text.split()
         if not words:
             continue
-        bad = f"bad report {text!r}: "
+        bad = f"bad report {quoted(text)}: "
         try:
             if words[0] == "lease" and len(words) == 2:
-                try:
-                    lease = check_lease(words[1])
-                except ValueError as exc:
-                    raise NinePError(bad + str(exc)) from None
+                lease = check_lease(words[1])
             elif words[0] == "output" and len(words) == 6 and words[3] in STREAMS:
-                offset, size = int(words[4]), int(words[5])
-                if offset < 0 or size < 0:
-                    raise ValueError
+                jid, index = _task_of(words)
+                offset = checks.integer("output: offset", words[4], 0, MAX_OUTPUT)
+                size = checks.integer("output: size", words[5], 0, MAX_OUTPUT - offset)
                 if at + size > len(data):
-                    raise NinePError(bad + "the write ends before its SIZE bytes")
-                outputs.append((int(words[1]), int(words[2]), words[3], offset,
-                                data[at:at + size]))
+                    raise ValueError("the write ends before its SIZE bytes")
+                outputs.append((jid, index, words[3], offset, data[at:at + size]))
                 at += size
             elif words[0] == "done" and len(words) >= 4:
                 words = text.split(None, 4)
-                reports.append((int(words[1]), int(words[2]), int(words[3]),
-                                words[4] if len(words) > 4 else ""))
+                jid, index = _task_of(words)
+                status = checks.integer("done: status", words[3], checks.MIN_STATUS,
+                                        checks.MAX_STATUS)
+                reason = words[4][:MAX_REASON] if len(words) > 4 else ""
+                reports.append((jid, index, status, reason))
             else:
-                raise ValueError
-        except ValueError:
-            raise NinePError(bad + "want 'done J T STATUS [REASON]', "
-                             "'output J T STREAM OFFSET SIZE' or 'lease L'") from None
+                raise ValueError("want 'done J T STATUS [REASON]', "
+                                 "'output J T STREAM OFFSET SIZE' or 'lease L'")
+        except ValueError as exc:
+            raise NinePError(bad + str(exc)) from None
     return lease, outputs, reports
+
+
+def _task_of(words: list[str]) -> tuple[int, int]:
+    return (checks.integer(f"{words[0]}: job", words[1], 0, checks.MAX_JOB),
+            checks.integer(f"{words[0]}: task", words[2], 0, checks.MAX_JOB))
 
 
 class WorkHandle(Handle):
@@ -753,7 +775,7 @@ class WorkHandle(Handle):
         if first == "heartbeat":
             try:
                 self.grid.heartbeat(self.link, text)
-            except LookupError as exc:
+            except (LookupError, ValueError) as exc:
                 raise NinePError(_words(exc)) from None
             return len(data)
         raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat, lease, "
@@ -796,7 +818,13 @@ class WorkHandle(Handle):
         if isinstance(got, Lease):
             self.parked = got
             raise trio.WouldBlock
-        return self.grid.lease_text(link, got, count)
+        return self.lease_text(link, got, count)
+
+    def lease_text(self, link: WorkerLink, got: list, count: int) -> bytes:
+        try:
+            return self.grid.lease_text(link, got, count)
+        except LookupError as exc:
+            raise NinePError(_words(exc)) from None
 
     async def read(self, offset: int, count: int) -> bytes:
         if self.control is not None:
@@ -818,7 +846,7 @@ class WorkHandle(Handle):
         got = self.grid.answer(lease)
         if not got:
             raise NinePError(ELOST)
-        return self.grid.lease_text(lease.link, got, count)
+        return self.lease_text(lease.link, got, count)
 
     def clunk(self) -> None:
         if self.parked is not None:

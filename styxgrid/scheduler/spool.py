@@ -22,6 +22,9 @@ class Spool:
         # jobs that have a folder here: a task of any other job has no files to empty,
         # which spares two failing unlinks per task of the (common) silent jobs
         self.with_files = {int(n) for n in os.listdir(root) if n.isdigit()}
+        # per job that was asked: a byte per task, 1 if the task has an output file;
+        # a job's stream skips the silent tasks of a 10,000,000-task job in C
+        self.marks: dict[int, bytearray] = {}
 
     def job_dir(self, jid: int) -> str:
         return os.path.join(self.root, str(jid))
@@ -49,6 +52,9 @@ class Spool:
         """A descriptor for a worker's upload; the caller closes it."""
         path = self.path(jid, index, stream)
         self.with_files.add(jid)
+        marks = self.marks.get(jid)
+        if marks is not None and index < len(marks):
+            marks[index] = 1
         try:
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
@@ -75,6 +81,25 @@ class Spool:
         finally:
             os.close(fd)
 
+    def next_with_output(self, jid: int, start: int, tasks: int) -> int:
+        """The first task index >= start that may have output (`tasks` if none)."""
+        if jid not in self.with_files:
+            return tasks
+        marks = self.marks.get(jid)
+        if marks is None:
+            marks = self.marks[jid] = bytearray(tasks)
+            try:
+                names = os.listdir(self.job_dir(jid))
+            except FileNotFoundError:
+                names = []
+            for name in names:
+                number = name.partition(".")[0]
+                if number.isdigit() and int(number) < tasks:
+                    marks[int(number)] = 1
+        found = marks.find(1, start)
+        return tasks if found < 0 else found
+
     def remove_job(self, jid: int) -> None:
         shutil.rmtree(self.job_dir(jid), ignore_errors=True)
         self.with_files.discard(jid)
+        self.marks.pop(jid, None)

@@ -209,7 +209,7 @@ def result_row(job: Job, task: int, node: str = "") -> Statement:
     assert job.state[task] in FINISHED
     return ("INSERT OR REPLACE INTO results (job, task, state, exit, reason, node) "
             "VALUES (?,?,?,?,?,?)",
-            (job.id, task, job.state[task], job.exit[task], job.reasons.get(task, ""), node))
+            (job.id, task, job.state[task], job.exit_of(task), job.reasons.get(task, ""), node))
 
 
 def killed_rows(job: Job) -> Statement:

@@ -249,7 +249,7 @@ async def test_a_report_carries_the_output_and_a_bad_record_changes_nothing(grid
         for bad, message in ((f"output {job} 0 stdout 0 99\nshort\ndone {job} 0 0\n",
                               "ends before its SIZE bytes"),
                              (f"output {job} 0 stdin 0 1\nx\n", "want 'done"),
-                             (f"output {job} 0 stdout -1 1\nx\n", "want 'done")):
+                             (f"output {job} 0 stdout -1 1\nx\n", "offset: -1 is out of range")):
             with pytest.raises(NinePError, match=message):
                 await ctl.pwrite(0, bad.encode())
         assert (await read(c, f"jobs/{job}/tasks/0/status")).split()[1] == "running"
