@@ -9,6 +9,7 @@ waiting reads of /work (`Lease`) and a queue of commands (kill) for its control 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from collections import deque
@@ -72,6 +73,7 @@ class Grid:
     def __init__(self, state_dir: str | Path, *, heartbeat_timeout: float = 10.0) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_state(self.state_dir)
         self.core = Core()
         self.store = Store(self.state_dir / "grid.db")
         self.store.load(self.core)
@@ -98,6 +100,7 @@ class Grid:
 
     def close(self) -> None:
         self.store.close()
+        os.close(self.lock)
 
     # ------------------------------------------------------------ watching
 
@@ -512,6 +515,26 @@ class Grid:
         if node is None and job.state[index] in FINISHED:
             node = self.store.task_node(jid, index)
         return (node or "") + "\n" if node else ""
+
+
+class StateInUse(OSError):
+    """Another scheduler serves this state folder."""
+
+
+def lock_state(folder: Path) -> int:
+    """Hold an exclusive lock on the state folder for as long as this scheduler
+    runs (the kernel drops it when the process ends, however it ends); a second
+    scheduler on the same folder learns which process holds it."""
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StateInUse(f"state folder {folder} is in use by process {holder}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def check_lease(text: str) -> int:

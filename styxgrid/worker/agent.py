@@ -121,6 +121,8 @@ class TaskParser:
                 raise NinePError(f"bad task from the scheduler: {data[at:at + 80]!r}")
             size = int(words[4])
             text, at = data[end + 1:end + 1 + size], end + 1 + size
+            if len(text) != size:
+                raise NinePError(f"task record cut short: {len(text)} of {size} bytes")
             spec = self.specs.get(text)
             if spec is None:
                 if len(self.specs) >= self.keep:
@@ -515,6 +517,9 @@ class Worker:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
         except NinePError as exc:
             return 127, f"cannot fetch inputs: {exc}"
+        except Exception as exc:        # the worker never dies of a task: the task fails
+            log.exception("task %s.%s cannot start", run.job, run.index)
+            return 127, f"cannot start the task: {type(exc).__name__}: {str(exc)[:200]}"
         if run.killed:
             run.process.kill()
         return await run.process.wait(), ""
