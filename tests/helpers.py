@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import trio
@@ -27,6 +28,16 @@ class Proc:
             env={**os.environ, **(env or {})})
         self.lines: list[str] = []
         self.match = self.wait_for(ready)
+        # keep reading its stderr: a server that logs much must never block on a full pipe
+        threading.Thread(target=self.keep_reading, daemon=True).start()
+
+    def keep_reading(self) -> None:
+        assert self.popen.stderr is not None
+        try:
+            for line in self.popen.stderr:
+                self.lines.append(line)
+        except (ValueError, OSError):          # closed by stop()
+            pass
 
     def wait_for(self, pattern: str) -> re.Match:
         """Read stderr lines (blocking) until one matches; fail if the process ends."""
