@@ -89,12 +89,17 @@ class JobSpec:
                                       ("retries", self.retries, 0, 1000)):
             if type(value) is not int or not low <= value <= high:
                 raise DescriptionError(f"{key}: {value} is out of range ({low}..{high})")
-        if len(self.lines().encode()) > MAX_DESCRIPTION:
+        text = self._normal_form()
+        if len(text) > MAX_DESCRIPTION // 4 and len(text.encode()) > MAX_DESCRIPTION:
             raise DescriptionError(f"description longer than {MAX_DESCRIPTION // 1024} KiB")
+        object.__setattr__(self, "_lines", text)      # made once: it is sent and stored
 
     def lines(self) -> str:
         """The normalized description, one `key value` per line (what `desc` shows);
         every value quoted where it must be, so that it reads back exactly."""
+        return self._lines  # type: ignore[attr-defined, no-any-return]
+
+    def _normal_form(self) -> str:
         out = [f"cmd {shellwords.quote(self.cmd)}"]
         if self.args:
             out.append("args " + shellwords.join(self.args))
