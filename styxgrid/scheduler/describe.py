@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import shellwords
+from . import checks
 from ..ninep.errors import quoted
 
 MAX_TASKS = 10_000_000
@@ -31,7 +32,6 @@ KEYS = ("cmd", "args", "tasks", "env", "dir", "input", "output", "requirements",
         "priority", "retries", "submit")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUOTES = ("'", '"')
-_INTEGER = re.compile(r"-?[0-9]{1,12}\Z")
 
 
 class DescriptionError(ValueError):
@@ -146,12 +146,10 @@ def _unword(key: str, value: str) -> str:
 
 
 def _int(key: str, value: str, low: int, high: int) -> int:
-    if not _INTEGER.match(value):
-        raise DescriptionError(f"{key}: {quoted(value)} is not a whole number")
-    n = int(value)
-    if not low <= n <= high:
-        raise DescriptionError(f"{key}: {n} is out of range ({low}..{high})")
-    return n
+    try:
+        return checks.integer(key, value, low, high)
+    except ValueError as exc:
+        raise DescriptionError(str(exc)) from None
 
 
 def _expression(key: str, value: str) -> str:
