@@ -25,6 +25,7 @@ import trio
 from styxgrid.ninep.transport import Transport
 
 Dial = Callable[[], Awaitable[Transport]]
+HONEST_PACE = 0.01         # seconds between an honest user's operations
 
 U64S = (0, 1, 4096, (1 << 62), (1 << 63) - 1, 1 << 63, (1 << 64) - 1)
 U32S = (0, 1, 2, 3, 7, 64, 8192, 0x7FFFFFFF, 0xFFFFFFFE, 0xFFFFFFFF)
@@ -244,4 +245,4 @@ async def honest_user(client, owner: str, honest: Honest, stop: trio.Event) -> N
         assert b"jobs=" in await client.read_file("stats")
         honest.latencies.append(time.perf_counter() - start)
         honest.ops += 1
-        await trio.sleep(0.01)
+        await trio.sleep(HONEST_PACE)          # a user at a shell, not a flood
