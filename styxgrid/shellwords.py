@@ -19,7 +19,10 @@ __all__ = ["SplitError", "join", "quote", "split"]
 
 # A whole word, and the parts of a word that holds quotes or backslashes.
 # Possessive loops: an unclosed quote fails at once instead of backtracking.
-_WORD = re.compile(r"""(?:[^\s'"\\]++|'[^']*+'|"(?:[^"\\]++|\\.)*+"|\\.)++""", re.DOTALL)
+_WORD = re.compile(r"""(?:[^ \t\n\r\f\v'"\\]++|'[^']*+'|"(?:[^"\\]++|\\.)*+"|\\.)++""",
+                   re.DOTALL)
+BLANKS = " \t\n\r\f\v"      # what separates words: ASCII blanks only, as in a shell
+_BLANK_RUN = re.compile(r"[ \t\n\r\f\v]+")
 _PART = re.compile(r"""([^'"\\]++)|'([^']*+)'|"((?:[^"\\]++|\\.)*+)"|\\(.)""", re.DOTALL)
 _SPECIAL = re.compile(r"""['"\\]""")
 
@@ -31,10 +34,10 @@ class SplitError(ValueError):
 def split(text: str) -> list[str]:
     """The words of `text`."""
     if _SPECIAL.search(text) is None:
-        return text.split()
+        return [w for w in _BLANK_RUN.split(text) if w]
     words = _WORD.findall(text)
     rest = _WORD.sub(" ", text)
-    if rest and not rest.isspace():
+    if rest.strip(BLANKS):
         _refuse(text)
     has_special = _SPECIAL.search
     return [_unquote(w) if has_special(w) else w for w in words]
@@ -60,10 +63,10 @@ def _refuse(text: str) -> None:
     backslash."""
     at = 0
     for m in _WORD.finditer(text):
-        if m.start() > at and not text[at:m.start()].isspace():
+        if text[at:m.start()].strip(BLANKS):
             break
         at = m.end()
-    while text[at].isspace():
+    while text[at] in BLANKS:
         at += 1
     if text[at] == "\\":
         raise SplitError("no character after the last backslash")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import shellwords
+from ..shellwords import BLANKS
 from . import checks
 from ..ninep.errors import quoted
 
@@ -129,7 +130,7 @@ class JobSpec:
 def _word(value: str) -> str:
     """A one-word value as written: as it is, or in shell quotes when it starts
     with a quote or has blanks at either end (which a line would lose)."""
-    if value and value == value.strip() and not value.startswith(_QUOTES):
+    if value and value == value.strip(BLANKS) and not value.startswith(_QUOTES):
         return value
     return shellwords.quote(value)
 
@@ -204,15 +205,15 @@ class Description:
         self.partial = lines.pop()          # an unfinished last line waits for more
         if len(self.partial) > MAX_LINE:
             raise DescriptionError(f"a line longer than {MAX_LINE // 1024} KiB")
-        if self.partial.lstrip()[:7] in ("submit", "submit ", "submit\t"):
+        if self.partial.lstrip(BLANKS)[:7] in ("submit", "submit ", "submit\t"):
             lines.append(self.partial)      # `echo -n submit` still submits
             self.partial = ""
         for number, line in enumerate(lines, 1):
             if len(line) > MAX_LINE:
                 raise DescriptionError(f"a line longer than {MAX_LINE // 1024} KiB")
-            spec = self.line(line.strip())
+            spec = self.line(line.strip(BLANKS))
             if spec is not None:
-                if any(rest.strip() for rest in lines[number:]) or self.partial.strip():
+                if any(rest.strip(BLANKS) for rest in lines[number:]) or self.partial.strip(BLANKS):
                     raise DescriptionError("text after 'submit': one job per submit")
                 self.size = 0
                 return spec
@@ -222,7 +223,7 @@ class Description:
         if not line or line.startswith("#"):
             return None
         key, _, value = line.partition(" ")
-        value = value.strip()
+        value = value.strip(BLANKS)
         f = self.fields
         if key == "submit":
             if value:

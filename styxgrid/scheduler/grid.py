@@ -337,7 +337,7 @@ class Grid:
         old = self.links.get(name)
         if old is not None:
             self.lose(old, "joined again")
-        attrs = {"Name": name, "Slots": slots, **attrs}
+        attrs = {**attrs, "Name": name, "Slots": slots}     # the worker's own words lose
         self.core.worker_join(name, attrs, slots, lease)
         link = WorkerLink(name, attrs, slots, trio.current_time())
         self.links[name] = link

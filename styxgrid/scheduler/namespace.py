@@ -10,7 +10,6 @@ ends.  Error texts are the grid's own words: the shell user sees them.
 from __future__ import annotations
 
 import os
-import re
 from typing import Awaitable, Callable, Iterable, Iterator
 
 import trio
@@ -411,7 +410,10 @@ class WaitHandle(PollHandle):
         await self.grid.wait_ended(self.jid)
 
 
-_UNFINISHED = re.compile(b"[%c%c%c]" % (QUEUED, RUNNING, HELD))
+def _next_unfinished(state: bytearray, start: int, tasks: int) -> int:
+    """The first task >= start not finished (`tasks` if none): memchr per state."""
+    found = [i for i in (state.find(s, start) for s in (QUEUED, RUNNING, HELD)) if i >= 0]
+    return min(found, default=tasks)
 
 
 class JobStream(PollHandle):
@@ -445,9 +447,8 @@ class JobStream(PollHandle):
             if job.state[self.task] not in FINISHED:
                 return None
             # on to the next task that has output or is not finished (both found in C)
-            unfinished = _UNFINISHED.search(job.state, self.task + 1)
             self.task = min(spool.next_with_output(self.jid, self.task + 1, tasks),
-                            unfinished.start() if unfinished else tasks)
+                            _next_unfinished(job.state, self.task + 1, tasks))
             self.pos = 0
         return b""
 
