@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from styxgrid.ninep.client import open_client  # noqa: E402
 
-CLI = [sys.executable, "-m", "styxgrid.cli"]
+CLI = [sys.executable, "-m", "styxgrid"]
 
 
 def timed(cmd: str) -> float:

@@ -32,7 +32,7 @@ from styxgrid.ninep.transport import connect, parse_address, transport_for  # no
 from styxgrid.security import tls  # noqa: E402
 from tests.fuzzing import Honest, Tally, fuzz, honest_user  # noqa: E402
 
-STYXGRID = [sys.executable, "-m", "styxgrid.cli"]
+STYXGRID = [sys.executable, "-m", "styxgrid"]
 
 
 class Server:

@@ -107,7 +107,7 @@ def main() -> int:
             f.write(os.urandom(64 << 20))
         sport, dport = free_port(), free_port()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "styxgrid.cli", "exportfs", str(folder), "--listen",
+            [sys.executable, "-m", "styxgrid", "exportfs", str(folder), "--listen",
              f"127.0.0.1:{sport}"], stderr=subprocess.DEVNULL, cwd=REPO))
         procs.append(subprocess.Popen(
             ["diod", "-f", "-n", "-l", f"127.0.0.1:{dport}", "-e", str(folder)],

@@ -147,12 +147,12 @@ def start_tls_grid(tmp: str, slots: int) -> tuple[list[subprocess.Popen], str, I
     ca = CA.init(os.path.join(tmp, "ca"))
     admin = Identity(ca.issue("bench", "admin", os.path.join(tmp, "admin")))
     worker_id = ca.issue("tlsworker", "worker", os.path.join(tmp, "worker"))
-    sched = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "scheduler", "--ca",
+    sched = subprocess.Popen([sys.executable, "-m", "styxgrid", "scheduler", "--ca",
                               str(ca.dir), "--state", os.path.join(tmp, "tls-state"),
                               "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
     assert sched.stderr is not None
     addr = next(line for line in sched.stderr if "serving" in line).split()[-1]
-    worker = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "worker", "--scheduler",
+    worker = subprocess.Popen([sys.executable, "-m", "styxgrid", "worker", "--scheduler",
                                addr, "--identity", str(worker_id), "--name", "tlsworker",
                                "--slots", str(slots)], stderr=subprocess.PIPE, text=True)
     assert worker.stderr is not None
@@ -161,7 +161,7 @@ def start_tls_grid(tmp: str, slots: int) -> tuple[list[subprocess.Popen], str, I
 
 
 def start_grid(state: str, slots: int) -> subprocess.Popen:
-    up = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "up", "--state", state,
+    up = subprocess.Popen([sys.executable, "-m", "styxgrid", "up", "--state", state,
                            "--workers", str(slots)], stderr=subprocess.PIPE, text=True)
     assert up.stderr is not None
     for line in up.stderr:

@@ -132,7 +132,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="sgworkers-", dir="/tmp")
     sock = os.path.join(tmp, "s.sock")
     # a heartbeat timeout long enough that 10,000 workers that send none are not lost
-    sched = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "scheduler", "--state",
+    sched = subprocess.Popen([sys.executable, "-m", "styxgrid", "scheduler", "--state",
                               os.path.join(tmp, "state"), "--listen", sock,
                               "--heartbeat-timeout", "3600"], stderr=subprocess.PIPE, text=True)
     try:

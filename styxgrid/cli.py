@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 import trio
 
 from .errgroups import unwrapped
-from .ninep import NinePError, serve_listeners
+from .ninep import NinePError, memory, serve_listeners
 from .ninep.client import Client, ConnectionLost, open_client
 from .ninep.exportfs import ExportFS
 from .ninep.messages import DMDIR, OREAD, ORDWR
@@ -52,6 +52,7 @@ def cmd_exportfs(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(serve_listeners, fs, listeners,
                                                   trace=args.trace))
+            nursery.start_soon(memory.give_back)
             say(f"exportfs: serving {fs.root} on {_bound(listeners, addr)}")
 
     try:
@@ -231,7 +232,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             nursery.start_soon(_serve_scheduler, args, addr, lambda where: ready.set())
             await ready.wait()
             worker = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "styxgrid.cli", "worker", "--scheduler", str(addr),
+                [sys.executable, "-m", "styxgrid", "worker", "--scheduler", str(addr),
                  "--slots", str(slots), "--name", f"{socket.gethostname()}-local"],
                 stderr=subprocess.PIPE)
             children = [worker]
@@ -241,7 +242,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if args.mount:
                     os.makedirs(args.mount, exist_ok=True)
                     mount = await trio.lowlevel.open_process(
-                        [sys.executable, "-m", "styxgrid.cli", "mount", "--foreground",
+                        [sys.executable, "-m", "styxgrid", "mount", "--foreground",
                          str(addr), os.path.abspath(args.mount)], stderr=subprocess.PIPE)
                     children.insert(0, mount)
                     await _wait_line(mount, "mounted on")
@@ -314,7 +315,7 @@ def _mount_in_background(args: argparse.Namespace, mountpoint: str) -> int:
     """Start the foreground mount as a detached child; return once it is mounted
     (0) or has failed (its message, 1)."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "styxgrid.cli", "mount", "--foreground", args.addr, mountpoint],
+        [sys.executable, "-m", "styxgrid", "mount", "--foreground", args.addr, mountpoint],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True, start_new_session=True, env={**os.environ, "STYXGRID_DETACHED": "1"})
     assert child.stderr is not None

@@ -15,7 +15,7 @@ from styxgrid.ninep.messages import ORDWR
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_TOOLS = REPO.parent / "shared" / "tools"
-STYXGRID = [sys.executable, "-m", "styxgrid.cli"]
+STYXGRID = [sys.executable, "-m", "styxgrid"]
 
 
 class Proc:

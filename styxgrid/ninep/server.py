@@ -3,10 +3,14 @@
 The framework owns version/msize, fids, tags and every check of intro(5); the
 application supplies a `FileServer` whose `attach` returns the root `Node` of its
 tree.  Per connection there is one reader loop and one nursery.  Requests that
-never wait (walk, open, stat, clunk, ...) are answered inline in arrival order;
-reads and writes of files run each in its own task under its own cancel scope, so a
-parked read never delays another request.  Tflush cancels that scope, waits for the
-task to end, and answers Rflush; the flushed request gets no reply (flush(5)).
+never wait (walk, open, stat, clunk, ...) are answered inline in arrival order.
+A read that must wait on a `Signal` is kept as a small record (`_Parked`) until
+the signal fires; when it does, one short task per connection asks the handles
+again and sends what they answer.  Other reads and writes that wait run each in
+its own task under its own cancel scope.  Tflush discards a parked record at once,
+or cancels that scope and waits for the task to end; then it answers Rflush, and
+the flushed request gets no reply (flush(5)).  A read still parked when its fid is
+clunked is answered "interrupted".
 
 Containment, as lib9p's single `respond`: every request is answered exactly once,
 and a handler that fails in any unexpected way is answered Rerror ("internal
@@ -24,6 +28,7 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol
 import trio
 
 from . import errors as E
+from . import memory
 from .codec import NEED_DATA, Decoder, encode_stat, encode_to
 from .errors import NinePError, RemoteProtocolError
 from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE,
@@ -32,7 +37,7 @@ from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRU
                        Tauth, Tclunk, Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion,
                        Twalk, Twrite, Twstat)
 from .transport import Transport, peer_credentials, transport_for
-from .tree import Handle, Node, Session
+from .tree import Handle, Node, Session, Signal
 
 log = logging.getLogger("styxgrid.ninep")
 
@@ -58,7 +63,8 @@ class FileServer(Protocol):
 
 
 class _Fid:
-    __slots__ = ("node", "session", "mode", "handle", "dir_children", "dir_next", "dir_offset")
+    __slots__ = ("node", "session", "mode", "handle", "dir_children", "dir_next", "dir_offset",
+                 "parked")
 
     def __init__(self, node: Node, session: Session) -> None:
         self.node = node
@@ -68,6 +74,38 @@ class _Fid:
         self.dir_children: Iterator[Node] = iter(())   # entries not read yet
         self.dir_next: bytes | None = None    # an entry that did not fit the last read
         self.dir_offset = 0                   # byte offset the next dir read must use
+        self.parked = 0                       # reads waiting on a signal
+
+
+class _Parked:
+    """A read waiting on a `Signal`: a record of a few slots instead of a task, so
+    that many waiting reads (every worker's, every `cat events`) cost little."""
+
+    __slots__ = ("conn", "msg", "fid", "handle", "count", "signal", "interrupted")
+
+    def __init__(self, conn: Connection, msg: Tread, fid: _Fid, handle: Handle,
+                 count: int) -> None:
+        self.conn = conn
+        self.msg = msg
+        self.fid = fid
+        self.handle = handle
+        self.count = count
+        self.signal: Signal | None = None
+        self.interrupted = False
+
+    def wait_on(self, signal: Signal) -> None:
+        self.signal = signal
+        signal.add(self)
+
+    def unwait(self) -> None:
+        if self.signal is not None:
+            self.signal.discard(self)
+            self.signal = None
+
+    def wake(self) -> None:
+        self.signal = None
+        self.conn.woken.append(self)
+        self.conn.answer_soon()
 
 
 class _Request:
@@ -97,7 +135,9 @@ class Connection:
         self.decoder = Decoder(limits.max_msize)
         self.versioned = False
         self.fids: dict[int, _Fid] = {}
-        self.inflight: dict[int, _Request] = {}
+        self.inflight: dict[int, _Request | _Parked] = {}
+        self.woken: list[_Parked] = []        # parked reads to ask again
+        self.answering = False                # a task is answering `woken`
         self.send_lock = trio.StrictFIFOLock()
         self.room = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -111,9 +151,10 @@ class Connection:
                 try:
                     await self.read_loop()
                 finally:
+                    memory.released(self.cancel_parked())
                     nursery.cancel_scope.cancel()
         finally:
-            self.clunk_all()
+            memory.released(self.clunk_all())
 
     async def read_loop(self) -> None:
         out: list[bytes] = []
@@ -191,7 +232,7 @@ class Connection:
             elif type(msg) is Twrite:
                 self.start_write(msg, out)
             elif type(msg) is Tflush:
-                self.spawn(tag, self.flush, msg)
+                self.start_flush(msg, out)
             else:
                 raise NinePError(E.EBADMSG)
         except NinePError as exc:
@@ -216,9 +257,7 @@ class Connection:
             except Exception as exc:
                 reply = self.failed(msg[0] if isinstance(msg, tuple) else msg, exc)
         if self.inflight.get(tag) is request:
-            del self.inflight[tag]
-        if len(self.inflight) < self.limits.max_inflight:
-            self.room.set()
+            self.done(tag)
         try:
             if reply is not None and not request.flushed:
                 out: list[bytes] = []
@@ -227,14 +266,107 @@ class Connection:
         finally:
             request.done.set()
 
-    def clunk_all(self) -> None:
+    # ------------------------------------------------------------ parked reads
+
+    def park(self, msg: Tread, fid: _Fid, handle: Handle, count: int,
+             signal: Signal) -> None:
+        parked = _Parked(self, msg, fid, handle, count)
+        self.inflight[msg.tag] = parked
+        fid.parked += 1
+        parked.wait_on(signal)
+
+    def answer_soon(self) -> None:
+        if not self.answering and self.nursery is not None:
+            self.answering = True
+            self.nursery.start_soon(self.answer_woken)
+
+    async def answer_woken(self) -> None:
+        """Ask the handles of woken reads again; send the answers, park the rest."""
+        try:
+            while self.woken:
+                woken, self.woken = self.woken, []
+                out: list[bytes] = []
+                for parked in woken:
+                    self.retry(parked, out)
+                await self.send(out)
+        finally:
+            self.answering = False
+
+    def retry(self, parked: _Parked, out: list[bytes]) -> None:
+        msg = parked.msg
+        if self.inflight.get(msg.tag) is not parked:
+            return                                  # flushed meanwhile
+        reply: Message
+        if parked.interrupted:
+            reply = Rerror(msg.tag, E.EINTERRUPTED)
+        else:
+            try:
+                data = parked.handle.read_nowait(msg.offset, parked.count)
+                reply = Rread(msg.tag, data[:parked.count])
+            except trio.WouldBlock:
+                signal = parked.handle.read_signal()
+                if signal is not None:
+                    parked.wait_on(signal)
+                    return
+                self.unpark(parked)
+                self.spawn(msg.tag, self.read_file, (msg, parked.handle, parked.count))
+                return
+            except NinePError as exc:
+                reply = Rerror(msg.tag, exc.ename)
+            except Exception as exc:
+                reply = self.failed(msg, exc)
+        self.unpark(parked)
+        self.reply(reply, out)
+
+    def cancel(self, parked: _Parked) -> None:
+        """A parked read is flushed or its connection closes: it gets no answer."""
+        self.interrupt(parked)
+        self.unpark(parked)
+
+    def interrupt(self, parked: _Parked) -> None:
+        """The read stops waiting and its handle is told (a lease hands its tasks
+        back); told once, however the read ends."""
+        parked.unwait()
+        if parked.interrupted:
+            return
+        parked.interrupted = True
+        try:
+            parked.handle.read_cancelled()
+        except Exception:
+            log.exception("cancelling a read of %s for %s failed", parked.fid.node, self.peer)
+
+    def cancel_parked(self) -> int:
+        parked = [request for request in self.inflight.values() if isinstance(request, _Parked)]
+        for request in parked:
+            self.cancel(request)
+        self.woken.clear()
+        return len(parked)
+
+    def unpark(self, parked: _Parked) -> None:
+        parked.fid.parked -= 1
+        self.done(parked.msg.tag)
+
+    def done(self, tag: int) -> None:
+        """The request `tag` is answered (or flushed): its tag may be used again."""
+        self.inflight.pop(tag, None)
+        if len(self.inflight) < self.limits.max_inflight:
+            self.room.set()
+
+    # ------------------------------------------------------------ fids
+
+    def clunk_all(self) -> int:
         fids, self.fids = self.fids, {}
         for fid in fids.values():
             self.release(fid)
+        return len(fids)
 
     def release(self, fid: _Fid) -> None:
         """Close the fid's handle: a fid is clunked even if its handle fails to close
-        (clunk(5)); the failure is logged."""
+        (clunk(5)); the failure is logged.  Reads parked on it are interrupted."""
+        for request in list(self.inflight.values()) if fid.parked else ():
+            if isinstance(request, _Parked) and request.fid is fid and not request.interrupted:
+                self.interrupt(request)
+                request.wake()                      # answered "interrupted"
         if fid.handle is not None:
             try:
                 fid.handle.clunk()
@@ -389,10 +521,15 @@ class Connection:
         if fid.handle is None:
             self.reply(Rread(msg.tag, self.read_dir(fid, msg.offset, count)), out)
             return
+        handle = fid.handle
         try:
-            data = fid.handle.read_nowait(msg.offset, count)
+            data = handle.read_nowait(msg.offset, count)
         except trio.WouldBlock:
-            self.spawn(msg.tag, self.read_file, (msg, fid.handle, count))
+            signal = handle.read_signal()
+            if signal is not None:
+                self.park(msg, fid, handle, count, signal)
+            else:
+                self.spawn(msg.tag, self.read_file, (msg, handle, count))
             return
         self.reply(Rread(msg.tag, data[:count]), out)
 
@@ -458,12 +595,20 @@ class Connection:
         msg, handle = args
         return Rwrite(msg.tag, await handle.write(msg.offset, msg.data))
 
-    async def flush(self, msg: Tflush) -> Message:
+    def start_flush(self, msg: Tflush, out: list[bytes]) -> None:
         request = self.inflight.get(msg.oldtag)
-        if request is not None and msg.oldtag != msg.tag:
-            request.flushed = True
-            request.scope.cancel()
-            await request.done.wait()
+        if isinstance(request, _Request) and msg.oldtag != msg.tag:
+            self.spawn(msg.tag, self.flush, (msg, request))
+            return
+        if isinstance(request, _Parked) and msg.oldtag != msg.tag:
+            self.cancel(request)
+        self.reply(Rflush(msg.tag), out)
+
+    async def flush(self, args: tuple[Tflush, _Request]) -> Message:
+        msg, request = args
+        request.flushed = True
+        request.scope.cancel()
+        await request.done.wait()
         return Rflush(msg.tag)
 
     def clunk(self, msg: Tclunk) -> Message:

@@ -2,8 +2,10 @@
 
 In the style of Inferno's navigator and lib9p's file tree: a `Node` answers stat,
 walk, directory listing, create, remove and wstat synchronously (they never wait);
-`open` returns a `Handle`, whose async `read`/`write` may take as long as they like
-(a read that must wait simply awaits).  The framework owns fids, tags, offsets of
+`open` returns a `Handle`.  A read that must wait for something (a job's end, the
+next event, work for a worker) names a `Signal` and is kept by the framework as a
+small record until the signal fires: a hundred thousand waiting reads cost a
+hundred thousand records, not tasks.  The framework owns fids, tags, offsets of
 directory reads and permission checks; nodes never see fid numbers.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import trio
 
@@ -33,19 +35,57 @@ class Session:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class Waiter(Protocol):
+    def wake(self) -> None: ...
+
+
+class Signal:
+    """Something waiting reads wait for.  `fire` wakes every waiter once; a woken
+    waiter runs later (never inside `fire`), asks its handle again and, if there
+    is still nothing, waits on the signal the handle names then."""
+
+    __slots__ = ("waiters",)
+
+    def __init__(self) -> None:
+        self.waiters: dict[Waiter, None] = {}      # ordered: woken first come, first served
+
+    def add(self, waiter: Waiter) -> None:
+        self.waiters[waiter] = None
+
+    def discard(self, waiter: Waiter) -> None:
+        self.waiters.pop(waiter, None)
+        if not self.waiters:
+            self.waiters = {}       # a dict never shrinks: drop the table of a crowd gone
+
+    def fire(self) -> None:
+        waiters, self.waiters = self.waiters, {}
+        for waiter in waiters:
+            waiter.wake()
+
+
 class Handle:
     """One open file.
 
-    The framework first calls `read_nowait`/`write_nowait`, answered inline; a
-    handle that cannot answer at once raises `trio.WouldBlock`, and the framework
-    then runs `read`/`write` in a task of its own, which may wait as long as it likes
-    and is cancelled by Tflush.
+    The framework first calls `read_nowait`/`write_nowait`, answered inline.  A
+    handle that cannot answer at once raises `trio.WouldBlock`.  For a read, the
+    framework then asks `read_signal`: if it names a `Signal`, the read waits on it
+    as a record and `read_nowait` is asked again when it fires; a read flushed or
+    abandoned meanwhile is told to `read_cancelled`.  Otherwise (and for every
+    write) the framework runs `read`/`write` in a task of its own, which may wait
+    as long as it likes and is cancelled by Tflush.
     """
 
     iounit: int = 0
 
     def read_nowait(self, offset: int, count: int) -> bytes:
         raise trio.WouldBlock
+
+    def read_signal(self) -> Signal | None:
+        """What a read that just got `trio.WouldBlock` waits for (None: run `read`)."""
+        return None
+
+    def read_cancelled(self) -> None:
+        """A read waiting on `read_signal` was flushed or its connection closed."""
 
     async def read(self, offset: int, count: int) -> bytes:
         raise NinePError(EPERM)

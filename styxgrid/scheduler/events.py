@@ -11,14 +11,14 @@ import itertools
 import time
 from collections import deque
 
-import trio
+from ..ninep.tree import Signal
 
 
 class EventLog:
     def __init__(self, keep: int = 65536) -> None:
         self.lines: deque[tuple[int, bytes]] = deque(maxlen=keep)   # (job or 0, line)
         self.next_seq = 0                   # sequence number of the next line
-        self.changed = trio.Event()
+        self.changed = Signal()             # fired when a line is added
 
     @property
     def first_seq(self) -> int:
@@ -30,9 +30,7 @@ class EventLog:
     def add(self, job: int, text: str) -> None:
         self.lines.append((job, f"{time.time():.3f} {text}\n".encode()))
         self.next_seq += 1
-        if self.lines and self.changed.statistics().tasks_waiting:
-            self.changed.set()
-            self.changed = trio.Event()
+        self.changed.fire()
 
     def after(self, start: int):
         """The lines from position `start` on, reached from the nearer end of the deque

@@ -21,6 +21,7 @@ import trio
 
 from ..adtext import literal
 from ..ninep.errors import quoted
+from ..ninep.tree import Signal
 from . import checks
 from . import store as rows
 from .core import FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
@@ -45,8 +46,12 @@ class Lease:
     answered (or its worker is lost)."""
 
     link: "WorkerLink"
-    event: trio.Event = field(default_factory=trio.Event)
+    signal: Signal = field(default_factory=Signal)     # fired when handed tasks or lost
     assignments: list[Assignment] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.assignments) or self.link.gone
 
 
 @dataclass(eq=False)
@@ -59,12 +64,12 @@ class WorkerLink:
     last_seen: float
     parked: deque[Lease] = field(default_factory=deque)
     commands: list[str] = field(default_factory=list)
-    command_ready: trio.Event = field(default_factory=trio.Event)
+    command_ready: Signal = field(default_factory=Signal)
     gone: bool = False
 
     def send(self, command: str) -> None:
         self.commands.append(command)
-        self.command_ready.set()
+        self.command_ready.fire()
 
 
 class Grid:
@@ -82,8 +87,8 @@ class Grid:
         os.makedirs(self.data_dir, exist_ok=True)
         self.events = EventLog()
         self.links: dict[str, WorkerLink] = {}
-        self.watchers: dict[int, trio.Event] = {}      # any change of a job
-        self.end_watchers: dict[int, trio.Event] = {}  # its end (or its removal)
+        self.watchers: dict[int, Signal] = {}      # any change of a job
+        self.end_watchers: dict[int, Signal] = {}  # its end (or its removal)
         self.task_texts: dict[int, bytes] = {}
         self.first_event: dict[int, int] = {}    # where each job's event history starts
         self.announced = {jid for jid, job in self.core.jobs.items() if job.finished}
@@ -104,31 +109,31 @@ class Grid:
 
     # ------------------------------------------------------------ watching
 
-    async def wait_changed(self, jid: int) -> None:
-        """Wait until job `jid` changes (a task state, its output, its end)."""
-        event = self.watchers.get(jid)
-        if event is None:
-            event = self.watchers[jid] = trio.Event()
-        await event.wait()
+    def changed(self, jid: int) -> Signal:
+        """Fired when job `jid` changes (a task state, its output, its end)."""
+        signal = self.watchers.get(jid)
+        if signal is None:
+            signal = self.watchers[jid] = Signal()
+        return signal
 
-    async def wait_ended(self, jid: int) -> None:
-        """Wait until job `jid` is finished or removed: a reader of `wait` is not
+    def ended(self, jid: int) -> Signal:
+        """Fired when job `jid` is finished or removed: a reader of `wait` is not
         woken by each of a big job's task changes."""
-        event = self.end_watchers.get(jid)
-        if event is None:
-            event = self.end_watchers[jid] = trio.Event()
-        await event.wait()
+        signal = self.end_watchers.get(jid)
+        if signal is None:
+            signal = self.end_watchers[jid] = Signal()
+        return signal
 
     def notify(self, jid: int) -> None:
         """Job `jid` changed: wake who waits for that (every change goes through here)."""
-        event = self.watchers.pop(jid, None)
-        if event is not None:
-            event.set()
+        signal = self.watchers.pop(jid, None)
+        if signal is not None:
+            signal.fire()
         job = self.core.jobs.get(jid)
         if job is None or job.finished:
-            event = self.end_watchers.pop(jid, None)
-            if event is not None:
-                event.set()
+            signal = self.end_watchers.pop(jid, None)
+            if signal is not None:
+                signal.fire()
 
     def job(self, jid: int) -> Job:
         try:
@@ -209,7 +214,7 @@ class Grid:
         lease = link.parked[0]
         self.started(a)
         lease.assignments.append(a)
-        lease.event.set()
+        lease.signal.fire()
 
     def fill(self, link: WorkerLink) -> None:
         """The worker has room again: its waiting read gets what fits."""
@@ -392,8 +397,8 @@ class Grid:
                 self.job_event_if_finished(job)
             self.notify(jid)
         while link.parked:
-            link.parked.popleft().event.set()
-        link.command_ready.set()
+            link.parked.popleft().signal.fire()
+        link.command_ready.fire()
         if statements and self.nursery is not None:
             self.nursery.start_soon(self.store.write, statements)
         self.dispatch()

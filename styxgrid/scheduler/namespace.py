@@ -17,7 +17,7 @@ import trio
 from ..ninep.errors import EBADWSTAT, ENOTFOUND, NinePError, quoted
 from ..ninep.exportfs import ExportFS
 from ..ninep.messages import DMDIR, OWRITE, ORDWR, Stat
-from ..ninep.tree import Handle, Node, Session, SyntheticNode
+from ..ninep.tree import Handle, Node, Session, Signal, SyntheticNode
 from . import access, checks
 from .access import Policy
 from .core import FINISHED, HELD, QUEUED, RUNNING, CoreError
@@ -87,12 +87,12 @@ def _text(data: bytes) -> str:
 
 class PollHandle(Handle):
     """A file whose read may have to wait: `poll` answers now or says None (wait);
-    `changed` waits for the next change worth polling again."""
+    `read_signal` names the next change worth polling again."""
 
     def poll(self, offset: int, count: int) -> bytes | None:
         raise NotImplementedError
 
-    async def changed(self) -> None:
+    def read_signal(self) -> Signal:
         raise NotImplementedError
 
     def read_nowait(self, offset: int, count: int) -> bytes:
@@ -100,13 +100,6 @@ class PollHandle(Handle):
         if data is None:
             raise trio.WouldBlock
         return data
-
-    async def read(self, offset: int, count: int) -> bytes:
-        while True:
-            data = self.poll(offset, count)
-            if data is not None:
-                return data
-            await self.changed()
 
 
 class File(SyntheticNode):
@@ -406,8 +399,8 @@ class WaitHandle(PollHandle):
             self.snapshot = (job.status_line() + "\n").encode()
         return self.snapshot[offset:offset + count]
 
-    async def changed(self) -> None:
-        await self.grid.wait_ended(self.jid)
+    def read_signal(self) -> Signal:
+        return self.grid.ended(self.jid)
 
 
 def _next_unfinished(state: bytearray, start: int, tasks: int) -> int:
@@ -452,8 +445,8 @@ class JobStream(PollHandle):
             self.pos = 0
         return b""
 
-    async def changed(self) -> None:
-        await self.grid.wait_changed(self.jid)
+    def read_signal(self) -> Signal:
+        return self.grid.changed(self.jid)
 
 
 class EventStream(PollHandle):
@@ -474,8 +467,8 @@ class EventStream(PollHandle):
             return b""
         return None
 
-    async def changed(self) -> None:
-        await self.grid.events.changed.wait()
+    def read_signal(self) -> Signal:
+        return self.grid.events.changed
 
 
 class TasksDir(Dir):
@@ -553,8 +546,8 @@ class TaskStream(PollHandle):
             return b""
         return None
 
-    async def changed(self) -> None:
-        await self.grid.wait_changed(self.jid)
+    def read_signal(self) -> Signal:
+        return self.grid.changed(self.jid)
 
 
 class UploadHandle(Handle):
@@ -808,18 +801,38 @@ class WorkHandle(Handle):
                 return text
             if link.gone:
                 raise NinePError(ELOST)
-            link.command_ready = trio.Event()
             raise trio.WouldBlock
-        if self.parked is not None:
-            raise NinePError("this fid is already waiting for work")
-        try:
-            got = self.grid.take_work(link, max(1, count // MIN_RECORD))
-        except LookupError as exc:
-            raise NinePError(_words(exc)) from None
-        if isinstance(got, Lease):
-            self.parked = got
+        lease = self.parked
+        if lease is None:
+            try:
+                got = self.grid.take_work(link, max(1, count // MIN_RECORD))
+            except LookupError as exc:
+                raise NinePError(_words(exc)) from None
+            if isinstance(got, Lease):
+                self.parked = got
+                raise trio.WouldBlock
+            return self.lease_text(link, got, count)
+        if not lease.ready:
             raise trio.WouldBlock
-        return self.lease_text(link, got, count)
+        self.parked = None
+        got = self.grid.answer(lease)
+        if not got:
+            raise NinePError(ELOST)
+        return self.lease_text(lease.link, got, count)
+
+    def read_signal(self) -> Signal:
+        if self.control is not None:
+            return self.control.command_ready
+        assert self.parked is not None
+        return self.parked.signal
+
+    def read_cancelled(self) -> None:
+        """The waiting read went away: its lease's tasks go back to the queue.  A
+        second read that shared the lease is woken and asks for its own."""
+        lease, self.parked = self.parked, None
+        if lease is not None:
+            self.grid.unpark(lease)
+            lease.signal.fire()
 
     def lease_text(self, link: WorkerLink, got: list, count: int) -> bytes:
         try:
@@ -827,33 +840,8 @@ class WorkHandle(Handle):
         except LookupError as exc:
             raise NinePError(_words(exc)) from None
 
-    async def read(self, offset: int, count: int) -> bytes:
-        if self.control is not None:
-            link = self.control
-            while not link.commands and not link.gone:
-                await link.command_ready.wait()
-                link.command_ready = trio.Event()
-            return self.read_nowait(offset, count)
-        lease = self.parked
-        assert lease is not None
-        try:
-            await lease.event.wait()
-        except trio.Cancelled:
-            if self.parked is lease:
-                self.parked = None
-                self.grid.unpark(lease)
-            raise
-        self.parked = None
-        got = self.grid.answer(lease)
-        if not got:
-            raise NinePError(ELOST)
-        return self.lease_text(lease.link, got, count)
-
     def clunk(self) -> None:
-        if self.parked is not None:
-            lease, self.parked = self.parked, None
-            self.grid.unpark(lease)
-            lease.event.set()
+        self.read_cancelled()
         if self.control is not None:
             self.grid.lose(self.control, "connection closed")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from ..ninep import serve_listeners
+from ..ninep import memory, serve_listeners
 from ..ninep.transport import Address, open_listeners
 from .grid import Grid
 from .namespace import GridFS
@@ -36,6 +36,7 @@ async def serve_scheduler(state_dir: str | Path, addr: Address, *, ca_dir: str |
         listeners = await open_listeners(addr)
         async with trio.open_nursery() as nursery:
             await nursery.start(grid.run)
+            nursery.start_soon(memory.give_back)
             if addr.path is None and ca_dir is not None:
                 from ..security.ca import CA
                 from ..security.enrol import EnrolRoot

@@ -451,7 +451,7 @@ def test_p9probe_conformance_on_the_scheduler_tree(grid):
 def test_cli_submit_wait_q_why_status(grid):
     grid.start_worker("w1")
     env = {**os.environ, "STYXGRID_SCHEDULER": grid.sock}
-    cli = [sys.executable, "-m", "styxgrid.cli"]
+    cli = [sys.executable, "-m", "styxgrid"]
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*cli, *args], capture_output=True, text=True, env=env,
@@ -472,7 +472,7 @@ def test_cli_submit_wait_q_why_status(grid):
 
 
 def test_up_serves_a_grid_and_stops_cleanly_on_sigterm(short_tmp):
-    up = subprocess.Popen([sys.executable, "-m", "styxgrid.cli", "up", "--state",
+    up = subprocess.Popen([sys.executable, "-m", "styxgrid", "up", "--state",
                            os.path.join(short_tmp, "st"), "--workers", "2"],
                           stderr=subprocess.PIPE, text=True)
     try:
@@ -492,7 +492,7 @@ def test_up_serves_a_grid_and_stops_cleanly_on_sigterm(short_tmp):
         up.send_signal(signal.SIGTERM)
         assert up.wait(10) == 0
         up.stderr.close()
-    assert not pids_running(f"styxgrid.cli worker --scheduler {sock}")
+    assert not pids_running(f"-m styxgrid worker --scheduler {sock}")
 
 
 def test_cli_submit_of_a_local_program_sends_it_along(grid, tmp_path):

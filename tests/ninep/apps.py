@@ -1,10 +1,12 @@
-"""A tiny served tree for framework tests: a fast file, a parked file, a directory."""
+"""A tiny served tree for framework tests: a fast file, a parked file, a file whose
+reads wait on a signal, a directory."""
 
 from __future__ import annotations
 
 import trio
 
 from styxgrid.ninep import DMDIR, Handle, NinePError, Session, SyntheticNode
+from styxgrid.ninep.tree import Signal
 
 
 class ParkedHandle(Handle):
@@ -23,6 +25,37 @@ class ParkedHandle(Handle):
         finally:
             self.tree.parked -= 1
         return b"late\n"[offset:]
+
+
+class SignalledHandle(Handle):
+    """Reads wait on the tree's `signal` until `tree.ready` holds a value (or an
+    exception to raise); records each read it is told was cancelled."""
+
+    def __init__(self, tree: "TestTree") -> None:
+        self.tree = tree
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        ready = self.tree.ready
+        if isinstance(ready, Exception):
+            raise ready
+        if ready is None:
+            raise trio.WouldBlock
+        return ready[offset:offset + count]
+
+    def read_signal(self) -> Signal:
+        return self.tree.signal
+
+    def read_cancelled(self) -> None:
+        self.tree.signal_cancelled += 1
+
+
+class SignalledNode(SyntheticNode):
+    def __init__(self, tree, parent):
+        super().__init__("signalled", 6, 0o444, parent=parent)
+        self.tree = tree
+
+    def open(self, mode, session):
+        return SignalledHandle(self.tree)
 
 
 class ValueHandle(Handle):
@@ -77,7 +110,7 @@ class DirNode(SyntheticNode):
 
 
 class TestTree:
-    """root/{fast, parked, ro, many/f00..f39}"""
+    """root/{fast, parked, signalled, ro, many/f00..f39}"""
 
     __test__ = False
 
@@ -85,9 +118,13 @@ class TestTree:
         self.release = trio.Event()
         self.parked = 0
         self.cancelled = 0
+        self.signal = Signal()
+        self.ready: bytes | Exception | None = None
+        self.signal_cancelled = 0
         self.root = DirNode("/", 1)
         self.root.add(ValueNode("fast", 2, b"fast\n"))
         self.root.add(ParkedNode(self, self.root))
+        self.root.add(SignalledNode(self, self.root))
         self.root.add(ValueNode("ro", 4, b"read only\n", mode=0o444))
         many = self.root.add(DirNode("many", 5))
         for i in range(40):

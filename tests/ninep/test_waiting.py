@@ -1,0 +1,119 @@
+"""Reads that wait on a Signal are records, not tasks: many of them cost little,
+and every way a waiting read can end (answered, flushed, its fid clunked, its
+connection gone, its handle failing) is answered once or not at all, as flush(5)
+and clunk(5) say."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import trio
+import trio.testing
+
+from styxgrid.ninep import messages as M
+from styxgrid.ninep.errors import EINTERNAL, EINTERRUPTED
+from styxgrid.ninep.server import Connection
+
+from .apps import TestTree
+from .test_server import start
+
+
+def task_count() -> int:
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(child) for nursery in task.child_nurseries
+                       for child in nursery.child_tasks)
+    return count(trio.lowlevel.current_root_task())
+
+
+async def test_a_thousand_waiting_reads_start_no_task_and_are_all_answered(nursery):
+    tree = TestTree()
+    c = await (await start(nursery, tree))()
+    await c.session()
+    await c.walk_open(2, "signalled")
+    await trio.testing.wait_all_tasks_blocked()
+    tasks = task_count()
+    await c.send(*(M.Tread(tag, 2, 0, 100) for tag in range(10, 1010)))
+    assert isinstance(await c.rpc(M.Tstat(5, 2)), M.Rstat)     # answered past them
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(tree.signal.waiters) == 1000
+    assert task_count() == tasks
+    tree.signal.fire()                  # nothing ready yet: they all wait again
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(tree.signal.waiters) == 1000
+    tree.ready = b"now\n"
+    tree.signal.fire()
+    replies = [await c.recv() for _ in range(1000)]
+    assert {r.tag for r in replies} == set(range(10, 1010))
+    assert all(isinstance(r, M.Rread) and r.data == b"now\n" for r in replies)
+    assert not tree.signal.waiters and tree.signal_cancelled == 0
+
+
+async def test_a_flushed_waiting_read_is_never_answered(nursery):
+    tree = TestTree()
+    c = await (await start(nursery, tree))()
+    await c.session()
+    await c.walk_open(2, "signalled")
+    await c.send(M.Tread(10, 2, 0, 100), M.Tread(11, 2, 0, 100))
+    flushed = await c.rpc(M.Tflush(12, 10))
+    assert isinstance(flushed, M.Rflush)
+    assert tree.signal_cancelled == 1 and len(tree.signal.waiters) == 1
+    tree.ready = b"late\n"
+    tree.signal.fire()
+    reply = await c.recv()
+    assert reply.tag == 11 and reply.data == b"late\n"
+    assert (await c.rpc(M.Tread(10, 2, 0, 100))).data == b"late\n"    # the tag is free
+
+
+async def test_clunk_answers_the_reads_waiting_on_the_fid_interrupted(nursery):
+    tree = TestTree()
+    c = await (await start(nursery, tree))()
+    await c.session()
+    await c.walk_open(2, "signalled")
+    await c.walk_open(3, "signalled")
+    await c.send(M.Tread(10, 2, 0, 100), M.Tread(11, 3, 0, 100), M.Tclunk(12, 2))
+    replies = {r.tag: r for r in [await c.recv(), await c.recv()]}
+    assert isinstance(replies[12], M.Rclunk)
+    assert isinstance(replies[10], M.Rerror) and replies[10].ename == EINTERRUPTED
+    assert tree.signal_cancelled == 1 and len(tree.signal.waiters) == 1
+    tree.ready = b"x"
+    tree.signal.fire()
+    assert (await c.recv()).tag == 11
+
+
+async def test_a_handle_failing_when_asked_again_is_an_internal_error(nursery, caplog):
+    tree = TestTree()
+    c = await (await start(nursery, tree))()
+    await c.session()
+    await c.walk_open(2, "signalled")
+    await c.send(M.Tread(10, 2, 0, 100))
+    await trio.testing.wait_all_tasks_blocked()
+    tree.ready = ZeroDivisionError("boom")
+    with caplog.at_level(logging.ERROR, "styxgrid.ninep"):
+        tree.signal.fire()
+        reply = await c.recv()
+    assert isinstance(reply, M.Rerror) and reply.ename == EINTERNAL
+    assert "ZeroDivisionError" in caplog.text
+    tree.ready = b"fine\n"
+    assert (await c.rpc(M.Tread(11, 2, 0, 100))).data == b"fine\n"
+
+
+async def test_hangup_leaves_no_waiter_and_no_cycle(nursery):
+    tree = TestTree()
+    connect = await start(nursery, tree)
+    gc.collect()
+    gc.disable()
+    try:
+        c = await connect()
+        await c.session()
+        await c.walk_open(2, "signalled")
+        await c.send(*(M.Tread(tag, 2, 0, 100) for tag in range(10, 510)))
+        assert isinstance(await c.rpc(M.Tstat(5, 2)), M.Rstat)
+        assert len(tree.signal.waiters) == 500
+        await c.stream.aclose()                     # hang up, no Tflush
+        await trio.testing.wait_all_tasks_blocked()
+        assert tree.signal_cancelled == 500
+        assert not tree.signal.waiters
+        assert not [o for o in gc.get_objects() if type(o) is Connection]
+    finally:
+        gc.enable()
