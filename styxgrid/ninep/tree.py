@@ -58,9 +58,10 @@ class Signal:
             self.waiters = {}       # a dict never shrinks: drop the table of a crowd gone
 
     def fire(self) -> None:
-        waiters, self.waiters = self.waiters, {}
-        for waiter in waiters:
-            waiter.wake()
+        if self.waiters:
+            waiters, self.waiters = self.waiters, {}
+            for waiter in waiters:
+                waiter.wake()
 
 
 class Handle:

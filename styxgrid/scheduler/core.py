@@ -108,6 +108,7 @@ class Job:
     failures: dict[int, int] = field(default_factory=dict)
     reasons: dict[int, str] = field(default_factory=dict)
     held: bool = False
+    killed: bool = False                      # killed tasks never run again: no retry
     note: str = ""                            # why all its tasks failed, if it was not loaded
     heap_key: tuple[int, int] | None = None  # the entry this job has in its group's heap
 
@@ -514,6 +515,7 @@ class Core:
                 worker.running.discard((jid, index))
                 self.refresh(worker)
         job.running.clear()
+        job.killed = True
         job.state[:] = job.state.translate(KILL)
         c = job.counts
         c[KILLED] += c[QUEUED] + c[RUNNING] + c[HELD]
@@ -550,6 +552,8 @@ class Core:
         job = self.job(jid)
         if job.note:
             raise CoreError(f"job {jid} cannot run again: {job.note}")
+        if job.killed:
+            raise CoreError(f"job {jid} was killed: submit it again to run it")
         again = job.counts[FAILED]
         if not again:
             return 0
@@ -603,6 +607,9 @@ class Core:
                     f"machines are busy; {job.queued} tasks wait\n")
         if not any(w.idle for w in usable):
             busy = sum(len(w.running) for w in usable)
+            if not busy:
+                return (f"job {jid}: {len(usable)} matching nodes are connected but none is "
+                        f"asking for work now; {job.queued} tasks wait for their next read\n")
             return (f"job {jid}: all {len(usable)} matching nodes are busy "
                     f"({busy} tasks running); {job.queued} tasks wait their turn\n")
         return f"job {jid}: {job.queued} tasks are being dispatched\n"

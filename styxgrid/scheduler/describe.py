@@ -137,7 +137,8 @@ def _word(value: str) -> str:
 
 def _unword(key: str, value: str) -> str:
     """A one-word value as read: a value that starts with a quote is one shell
-    word (quotes removed); any other is taken as it is."""
+    word (quotes removed); any other is taken as it is, without blanks at its ends."""
+    value = value.strip(BLANKS)
     if not value.startswith(_QUOTES):
         return value
     words = _split(key, value)
@@ -205,9 +206,9 @@ class Description:
         self.partial = lines.pop()          # an unfinished last line waits for more
         if len(self.partial) > MAX_LINE:
             raise DescriptionError(f"a line longer than {MAX_LINE // 1024} KiB")
-        if self.partial.lstrip(BLANKS)[:7] in ("submit", "submit ", "submit\t"):
-            lines.append(self.partial)      # `echo -n submit` still submits
-            self.partial = ""
+        if self.partial.strip(BLANKS) == "submit":
+            lines.append(self.partial)      # `echo -n submit` still submits; a longer
+            self.partial = ""               # line may be cut across writes: it waits
         for number, line in enumerate(lines, 1):
             if len(line) > MAX_LINE:
                 raise DescriptionError(f"a line longer than {MAX_LINE // 1024} KiB")

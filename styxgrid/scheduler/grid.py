@@ -164,7 +164,7 @@ class Grid:
                 link = self.links.get(name)
                 if link is not None:
                     link.send(f"kill {jid} {index}")
-            statements = [rows.killed_rows(job)]
+            statements = [rows.killed_row(job)]
         elif verb == "hold":
             core.hold(jid)
             statements = [rows.job_row(job)]
@@ -178,11 +178,12 @@ class Grid:
         elif verb == "retry":
             core.retry(jid)
             self.announced.discard(jid)
-            statements = [rows.forget_failed(job)]
+            statements = rows.forget_failed(job)
         elif verb == "remove":
             core.remove(jid)
-            statements = rows.forget_job(jid)
-        await self.store.write(statements, bulk=True)
+            statements = rows.forget_job(jid, job.spec.tasks)
+        for statement in statements:      # each its own commit: others wait for one slice
+            await self.store.write([statement], bulk=verb in ("retry", "remove"))
         if verb == "remove":
             self.spool.remove_job(jid)
             self.announced.discard(jid)
@@ -297,8 +298,8 @@ class Grid:
         text = self.task_texts.get(a.job)
         if text is None:
             spec = self.core.jobs[a.job].spec
-            lines = [line for line in spec.lines().splitlines()
-                     if not line.startswith(("requirements ", "rank "))]
+            lines = [line for line in spec.lines().split("\n")
+                     if line and not line.startswith(("requirements ", "rank "))]
             text = self.task_texts[a.job] = ("\n".join(lines) + "\n").encode()
         tasks = self.core.jobs[a.job].spec.tasks
         return f"task {a.job} {a.index} {tasks} {len(text)}\n".encode() + text
@@ -310,7 +311,7 @@ class Grid:
         it still holds."""
         name, slots, attrs, running = "", 1, {}, []
         lease: int | None = None
-        for line in text.splitlines():
+        for line in text.split("\n"):
             key, _, value = line.strip().partition(" ")
             value = value.strip()
             if not key:

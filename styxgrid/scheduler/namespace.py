@@ -9,6 +9,7 @@ ends.  Error texts are the grid's own words: the shell user sees them.
 
 from __future__ import annotations
 
+import codecs
 import os
 from typing import Awaitable, Callable, Iterable, Iterator
 
@@ -18,6 +19,7 @@ from ..ninep.errors import EBADWSTAT, ENOTFOUND, NinePError, quoted
 from ..ninep.exportfs import ExportFS
 from ..ninep.messages import DMDIR, OWRITE, ORDWR, Stat
 from ..ninep.tree import Handle, Node, Session, Signal, SyntheticNode
+from ..shellwords import BLANKS
 from . import access, checks
 from .access import Policy
 from .core import FINISHED, HELD, QUEUED, RUNNING, CoreError
@@ -225,7 +227,7 @@ def grid_state(grid: Grid) -> str:
 
 
 async def grid_ctl(grid: Grid, text: str) -> None:
-    for line in text.splitlines():
+    for line in text.split("\n"):
         words = line.split()
         if not words:
             continue
@@ -250,6 +252,7 @@ class NewHandle(Handle):
         self.grid = grid
         self.session = session
         self.description = Description()
+        self.decoder = codecs.getincrementaldecoder("utf-8")()   # a write may cut a character
         self.last: int | None = None
         self.base: int | None = None
 
@@ -264,10 +267,12 @@ class NewHandle(Handle):
 
     async def write(self, offset: int, data: bytes) -> int:
         try:
-            spec = self.description.feed(_text(data))
-        except DescriptionError as exc:
+            spec = self.description.feed(self.decoder.decode(data))
+        except (DescriptionError, UnicodeDecodeError) as exc:
             self.description = Description()
-            raise NinePError(str(exc)) from None
+            self.decoder.reset()
+            raise NinePError("not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
+                             else str(exc)) from None
         if spec is not None:
             job = await self.grid.submit(spec, self.session.uname)
             self.last, self.base = job.id, None
@@ -291,29 +296,28 @@ class JobsDir(Dir):
         return JobDir(self.grid, jid, self)
 
 
-def parse_job_verbs(text: str) -> list[tuple[str, int | None]]:
-    """Every line checked before any is carried out: nothing is half done."""
-    verbs: list[tuple[str, int | None]] = []
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        verb = words[0]
-        if verb in ("kill", "hold", "release", "retry", "remove") and len(words) == 1:
-            verbs.append((verb, None))
-        elif verb == "priority":
-            try:
-                if len(words) != 2:
-                    raise ValueError
-                verbs.append((verb, checks.integer("priority", words[1], -1000, 1000)))
-            except ValueError:
-                raise NinePError(f"bad verb {quoted(line.strip())}: want 'priority P' with P "
-                                 "in -1000..1000") from None
-        else:
-            raise NinePError(f"unknown verb {quoted(line.strip())}: expected {JOB_VERBS}")
-    if not verbs:
+def parse_job_verb(text: str) -> tuple[str, int | None]:
+    """One verb a write: a write is carried out whole or not at all (a second verb
+    could fail after the first had changed the job)."""
+    lines = [line for line in text.split("\n") if line.strip(BLANKS)]
+    if len(lines) > 1:
+        raise NinePError(f"one verb per write, got {len(lines)}: write them one at a time")
+    if not lines:
         raise NinePError(f"empty ctl write: expected {JOB_VERBS}")
-    return verbs
+    line = lines[0]
+    words = line.split()
+    verb = words[0]
+    if verb in ("kill", "hold", "release", "retry", "remove") and len(words) == 1:
+        return verb, None
+    if verb == "priority":
+        try:
+            if len(words) != 2:
+                raise ValueError
+            return verb, checks.integer("priority", words[1], -1000, 1000)
+        except ValueError:
+            raise NinePError(f"bad verb {quoted(line.strip())}: want 'priority P' with P "
+                             "in -1000..1000") from None
+    raise NinePError(f"unknown verb {quoted(line.strip())}: expected {JOB_VERBS}")
 
 
 class JobDir(Dir):
@@ -361,11 +365,11 @@ class JobDir(Dir):
         return None
 
     async def ctl(self, text: str) -> None:
-        for verb, arg in parse_job_verbs(text):
-            try:
-                await self.grid.job_verb(self.jid, verb, arg)
-            except CoreError as exc:
-                raise NinePError(str(exc)) from None
+        verb, arg = parse_job_verb(text)
+        try:
+            await self.grid.job_verb(self.jid, verb, arg)
+        except CoreError as exc:
+            raise NinePError(str(exc)) from None
 
 
 class OutputsExport(ExportFS):
@@ -663,7 +667,7 @@ class NodeDir(Dir):
 
 
 async def node_ctl(grid: Grid, name: str, text: str) -> None:
-    verbs = [line.strip() for line in text.splitlines() if line.strip()]
+    verbs = [line.strip() for line in text.split("\n") if line.strip()]
     for verb in verbs:
         if verb not in ("drain", "resume", "disable"):
             raise NinePError(f"unknown verb {verb!r}: expected drain, resume or disable")
@@ -756,6 +760,8 @@ class WorkHandle(Handle):
             raise trio.WouldBlock                 # reports may carry output: bytes
         text = _text(data)
         if first == "join":
+            if self.control is not None:
+                raise NinePError(f"this fid has joined already, as {self.control.name}")
             if self.session.peer.get("transport") == "tls" and \
                     text.split()[1:2] != [access.user(self.session)]:
                 raise access.denied("a worker joins under its certificate's name "

@@ -15,9 +15,11 @@ database), never runs on the loop: automatic checkpoints are off, and the writer
 starts a PASSIVE one in a thread, on its own connection, once CHECKPOINT_ROWS rows
 have changed.  Commits go on meanwhile (WAL lets a writer run beside a checkpoint).
 
-What is kept: each job's description, owner, priority and held flag; each finished
-task's state, exit status, reason and the node it ran on.  Queued and running tasks are implied: on
-restart every task without a result is queued again.
+What is kept: each job's description, owner, priority, held and killed flags; each
+finished task's state, exit status, reason and the node it ran on.  Other tasks are
+implied: on restart every task without a result is queued again, or killed if its
+job was killed (so killing a job of ten million tasks writes one row, not ten
+million, and other writers never wait behind it).
 
 Durability: WAL with synchronous=NORMAL.  A commit is in the WAL file when `write`
 returns, so a scheduler killed at any moment loses nothing; only a crash of the
@@ -45,7 +47,8 @@ _TASKS_LINE = re.compile(r"^tasks ([0-9]{1,8})$", re.MULTILINE)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
-    priority INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0);
+    priority INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
+    killed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS results (
     job INTEGER NOT NULL, task INTEGER NOT NULL, state INTEGER NOT NULL,
     exit INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '', node TEXT NOT NULL DEFAULT '',
@@ -75,6 +78,8 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
+        if "killed" not in {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN killed INTEGER NOT NULL DEFAULT 0")
         self.reader = sqlite3.connect(path, check_same_thread=False)
         self.checkpointer = sqlite3.connect(path, check_same_thread=False,
                                             isolation_level=None)
@@ -106,11 +111,13 @@ class Store:
         """Rebuild `core`'s jobs from the file (finished tasks stay finished).  A job
         this code cannot load (a description it cannot read, requirements with no
         ClassAd package) is loaded failed, with the reason; the rest load."""
-        results: dict[int, list[tuple]] = {}
-        for row in self.db.execute("SELECT job, task, state, exit, reason FROM results"):
-            results.setdefault(row[0], []).append(row[1:])
-        for jid, owner, spec, priority, held in self.db.execute(
-                "SELECT id, owner, spec, priority, held FROM jobs ORDER BY id"):
+        orphans = self.db.execute("SELECT max(job) FROM results WHERE job NOT IN "
+                                  "(SELECT id FROM jobs)").fetchone()[0]
+        if orphans is not None:         # a remove stopped half-way: finish it
+            core.next_job = max(core.next_job, orphans + 1)     # never reuse its id
+            self.db.execute("DELETE FROM results WHERE job NOT IN (SELECT id FROM jobs)")
+        for jid, owner, spec, priority, held, killed in self.db.execute(
+                "SELECT id, owner, spec, priority, held, killed FROM jobs ORDER BY id"):
             try:
                 job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid)
             except Exception as exc:    # whatever it is, the other jobs still load
@@ -120,14 +127,17 @@ class Store:
                 tasks = min(max(int(found.group(1)), 1), MAX_TASKS) if found else 1
                 job = core.submit_failed(jid, owner, tasks, why)
             job.priority = priority
-            for task, state, status, reason in results.get(jid, ()):
+            for task, state, status, reason in self.reader.execute(
+                    "SELECT task, state, exit, reason FROM results WHERE job=?", (jid,)):
                 if not 0 <= task < job.spec.tasks or state not in FINISHED:
                     continue
                 job.set_state(task, state)
                 job.exit[task] = status
                 if reason and state != KILLED:      # a kill's reason goes without saying
                     job.reasons[task] = reason
-            if held and not job.finished:
+            if killed:
+                core.kill(jid)
+            elif held and not job.finished:
                 core.hold(jid)
 
     async def write(self, statements: Iterable[Statement], *, bulk: bool = False) -> None:
@@ -212,19 +222,27 @@ def result_row(job: Job, task: int, node: str = "") -> Statement:
             (job.id, task, job.state[task], job.exit_of(task), job.reasons.get(task, ""), node))
 
 
-def killed_rows(job: Job) -> Statement:
-    """Every task of a killed job that has no result yet is killed: one statement,
-    however many tasks (the rows of tasks that finished first are kept)."""
-    return ("WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i + 1 < ?) "
-            "INSERT OR IGNORE INTO results (job, task, state, exit, reason, node) "
-            "SELECT ?, i, ?, -1, '', '' FROM t",
-            (job.spec.tasks, job.id, KILLED))
+def killed_row(job: Job) -> Statement:
+    """Every task of a killed job that has no result is killed: one row, however
+    many tasks (the results of tasks that finished first are kept)."""
+    return ("UPDATE jobs SET killed=1 WHERE id=?", (job.id,))
 
 
-def forget_failed(job: Job) -> Statement:
-    """A retried job's failed tasks are queued again: their results go."""
-    return ("DELETE FROM results WHERE job=? AND state=?", (job.id, FAILED))
+SLICE = 65536       # tasks whose rows one statement of a retry or remove may delete
 
 
-def forget_job(jid: int) -> list[Statement]:
-    return [("DELETE FROM results WHERE job=?", (jid,)), ("DELETE FROM jobs WHERE id=?", (jid,))]
+def forget_failed(job: Job) -> list[Statement]:
+    """A retried job's failed tasks are queued again: their results go, a slice of
+    tasks a statement, each committed on its own (`Grid.job_verb`) so that other
+    writers wait for one slice, not for millions of rows."""
+    return [("DELETE FROM results WHERE job=? AND state=? AND task >= ? AND task < ?",
+             (job.id, FAILED, start, start + SLICE))
+            for start in range(0, job.spec.tasks, SLICE)]
+
+
+def forget_job(jid: int, tasks: int) -> list[Statement]:
+    """A removed job: its row first, then its results a slice at a time (results
+    left by a scheduler stopped half-way are deleted at the next start)."""
+    return [("DELETE FROM jobs WHERE id=?", (jid,))] + [
+        ("DELETE FROM results WHERE job=? AND task >= ? AND task < ?", (jid, start, start + SLICE))
+        for start in range(0, tasks, SLICE)]

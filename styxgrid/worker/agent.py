@@ -391,7 +391,7 @@ class Worker:
         """The scheduler's orders: `kill J T`."""
         while True:
             text = (await ctl.pread(0, ctl.iounit)).decode()
-            for line in text.splitlines():
+            for line in text.split("\n"):
                 words = line.split()
                 if len(words) == 3 and words[0] == "kill":
                     run = self.tasks.get((int(words[1]), int(words[2])))

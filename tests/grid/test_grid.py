@@ -367,7 +367,7 @@ BAD_VERBS = [
     ("priority high\n", "want 'priority P'"),
     ("kill now\n", "unknown verb 'kill now'"),
     ("\n", "empty ctl write"),
-    ("hold\nbogus\n", "unknown verb 'bogus'"),
+    ("hold\nbogus\n", "one verb per write, got 2"),
 ]
 
 

@@ -14,6 +14,7 @@ import trio
 from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
 from styxgrid.ninep.messages import ORDWR, OWRITE
+from styxgrid.scheduler.describe import JobSpec
 
 from ..helpers import STYXGRID, submit, wait
 
@@ -87,7 +88,8 @@ async def test_nul_bytes_and_oversized_descriptions_are_refused(grid):
     await alive(grid)
 
 
-ODD = ["it's", 'say "hi"', "$HOME and ${X}", "ünïcødé ✓", "two  spaces", " lead", "*"]
+ODD = ["it's", 'say "hi"', "$HOME and ${X}", "ünïcødé ✓", "two  spaces", " lead", "*",
+       "line\u2028separator"]
 
 
 async def test_quotes_spaces_dollars_and_unicode_survive_a_restart_and_run_as_given(grid):
@@ -136,3 +138,36 @@ async def test_without_the_classad_package_requirements_are_refused_and_workers_
         job = await submit(c, "submit true\n")
         with trio.fail_after(60):
             assert " done=1 " in (await c.read_file(f"jobs/{job}/wait")).decode()
+
+
+async def test_a_character_cut_across_writes_to_new_is_whole(grid):
+    async with open_client(grid.sock) as c:
+        new = await c.open("new", ORDWR)
+        text = "cmd echo ünï\nsubmit\n".encode()
+        cut = text.index("ü".encode()) + 1
+        await new.pwrite(0, text[:cut])
+        await new.pwrite(cut, text[cut:])
+        job = int(await new.pread(len(text), 100))
+        desc = (await c.read_file(f"jobs/{job}/desc")).decode()
+        assert JobSpec.from_lines(desc).args == ("ünï",)
+
+
+async def test_a_ctl_write_of_two_verbs_is_refused_and_changes_nothing(grid):
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit true\n")
+        with pytest.raises(NinePError, match="one verb per write, got 2"):
+            await c.write_file(f"jobs/{job}/ctl", b"kill\nhold\n")
+        assert b" queued=1 " in await c.read_file(f"jobs/{job}/status")
+
+
+async def test_a_worker_fid_joins_once(grid):
+    async with open_client(grid.sock, aname="worker") as w:
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join once\n")
+        with pytest.raises(NinePError, match="this fid has joined already, as once"):
+            await ctl.pwrite(0, b"join twice\n")
+        async with open_client(grid.sock) as c:
+            assert b"once" in await c.read_file("nodes/once/ad")
+            with pytest.raises(NinePError, match="file does not exist"):
+                await c.read_file("nodes/twice/ad")
+    await alive(grid)

@@ -35,6 +35,18 @@ def test_lines_may_arrive_in_pieces():
                                                                       args=("hi",))
 
 
+def test_a_submit_line_cut_across_writes_waits_for_its_end():
+    """Only a bare `submit` ends a description without its newline: a longer line
+    may be cut anywhere by the writer (FUSE splits big writes)."""
+    assert parse("submit ./si", "m --seed 7\n") == JobSpec(cmd="./sim", args=("--seed", "7"))
+    assert parse("submit ./sim --se") is None
+
+
+def test_unquoted_env_values_lose_blanks_at_both_ends_quoted_ones_keep_them():
+    assert parse("env A=  x  \nsubmit true\n").env == (("A", "x"),)
+    assert parse("env A='  x  '\nsubmit true\n").env == (("A", "  x  "),)
+
+
 def test_no_submit_yet_gives_nothing():
     assert parse("cmd /bin/true\ntasks 3\n") is None
 
