@@ -516,7 +516,7 @@ class Core:
                 self.refresh(worker)
         job.running.clear()
         job.killed = True
-        job.state[:] = job.state.translate(KILL)
+        job.state = job.state.translate(KILL)    # one pass; nothing keeps the old one
         c = job.counts
         c[KILLED] += c[QUEUED] + c[RUNNING] + c[HELD]
         c[QUEUED] = c[RUNNING] = c[HELD] = 0
@@ -527,7 +527,7 @@ class Core:
         if job.finished:
             raise CoreError(f"job {jid} is finished")
         job.held = True
-        job.state[:] = job.state.translate(HOLD)
+        job.state = job.state.translate(HOLD)    # one pass; nothing keeps the old one
         job.counts[HELD] += job.counts[QUEUED]
         job.counts[QUEUED] = 0
 
@@ -536,7 +536,7 @@ class Core:
         if not job.held:
             raise CoreError(f"job {jid} is not held")
         job.held = False
-        job.state[:] = job.state.translate(RELEASE)
+        job.state = job.state.translate(RELEASE)    # one pass; nothing keeps the old one
         job.counts[QUEUED] += job.counts[HELD]
         job.counts[HELD] = 0
         job.rewind()
@@ -562,7 +562,7 @@ class Core:
             for index in [i for i in counts if state[i] == FAILED]:
                 del counts[index]
         job.reasons = {}                            # only failed tasks have a reason
-        state[:] = state.translate(RETRY[job.held])
+        job.state = state.translate(RETRY[job.held])
         job.counts[HELD if job.held else QUEUED] += again
         job.counts[FAILED] = 0
         job.rewind()
