@@ -1,10 +1,11 @@
 """Giving memory back to the system after a crowd of connections has gone.
 
 A server that held a hundred thousand waiting reads frees every one of them when
-their connections close, but the C allocator keeps the pages for itself: RSS stays
-at the peak.  The framework counts what closing connections release; when that
-passes `threshold`, `give_back` asks glibc to return its free pages (malloc_trim),
-at most once a `period`.  It works fully only with the system allocator
+they are answered or their connections close, but the C allocator keeps the pages
+for itself: RSS stays at the peak.  The framework counts the records it frees
+(waiting reads, fids of closed connections); when that passes `threshold`,
+`give_back` asks glibc to return its free pages (malloc_trim), at most once a
+`period`.  It works fully only with the system allocator
 (PYTHONMALLOC=malloc, which `styxgrid scheduler` and `styxgrid up` set): Python's
 own allocator keeps a whole 1 MiB arena for a single live object in it.
 """

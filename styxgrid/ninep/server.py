@@ -52,7 +52,9 @@ class Limits:
 
     max_msize: int = 1 << 20 | IOHDRSZ   # 1 MiB of payload per read or write
     max_fids: int = 8192                 # per connection; more is "too many fids"
-    max_inflight: int = 4096             # waiting requests; then we stop reading
+    max_inflight: int = 4096             # requests being worked on; then we stop reading
+    max_waiting: int = 4096              # reads waiting on a signal, per connection
+    max_waiting_fid: int = 16            # ... and per fid (a shell waits with one)
     max_name: int = 255                  # bytes of one file name, user or attach name
 
 
@@ -74,7 +76,7 @@ class _Fid:
         self.dir_children: Iterator[Node] = iter(())   # entries not read yet
         self.dir_next: bytes | None = None    # an entry that did not fit the last read
         self.dir_offset = 0                   # byte offset the next dir read must use
-        self.parked = 0                       # reads waiting on a signal
+        self.parked: dict[_Parked, None] = {}    # its reads waiting on a signal
 
 
 class _Parked:
@@ -135,7 +137,8 @@ class Connection:
         self.decoder = Decoder(limits.max_msize)
         self.versioned = False
         self.fids: dict[int, _Fid] = {}
-        self.inflight: dict[int, _Request | _Parked] = {}
+        self.inflight: dict[int, _Request] = {}     # requests a task works on
+        self.parked: dict[int, _Parked] = {}        # reads waiting on a signal
         self.woken: list[_Parked] = []        # parked reads to ask again
         self.answering = False                # a task is answering `woken`
         self.send_lock = trio.StrictFIFOLock()
@@ -151,7 +154,7 @@ class Connection:
                 try:
                     await self.read_loop()
                 finally:
-                    memory.released(self.cancel_parked())
+                    self.cancel_parked()
                     nursery.cancel_scope.cancel()
         finally:
             memory.released(self.clunk_all())
@@ -220,7 +223,7 @@ class Connection:
             log.debug("<- %s", msg)
         tag = msg.tag
         try:
-            if tag in self.inflight:
+            if tag in self.inflight or tag in self.parked:
                 raise NinePError(E.EDUPTAG)
             if not self.versioned and type(msg) is not Tversion:
                 raise NinePError(E.ENOVERSION)
@@ -270,9 +273,15 @@ class Connection:
 
     def park(self, msg: Tread, fid: _Fid, handle: Handle, count: int,
              signal: Signal) -> None:
+        if len(self.parked) >= self.limits.max_waiting:
+            raise NinePError(f"too many reads waiting on this connection "
+                             f"(at most {self.limits.max_waiting})")
+        if len(fid.parked) >= self.limits.max_waiting_fid:
+            raise NinePError(f"too many reads waiting on this fid "
+                             f"(at most {self.limits.max_waiting_fid})")
         parked = _Parked(self, msg, fid, handle, count)
-        self.inflight[msg.tag] = parked
-        fid.parked += 1
+        self.parked[msg.tag] = parked
+        fid.parked[parked] = None
         parked.wait_on(signal)
 
     def answer_soon(self) -> None:
@@ -294,7 +303,7 @@ class Connection:
 
     def retry(self, parked: _Parked, out: list[bytes]) -> None:
         msg = parked.msg
-        if self.inflight.get(msg.tag) is not parked:
+        if self.parked.get(msg.tag) is not parked:
             return                                  # flushed meanwhile
         reply: Message
         if parked.interrupted:
@@ -335,16 +344,16 @@ class Connection:
         except Exception:
             log.exception("cancelling a read of %s for %s failed", parked.fid.node, self.peer)
 
-    def cancel_parked(self) -> int:
-        parked = [request for request in self.inflight.values() if isinstance(request, _Parked)]
-        for request in parked:
-            self.cancel(request)
+    def cancel_parked(self) -> None:
+        for parked in list(self.parked.values()):
+            self.cancel(parked)
         self.woken.clear()
-        return len(parked)
 
     def unpark(self, parked: _Parked) -> None:
-        parked.fid.parked -= 1
-        self.done(parked.msg.tag)
+        """The read is answered or cancelled: its tag may be used again."""
+        del self.parked[parked.msg.tag]
+        del parked.fid.parked[parked]
+        memory.released(1)
 
     def done(self, tag: int) -> None:
         """The request `tag` is answered (or flushed): its tag may be used again."""
@@ -363,10 +372,10 @@ class Connection:
     def release(self, fid: _Fid) -> None:
         """Close the fid's handle: a fid is clunked even if its handle fails to close
         (clunk(5)); the failure is logged.  Reads parked on it are interrupted."""
-        for request in list(self.inflight.values()) if fid.parked else ():
-            if isinstance(request, _Parked) and request.fid is fid and not request.interrupted:
-                self.interrupt(request)
-                request.wake()                      # answered "interrupted"
+        for parked in list(fid.parked):
+            if not parked.interrupted:
+                self.interrupt(parked)
+                parked.wake()                       # answered "interrupted"
         if fid.handle is not None:
             try:
                 fid.handle.clunk()
@@ -409,9 +418,12 @@ class Connection:
     # ------------------------------------------------------------ requests
 
     def version(self, msg: Tversion) -> Message:
+        """A new session: every outstanding request is aborted unanswered (version(5))
+        and every fid clunked."""
         for request in self.inflight.values():
             request.flushed = True
             request.scope.cancel()
+        self.cancel_parked()
         self.clunk_all()
         if msg.msize < MIN_MSIZE:
             raise NinePError(f"msize {msg.msize} too small (minimum {MIN_MSIZE})")
@@ -597,11 +609,12 @@ class Connection:
 
     def start_flush(self, msg: Tflush, out: list[bytes]) -> None:
         request = self.inflight.get(msg.oldtag)
-        if isinstance(request, _Request) and msg.oldtag != msg.tag:
+        if request is not None:
             self.spawn(msg.tag, self.flush, (msg, request))
             return
-        if isinstance(request, _Parked) and msg.oldtag != msg.tag:
-            self.cancel(request)
+        parked = self.parked.get(msg.oldtag)
+        if parked is not None:
+            self.cancel(parked)
         self.reply(Rflush(msg.tag), out)
 
     async def flush(self, args: tuple[Tflush, _Request]) -> Message:

@@ -12,7 +12,8 @@ from styxgrid.ninep.codec import decode_message, encode
 from styxgrid.ninep.messages import NOFID, NOTAG, Rerror, Tattach, Topen, Tread, Tstat, Tversion, Twalk
 
 CONNECTIONS = 40
-READS = 2000            # each waits: nothing happens on the grid meanwhile
+FIDS = 125              # each with 16 reads waiting (the most a fid may have)
+READS = 16 * FIDS       # per connection; each waits: nothing happens on the grid meanwhile
 
 
 def rss(pid: int) -> int:
@@ -34,9 +35,11 @@ def park_reads(path: str) -> socket.socket:
     s.connect(path)
     rpc(s, Tversion(NOTAG, 8192 + 24, "9P2000"))
     rpc(s, Tattach(0, 0, NOFID, "root", ""))
-    rpc(s, Twalk(0, 0, 1, ("events",)))
-    rpc(s, Topen(0, 1, 0))
-    s.sendall(b"".join(encode(Tread(tag, 1, 0, 8192)) for tag in range(1, READS + 1)))
+    for fid in range(1, FIDS + 1):
+        rpc(s, Twalk(0, 0, fid, ("events",)))
+        rpc(s, Topen(0, fid, 0))
+    s.sendall(b"".join(encode(Tread(tag, 1 + tag % FIDS, 0, 8192))
+                       for tag in range(1, READS + 1)))
     rpc(s, Tstat(60000, 1))             # answered after every read before it was taken
     return s
 

@@ -13,7 +13,7 @@ import trio.testing
 
 from styxgrid.ninep import messages as M
 from styxgrid.ninep.errors import EINTERNAL, EINTERRUPTED
-from styxgrid.ninep.server import Connection
+from styxgrid.ninep.server import Connection, Limits
 
 from .apps import TestTree
 from .test_server import start
@@ -28,7 +28,7 @@ def task_count() -> int:
 
 async def test_a_thousand_waiting_reads_start_no_task_and_are_all_answered(nursery):
     tree = TestTree()
-    c = await (await start(nursery, tree))()
+    c = await (await start(nursery, tree, Limits(max_waiting_fid=1000)))()
     await c.session()
     await c.walk_open(2, "signalled")
     await trio.testing.wait_all_tasks_blocked()
@@ -100,7 +100,7 @@ async def test_a_handle_failing_when_asked_again_is_an_internal_error(nursery, c
 
 async def test_hangup_leaves_no_waiter_and_no_cycle(nursery):
     tree = TestTree()
-    connect = await start(nursery, tree)
+    connect = await start(nursery, tree, Limits(max_waiting_fid=500))
     gc.collect()
     gc.disable()
     try:
@@ -117,3 +117,35 @@ async def test_hangup_leaves_no_waiter_and_no_cycle(nursery):
         assert not [o for o in gc.get_objects() if type(o) is Connection]
     finally:
         gc.enable()
+
+
+async def test_waiting_reads_are_limited_per_fid_and_per_connection_and_reading_goes_on(
+        nursery):
+    tree = TestTree()
+    c = await (await start(nursery, tree, Limits(max_waiting=20, max_waiting_fid=16)))()
+    await c.session()
+    await c.walk_open(2, "signalled")
+    await c.walk_open(3, "signalled")
+    await c.send(*(M.Tread(tag, 2, 0, 100) for tag in range(10, 27)))
+    refused = await c.recv()
+    assert refused.tag == 26 and refused.ename == "too many reads waiting on this fid (at most 16)"
+    await c.send(*(M.Tread(tag, 3, 0, 100) for tag in range(30, 35)))
+    refused = await c.recv()
+    assert refused.tag == 34
+    assert refused.ename == "too many reads waiting on this connection (at most 20)"
+    assert isinstance(await c.rpc(M.Tstat(5, 2)), M.Rstat)     # not back-pressure
+    assert len(tree.signal.waiters) == 20
+
+
+async def test_tversion_aborts_waiting_reads_unanswered(nursery):
+    tree = TestTree()
+    c = await (await start(nursery, tree))()
+    await c.session()
+    await c.walk_open(2, "signalled")
+    await c.send(M.Tread(10, 2, 0, 100), M.Tread(11, 2, 0, 100))
+    assert isinstance(await c.rpc(M.Tversion(M.NOTAG, 65536, "9P2000")), M.Rversion)
+    assert tree.signal_cancelled == 2 and not tree.signal.waiters
+    tree.ready = b"late\n"
+    tree.signal.fire()
+    assert isinstance(await c.rpc(M.Tattach(10, 0, M.NOFID, "glenda", "")), M.Rattach)
+    assert isinstance(await c.rpc(M.Tstat(11, 2)), M.Rerror)    # fid 2 went with the session
