@@ -44,6 +44,7 @@ log = logging.getLogger("styxgrid.ninep")
 RECEIVE_SIZE = 65536          # below malloc's mmap threshold: no mmap per receive
 MIN_MSIZE = 256
 MAX_OFFSET = (1 << 63) - 1    # a file offset or length must fit a signed 64-bit off_t
+FAIR_SHARE = 64               # requests one connection is served before others get a turn
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Connection:
 
     async def read_loop(self) -> None:
         out: list[bytes] = []
+        handled = 0
         while True:
             try:
                 msg = self.decoder.next_message()
@@ -182,7 +184,14 @@ class Connection:
                 if not data:
                     return
                 self.decoder.feed(data)
+                handled = 0
                 continue
+            handled += 1
+            if handled > FAIR_SHARE:       # a client that sends thousands at once
+                handled = 0                # lets the others in between
+                await self.send(out)
+                out = []
+                await trio.lowlevel.checkpoint()
             if len(self.inflight) >= self.limits.max_inflight:
                 await self.send(out)
                 out = []
@@ -293,11 +302,13 @@ class Connection:
         """Ask the handles of woken reads again; send the answers, park the rest."""
         try:
             while self.woken:
-                woken, self.woken = self.woken, []
+                woken = self.woken[:FAIR_SHARE]     # others get a turn in between
+                del self.woken[:FAIR_SHARE]
                 out: list[bytes] = []
                 for parked in woken:
                     self.retry(parked, out)
                 await self.send(out)
+                await trio.lowlevel.checkpoint()
         finally:
             self.answering = False
 

@@ -5,6 +5,7 @@ and clunk(5) say."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 
@@ -149,3 +150,27 @@ async def test_tversion_aborts_waiting_reads_unanswered(nursery):
     tree.signal.fire()
     assert isinstance(await c.rpc(M.Tattach(10, 0, M.NOFID, "glenda", "")), M.Rattach)
     assert isinstance(await c.rpc(M.Tstat(11, 2)), M.Rerror)    # fid 2 went with the session
+
+
+async def test_a_client_sending_thousands_at_once_lets_another_in_between(nursery):
+    """Served FAIR_SHARE at a time: the other client's stat is served before the
+    flood's last one."""
+    tree = TestTree()
+    order: list[str] = []
+    for name in ("fast", "ro"):
+        node = tree.root.kids[name]
+        node.stat = functools.partial(lambda stat, name: order.append(name) or stat(),
+                                      node.stat, name)
+    connect = await start(nursery, tree)
+    flood, other = await connect(), await connect()
+    await flood.session()
+    await other.session()
+    assert isinstance(await flood.rpc(M.Twalk(1, 0, 2, ("fast",))), M.Rwalk)
+    assert isinstance(await other.rpc(M.Twalk(1, 0, 2, ("ro",))), M.Rwalk)
+    order.clear()
+    await flood.send(*(M.Tstat(tag, 2) for tag in range(10, 4010)))
+    await other.send(M.Tstat(7, 2))
+    assert isinstance(await other.recv(), M.Rstat)
+    for _ in range(4000):
+        assert isinstance(await flood.recv(), M.Rstat)
+    assert order.index("ro") < 4000, "the flood was served whole before the other client"
