@@ -36,10 +36,6 @@ def released(records: int) -> None:
     _released += records
 
 
-def pending() -> int:
-    return _released
-
-
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
