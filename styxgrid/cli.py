@@ -551,9 +551,18 @@ for _fn in (cmd_submit, cmd_q, cmd_status, cmd_wait, cmd_why, cmd_cat, cmd_ls, c
     _client_command(_fn)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("styxgrid")
+    except PackageNotFoundError:        # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="styxgrid", description=__doc__)
     top.add_argument("--trace", action="store_true", help="log every 9P message in and out")
+    top.add_argument("--version", action="version", version=f"styxgrid {_version()}")
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("exportfs", help="serve a local folder over 9P2000")

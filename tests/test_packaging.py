@@ -28,3 +28,10 @@ def test_the_wheel_holds_every_package_and_the_man_pages(tmp_path):
     man = sorted(page.name for page in (ROOT / "man").iterdir())
     assert all(any(n.endswith(f"/data/share/man/man{page[-1]}/{page}") for n in names)
                for page in man), man
+
+
+def test_styxgrid_version_names_the_installed_version():
+    from importlib.metadata import version
+    result = subprocess.run([sys.executable, "-m", "styxgrid", "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == f"styxgrid {version('styxgrid')}\n"
