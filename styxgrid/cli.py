@@ -221,6 +221,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """A scheduler on a unix socket in the state folder and local workers, in the
     foreground, until Ctrl-C or SIGTERM."""
+    if args.mount and not fuse_installed("up"):
+        return 2
     state = Path(args.state).resolve()
     addr = parse_address(str(state / SOCKET_NAME))
     slots = args.workers or os.cpu_count() or 1
@@ -284,9 +286,22 @@ async def _copy_stderr(process: trio.Process) -> None:
         sys.stderr.flush()
 
 
+def fuse_installed(verb: str) -> bool:
+    """pyfuse3 is an optional part: without it, one line says what to install."""
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError:
+        say(f"{verb}: FUSE support is not installed: pip install 'styxgrid[fuse]' "
+            "(it needs the fuse3 and libfuse3-dev packages)")
+        return False
+    return True
+
+
 @command
 def cmd_mount(args: argparse.Namespace) -> int:
     """Mount a 9P server with FUSE; in the background unless --foreground."""
+    if not fuse_installed("mount"):
+        return 2
     mountpoint = os.path.abspath(args.mountpoint)
     if not os.path.isdir(mountpoint):
         say(f"mount: {mountpoint} is not a folder")

@@ -35,3 +35,15 @@ def test_styxgrid_version_names_the_installed_version():
     result = subprocess.run([sys.executable, "-m", "styxgrid", "--version"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == f"styxgrid {version('styxgrid')}\n"
+
+
+def test_without_pyfuse3_mount_says_in_one_line_what_to_install(tmp_path):
+    hide = "import sys; sys.modules['pyfuse3'] = None; from styxgrid.cli import main; "
+    for args in (["mount", str(tmp_path / "s.sock"), str(tmp_path)],
+                 ["up", "--state", str(tmp_path / "state"), "--mount", str(tmp_path / "m")]):
+        result = subprocess.run([sys.executable, "-c", hide + f"sys.exit(main({args!r}))"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (f"styxgrid: {args[0]}: FUSE support is not installed: pip "
+                                 "install 'styxgrid[fuse]' (it needs the fuse3 and "
+                                 "libfuse3-dev packages)\n")
