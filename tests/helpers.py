@@ -14,7 +14,6 @@ import trio
 from styxgrid.ninep.messages import ORDWR
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_TOOLS = REPO.parent / "shared" / "tools"
 STYXGRID = [sys.executable, "-m", "styxgrid"]
 
 
@@ -76,8 +75,3 @@ async def wait(client, job: int) -> str:
     """The job's final status line, once it is finished (reading `wait`)."""
     with trio.fail_after(TIMEOUT):
         return (await client.read_file(f"jobs/{job}/wait")).decode()
-
-
-def p9probe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SHARED_TOOLS / "p9probe.py"), *args],
-                          capture_output=True, text=True, timeout=120)

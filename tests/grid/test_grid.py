@@ -19,7 +19,8 @@ from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
 from styxgrid.ninep.messages import ORDWR
 
-from ..helpers import STYXGRID, TIMEOUT, p9probe, submit, wait
+from ..conformance import check_both
+from ..helpers import STYXGRID, TIMEOUT, submit, wait
 
 async def read(client, path: str) -> str:
     return (await client.read_file(path)).decode()
@@ -436,16 +437,16 @@ async def test_job_events_stream_and_nodes_files(grid):
         assert " done " in await wait(c, job2)
 
 
-def test_p9probe_conformance_on_the_scheduler_tree(grid):
+def test_conformance_of_the_scheduler_tree_through_independent_clients(grid):
     os.makedirs(os.path.join(grid.state, "data", "probe"), exist_ok=True)
     with open(os.path.join(grid.state, "data", "probe", "f.txt"), "w") as f:
         f.write("original\n")
-    result = p9probe(grid.sock, "--path", "stats", "--wfile", "data/probe/f.txt",
-                     "--wdir", "data/probe")
-    assert result.returncode == 0, result.stdout + result.stderr
-    # read-eof is skipped by the probe for files whose stat length is 0 (synthetic)
-    assert "20 passed, 0 failed, 1 skipped" in result.stdout
-    assert "SKIP read-eof" in result.stdout
+    for report in check_both(grid.sock, uname="probe", path="stats",
+                             wfile="data/probe/f.txt", wdir="data/probe"):
+        assert not report.failed, report
+        # the end of a synthetic file (stat length 0) cannot be known in advance
+        assert [s.split()[0] for s in report.skipped] == ["read-eof"], report
+    assert open(os.path.join(grid.state, "data", "probe", "f.txt")).read() == "original\n"
 
 
 def test_cli_submit_wait_q_why_status(grid):
