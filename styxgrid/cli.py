@@ -192,7 +192,7 @@ def _enrol(command: str, scheduler: str, token: str, name: str, out: Path) -> in
 
 @command
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .worker.agent import Worker
+    from .worker.agent import Replaced, Worker
     try:
         config = _worker_config(args)
     except ValueError as exc:
@@ -213,77 +213,67 @@ def cmd_worker(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             say(f"worker: {config.name} joined {config.scheduler} with {config.slots} slots")
-    _run_until_signal(main)
+    try:
+        with unwrapped():
+            _run_until_signal(main)
+    except Replaced as exc:
+        say(f"worker: {config.name}: {exc}")
+        return 1
     return 0
 
 
 @command
 def cmd_up(args: argparse.Namespace) -> int:
     """A scheduler on a unix socket in the state folder and local workers, in the
-    foreground, until Ctrl-C or SIGTERM."""
+    foreground, until Ctrl-C or SIGTERM; its children end with it (see up.py)."""
+    from .up import Child, clear_dead_mount
     if args.mount and not fuse_installed("up"):
         return 2
     state = Path(args.state).resolve()
     addr = parse_address(str(state / SOCKET_NAME))
     slots = args.workers or os.cpu_count() or 1
     args.state = str(state)
+    mount = os.path.abspath(args.mount) if args.mount else None
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            ready = trio.Event()
-            nursery.start_soon(_serve_scheduler, args, addr, lambda where: ready.set())
-            await ready.wait()
-            worker = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "styxgrid", "worker", "--scheduler", str(addr),
-                 "--slots", str(slots), "--name", f"{socket.gethostname()}-local"],
-                stderr=subprocess.PIPE)
-            children = [worker]
-            try:
-                await _wait_line(worker, "joined")
-                nursery.start_soon(_copy_stderr, worker)
-                if args.mount:
-                    os.makedirs(args.mount, exist_ok=True)
-                    mount = await trio.lowlevel.open_process(
-                        [sys.executable, "-m", "styxgrid", "mount", "--foreground",
-                         str(addr), os.path.abspath(args.mount)], stderr=subprocess.PIPE)
-                    children.insert(0, mount)
-                    await _wait_line(mount, "mounted on")
-                    nursery.start_soon(_copy_stderr, mount)
+        children: list[Child] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                ready = trio.Event()
+                nursery.start_soon(_serve_scheduler, args, addr, lambda where: ready.set())
+                await ready.wait()
+                worker = Child(["worker", "--scheduler", str(addr), "--slots", str(slots),
+                                "--name", f"{socket.gethostname()}-local"])
+                children.append(worker)
+                await worker.wait_line("joined")
+                nursery.start_soon(worker.copy_stderr)
+                if mount:
+                    cleared = clear_dead_mount(mount)
+                    if cleared:
+                        say(f"up: {cleared}")
+                    os.makedirs(mount, exist_ok=True)
+                    fuse = Child(["mount", "--foreground", str(addr), mount])
+                    children.insert(0, fuse)
+                    await fuse.wait_line("mounted on")
+                    nursery.start_soon(fuse.copy_stderr)
                 say(f"up: scheduler on {addr}, {slots} local worker slots, state in {state}")
                 if args.mount:
                     say(f"up: try  echo 'submit echo hi' > {args.mount}/new; "
                         f"cat {args.mount}/jobs/1/wait")
                 else:
                     say(f"up: try  STYXGRID_SCHEDULER={addr} styxgrid submit -- echo hi")
-                await worker.wait()
-            finally:
-                for child in children:
-                    child.terminate()
-                with trio.CancelScope(shield=True):
-                    for child in children:
-                        await child.wait()
-    _run_until_signal(main)
+                code = await worker.wait()
+                raise OSError(f"the local worker ended (status {code})")
+        finally:
+            for child in children:
+                child.stop()
+    try:
+        with unwrapped():
+            _run_until_signal(main)
+    except OSError as exc:
+        say(f"up: {exc}")
+        return 1
     return 0
-
-
-async def _wait_line(process: trio.Process, word: str) -> None:
-    """Copy a child's stderr to ours until a line with `word`; then keep copying."""
-    assert process.stderr is not None
-    buffer = b""
-    while word.encode() not in buffer:
-        chunk = await process.stderr.receive_some()
-        if not chunk:
-            raise OSError(f"worker ended: {buffer.decode(errors='replace')}")
-        buffer += chunk
-    sys.stderr.buffer.write(buffer)
-    sys.stderr.flush()
-
-
-async def _copy_stderr(process: trio.Process) -> None:
-    assert process.stderr is not None
-    async for chunk in process.stderr:
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.flush()
 
 
 def fuse_installed(verb: str) -> bool:

@@ -14,6 +14,13 @@ def sole(error: BaseException) -> BaseException:
     return error
 
 
+def leaves(error: BaseException) -> list[BaseException]:
+    """Every error inside (nested) groups, in order."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
 @contextmanager
 def unwrapped() -> Iterator[None]:
     """Re-raise a group holding one error as that error."""

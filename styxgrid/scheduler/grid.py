@@ -33,6 +33,9 @@ from .store import Store
 log = logging.getLogger("styxgrid.scheduler")
 
 ELOST = "worker lost: join again"
+# A newer worker of the same name takes over; the older one is told so and stops
+# (a worker that only restarted joins at once; an orphan does not fight it forever).
+EREPLACED = "replaced: another worker joined as"
 ENOTJOINED = "not joined: write 'join NAME' to /work first"
 MAX_LEASE = 16384           # the most tasks one worker may hold at once
 MAX_SLOTS = 4096            # slots of one worker
@@ -66,6 +69,7 @@ class WorkerLink:
     commands: list[str] = field(default_factory=list)
     command_ready: Signal = field(default_factory=Signal)
     gone: bool = False
+    lost_reason: str = ELOST          # what its requests are answered once it is gone
 
     def send(self, command: str) -> None:
         self.commands.append(command)
@@ -231,7 +235,7 @@ class Grid:
     def take_work(self, link: WorkerLink, most: int) -> list[Assignment] | Lease:
         """A read of /work: up to `most` tasks now, or a `Lease` to wait on."""
         if link.gone:
-            raise LookupError(ELOST)
+            raise LookupError(link.lost_reason)
         if not link.parked:
             got = self.core.ask(link.name, most)
             if got:
@@ -342,7 +346,8 @@ class Grid:
             raise ValueError("join: needs a worker name")
         old = self.links.get(name)
         if old is not None:
-            self.lose(old, "joined again")
+            old.lost_reason = f"{EREPLACED} {name}; this one stops"
+            self.lose(old, "another worker joined under its name")
         attrs = {**attrs, "Name": name, "Slots": slots}     # the worker's own words lose
         self.core.worker_join(name, attrs, slots, lease)
         link = WorkerLink(name, attrs, slots, trio.current_time())
@@ -358,7 +363,7 @@ class Grid:
 
     def heartbeat(self, link: WorkerLink, text: str) -> None:
         if link.gone:
-            raise LookupError(ELOST)
+            raise LookupError(link.lost_reason)
         link.last_seen = trio.current_time()
         for word in text.split()[1:]:
             key, _, value = word.partition("=")
@@ -372,7 +377,7 @@ class Grid:
     def set_lease(self, link: WorkerLink, lease: int) -> None:
         """The worker now holds up to `lease` tasks at once."""
         if link.gone:
-            raise LookupError(ELOST)
+            raise LookupError(link.lost_reason)
         self.core.set_lease(link.name, lease)
         self.fill(link)
 
@@ -419,6 +424,8 @@ class Grid:
         this returns, after the output that came with them (job, task, stream,
         offset, bytes) is in the spool; watchers hear of them after the commit.
         Stale ones (a task no longer leased to this worker) are ignored."""
+        if link.gone:            # its tasks are queued again; it states them when it rejoins
+            raise LookupError(link.lost_reason)
         link.last_seen = trio.current_time()
         for jid, index, stream, offset, data in outputs:
             job = self.core.jobs.get(jid)

@@ -24,7 +24,7 @@ from . import access, checks
 from .access import Policy
 from .core import FINISHED, HELD, QUEUED, RUNNING, CoreError
 from .describe import Description, DescriptionError
-from .grid import ELOST, ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
+from .grid import ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
 from .spool import STREAMS
 
 # Qid paths: kind in the low byte, then job (32 bits), then task + 1 (24 bits).
@@ -806,7 +806,7 @@ class WorkHandle(Handle):
                 link.commands.clear()
                 return text
             if link.gone:
-                raise NinePError(ELOST)
+                raise NinePError(link.lost_reason)
             raise trio.WouldBlock
         lease = self.parked
         if lease is None:
@@ -823,7 +823,7 @@ class WorkHandle(Handle):
         self.parked = None
         got = self.grid.answer(lease)
         if not got:
-            raise NinePError(ELOST)
+            raise NinePError(lease.link.lost_reason)
         return self.lease_text(lease.link, got, count)
 
     def read_signal(self) -> Signal:

@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import trio
 
-from ..errgroups import sole
+from ..errgroups import leaves, sole
 from ..ninep.client import Client, ConnectionLost, File, open_client
 from ..ninep.errors import NinePError
 from ..ninep.messages import OREAD, ORDWR, OWRITE
@@ -51,6 +51,12 @@ AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
 INLINE_OUTPUT = 64 * 1024   # a finished task's output up to this size goes in its report
 LOAD_WINDOW = 60.0          # seconds: the kernel's 1-minute load average
 REPORTS_PER_WRITE = 512
+REPLACED = "replaced:"      # the scheduler's answer once a newer worker took our name
+
+
+class Replaced(Exception):
+    """A newer worker joined under this worker's name: this one stops (the
+    scheduler's message says so); rejoining would only evict that one in turn."""
 
 
 @dataclass
@@ -277,6 +283,10 @@ class Worker:
                     backoff = 0.05
                 except* (ConnectionLost, OSError, NinePError, trio.BrokenResourceError,
                          trio.TooSlowError) as lost:
+                    replaced = lost.subgroup(lambda e: isinstance(e, NinePError) and
+                                             e.ename.startswith(REPLACED))
+                    if replaced is not None:
+                        raise Replaced(leaves(replaced)[0].args[0]) from None
                     log.warning("worker %s: %s; dialling again in %.1fs", self.config.name,
                                 sole(lost.exceptions[0]), backoff)
                 task_status = trio.TASK_STATUS_IGNORED

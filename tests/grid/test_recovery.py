@@ -1,0 +1,117 @@
+"""`styxgrid up` and workers recover from what a newcomer does to them: `up`
+killed with SIGKILL leaves no orphans, a dead mount is cleared, a second `up` on
+the same folder says why in one line, and two workers of one name do not fight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import trio
+
+from styxgrid.ninep.client import open_client
+
+from ..helpers import STYXGRID, TIMEOUT, submit, wait
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(check, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def start_up(folder: str) -> subprocess.Popen:
+    up = subprocess.Popen([*STYXGRID, "up", "--workers", "1", "--mount", "grid"], cwd=folder,
+                          stderr=subprocess.PIPE, text=True)
+    up.lines = []                                    # type: ignore[attr-defined]
+    assert up.stderr is not None
+    for line in up.stderr:
+        up.lines.append(line)                        # type: ignore[attr-defined]
+        if "up: scheduler on" in line:
+            return up
+    raise AssertionError(f"up ended: {''.join(up.lines)}")  # type: ignore[attr-defined]
+
+
+def stop(up: subprocess.Popen) -> None:
+    up.terminate()
+    up.wait(30)
+    assert up.stderr is not None
+    up.stderr.close()
+
+
+def test_up_killed_leaves_no_worker_or_mount_behind(short_tmp):
+    up = start_up(short_tmp)
+    kids = children(up.pid)
+    assert len(kids) == 2
+    mount = os.path.join(short_tmp, "grid")
+    assert os.path.ismount(mount)
+    up.kill()
+    up.wait()
+    wait_until(lambda: not any(alive(pid) for pid in kids), "a child outlived up")
+    wait_until(lambda: not os.path.ismount(mount), "the mount outlived up")
+    assert up.stderr is not None
+    up.stderr.close()
+
+
+def test_a_dead_mount_is_cleared_with_a_message_and_a_second_up_says_why(short_tmp):
+    up = start_up(short_tmp)
+    mount = os.path.join(short_tmp, "grid")
+    [fuse] = [pid for pid in children(up.pid) if b"mount" in
+              Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(fuse, signal.SIGKILL)                    # the mount's process dies on its own
+    wait_until(lambda: not alive(fuse), "the mount process did not die")
+    try:
+        os.stat(mount)
+        raise AssertionError("the mount is not dead")
+    except OSError:
+        pass
+    second = subprocess.run([*STYXGRID, "up", "--workers", "1"], cwd=short_tmp,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert second.returncode == 1
+    assert second.stderr == (f"styxgrid: up: state folder {short_tmp}/.styxgrid is in use "
+                             f"by process {up.pid}\n")
+    stop(up)
+    up = start_up(short_tmp)
+    try:
+        assert (f"styxgrid: up: {mount} was a mount whose process had ended; unmounted it\n"
+                in up.lines)                         # type: ignore[attr-defined]
+        with open(os.path.join(mount, "new"), "r+") as new:
+            new.write("submit echo back again\n")
+            new.flush()
+            job = new.read().strip()
+        with open(os.path.join(mount, "jobs", job, "wait")) as w:
+            assert " done " in w.read()
+    finally:
+        stop(up)
+
+
+async def test_a_worker_of_the_same_name_takes_over_and_the_older_one_stops(grid):
+    older = grid.start_worker("twin")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit sh -c 'sleep 1; echo finished'\n")
+        with trio.fail_after(TIMEOUT):
+            while "running=1" not in (await c.read_file(f"jobs/{job}/status")).decode():
+                await trio.sleep(0.05)
+        newer = grid.start_worker("twin", 1, "--workdir", os.path.join(grid.dir, "work-2"))
+        assert older.popen.wait(TIMEOUT) == 1
+        assert any("worker: twin: replaced: another worker joined as twin; this one stops"
+                   in line for line in older.lines), older.lines
+        assert " done " in await wait(c, job)       # the task ran again on the newer one
+        assert (await c.read_file(f"jobs/{job}/stdout")) == b"finished\n"
+        assert (await c.read_file(f"jobs/{job}/tasks/0/node")).strip() == b"twin"
+        assert newer.popen.poll() is None
