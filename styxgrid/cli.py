@@ -421,7 +421,7 @@ def _client_command(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]) 
 def description(args: argparse.Namespace) -> str:
     """The job the command line describes, checked here as the scheduler checks it
     and sent in its normal form (quoted where it must be: it arrives as given)."""
-    from .scheduler.describe import DescriptionError, JobSpec
+    from .scheduler.describe import DescriptionError, JobSpec, check_new
     if args.cmd[:1] == ["--"]:
         args.cmd = args.cmd[1:]
     if not args.cmd:
@@ -438,6 +438,7 @@ def description(args: argparse.Namespace) -> str:
                        outputs=tuple(args.output), requirements=args.requirements or "",
                        rank=args.rank or "", priority=args.priority or 0,
                        retries=args.retries or 0)
+        check_new(spec)
     except DescriptionError as exc:
         raise ValueError(str(exc)) from None
     return spec.lines() + "submit\n"

@@ -172,8 +172,30 @@ class NinePOperations(pyfuse3.Operations):
             path = self.path_of(parent_inode)
         else:
             path = self.join(self.path_of(parent_inode), name)
-        s = await self.stat_path(path, ctx.uid)
+        try:
+            s = await (await self.client()).stat(path)
+        except (NinePError, ConnectionLost) as exc:
+            # not remembered for /errstr: the kernel and the shell look names up all the
+            # time (after a failed write, before ln, for completion), and the message that
+            # explains the user's failed call would be lost under "file does not exist"
+            raise fuse_error(exc) from None
         return self.attributes(self.remember(path), s)
+
+    def unsupported(self, uid: int, what: str) -> pyfuse3.FUSEError:
+        self.errors[uid] = f"{what} are not supported by a styxgrid mount (9P2000 has none)"
+        return pyfuse3.FUSEError(errno.ENOSYS)
+
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise self.unsupported(ctx.uid, "symbolic links")
+
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise self.unsupported(ctx.uid, "hard links")
+
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise self.unsupported(ctx.uid, "device files, fifos and sockets")
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:

@@ -34,6 +34,7 @@ from .describe import JobSpec
 QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
 STATE_NAMES = ("queued", "running", "done", "failed", "killed", "held")
 FINISHED = frozenset((DONE, FAILED, KILLED))
+EXITED = frozenset((DONE, FAILED))      # finished with an exit status of their own
 
 
 def _table(change: dict[int, int]) -> bytes:

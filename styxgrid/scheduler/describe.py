@@ -264,7 +264,31 @@ class Description:
         return None
 
     def finish(self) -> JobSpec:
-        if "cmd" not in self.fields:
-            raise DescriptionError("submit: no command (give 'cmd PROGRAM' or 'submit PROGRAM ARGS')")
         fields, self.fields = self.fields, {}
+        if "cmd" not in fields:
+            raise DescriptionError("submit: no command (give 'cmd PROGRAM' or 'submit PROGRAM ARGS')")
         return JobSpec(**fields)
+
+
+def check_new(spec: JobSpec) -> None:
+    """What a new job must meet beyond the grammar (jobs stored before a rule came
+    in still load).  Every task's outputs land in one folder, jobs/N/outputs/,
+    under their last name: names that two tasks (or two lines) would share are
+    refused, rather than leave a task that cannot store its output."""
+    seen: dict[str, str] = {}
+    tasks = spec.tasks
+    for path in spec.outputs:
+        name = path.rpartition("/")[2]
+        if tasks > 1 and "$STYXGRID_TASK" not in name and "${STYXGRID_TASK}" not in name:
+            raise DescriptionError(
+                f"output {quoted(path)}: all {tasks} tasks would store it as outputs/{name}; "
+                f"put $STYXGRID_TASK in its name (e.g. {_numbered(name)}) to keep one each")
+        if name in seen:
+            raise DescriptionError(f"output {quoted(path)}: {quoted(seen[name])} is stored "
+                                   f"as outputs/{name} too; give them different names")
+        seen[name] = path
+
+
+def _numbered(name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.$STYXGRID_TASK.{ext}" if dot and stem else f"{name}.$STYXGRID_TASK"

@@ -24,7 +24,7 @@ from ..ninep.errors import quoted
 from ..ninep.tree import Signal
 from . import checks
 from . import store as rows
-from .core import FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
+from .core import EXITED, FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
 from .describe import JobSpec
 from .events import EventLog
 from .spool import Spool
@@ -514,7 +514,7 @@ class Grid:
         line = f"{index} {STATE_NAMES[state]}"
         if index in job.running:
             line += f" node={job.running[index]}"
-        if state in FINISHED:
+        if state in EXITED:
             line += f" exit={job.exit_of(index)}"
         reason = job.reasons.get(index) or ("killed" if state == KILLED else "") or \
             (job.note if state == FAILED else "")

@@ -22,8 +22,8 @@ from ..ninep.tree import Handle, Node, Session, Signal, SyntheticNode
 from ..shellwords import BLANKS
 from . import access, checks
 from .access import Policy
-from .core import FINISHED, HELD, QUEUED, RUNNING, CoreError
-from .describe import Description, DescriptionError
+from .core import EXITED, FINISHED, HELD, QUEUED, RUNNING, CoreError
+from .describe import Description, DescriptionError, check_new
 from .grid import ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
 from .spool import STREAMS
 
@@ -255,6 +255,7 @@ class NewHandle(Handle):
         self.decoder = codecs.getincrementaldecoder("utf-8")()   # a write may cut a character
         self.last: int | None = None
         self.base: int | None = None
+        self.refused: str | None = None         # the first bad line's message, till submit
 
     def read_nowait(self, offset: int, count: int) -> bytes:
         if self.last is None:
@@ -266,17 +267,35 @@ class NewHandle(Handle):
         return f"{self.last}\n".encode()[start:start + count]
 
     async def write(self, offset: int, data: bytes) -> int:
+        if self.refused is not None:
+            # a description with a bad line is void up to its `submit`; each write till
+            # then fails with the first message, so that a shell writing line by line
+            # (printf, a heredoc) reports the line that was wrong, not "no command"
+            refused = self.refused
+            if _ends_in_submit(data):
+                self.refused = None
+            raise NinePError(refused)
         try:
             spec = self.description.feed(self.decoder.decode(data))
+            if spec is not None:
+                check_new(spec)
         except (DescriptionError, UnicodeDecodeError) as exc:
             self.description = Description()
             self.decoder.reset()
-            raise NinePError("not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
-                             else str(exc)) from None
+            message = ("not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc))
+            if not _ends_in_submit(data):
+                self.refused = message
+            raise NinePError(message) from None
         if spec is not None:
             job = await self.grid.submit(spec, self.session.uname)
             self.last, self.base = job.id, None
         return len(data)
+
+
+def _ends_in_submit(data: bytes) -> bool:
+    """Whether the write that failed held the `submit` line (then nothing is left)."""
+    return any(line.split(None, 1)[:1] == ["submit"]
+               for line in data.decode("utf-8", "replace").split("\n"))
 
 
 # ------------------------------------------------------------------ jobs
@@ -528,8 +547,10 @@ class TaskDir(Dir):
 
 
 def task_exit(grid: Grid, jid: int, index: int) -> str:
+    """A killed task did not end by itself: it has no exit status (nor has one
+    still to run), and its file is empty."""
     job = grid.job(jid)
-    return f"{job.exit_of(index)}\n" if job.state[index] in FINISHED else ""
+    return f"{job.exit_of(index)}\n" if job.state[index] in EXITED else ""
 
 
 class TaskStream(PollHandle):

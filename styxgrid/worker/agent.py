@@ -51,6 +51,7 @@ AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
 INLINE_OUTPUT = 64 * 1024   # a finished task's output up to this size goes in its report
 LOAD_WINDOW = 60.0          # seconds: the kernel's 1-minute load average
 REPORTS_PER_WRITE = 512
+OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
 REPLACED = "replaced:"      # the scheduler's answer once a newer worker took our name
 
 
@@ -598,10 +599,15 @@ class Worker:
         for path in run.spec.outputs:
             local = os.path.join(run.cwd, run.expand(path))
             if os.path.isfile(local):
-                with open(local, "rb") as f:
-                    data = f.read()
                 name = os.path.basename(local)
-                await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
+                try:
+                    with open(local, "rb") as f:
+                        data = f.read()
+                    await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
+                except NinePError as exc:
+                    raise NinePError(f"output {name} not stored: {exc.ename}") from None
+                except OSError as exc:
+                    raise OSError(f"output {name} not read: {exc.strerror or exc}") from None
 
     def last_output(self, run: TaskRun) -> bytes | None:
         """The ended task's output not sent yet, as `output J T STREAM OFFSET SIZE`
@@ -630,16 +636,19 @@ class Worker:
 
     async def finish(self, run: TaskRun, status: int, reason: str) -> None:
         """Output and outputs, then the `done`.  Output the scheduler refuses (the
-        task was given to another worker meanwhile) drops the report and the task."""
-        async def upload(client: Client) -> None:
-            await self.send_output(client, run)
-            await self.send_outputs(client, run)
+        task was given to another worker meanwhile) drops the report and the task;
+        an output file it refuses fails the task with the reason (status 125)."""
         try:
-            await self.over_link(upload)
+            await self.over_link(lambda client: self.send_output(client, run))
         except NinePError as exc:
             log.warning("task %s.%s: output refused: %s", run.job, run.index, exc)
             self.forget(run)
             return
+        try:
+            await self.over_link(lambda client: self.send_outputs(client, run))
+        except (NinePError, OSError) as exc:
+            log.info("task %s.%s: %s", run.job, run.index, exc)
+            status, reason = OUTPUT_NOT_STORED, str(exc)
         self.post(run, status, reason)
 
     def post(self, run: TaskRun, status: int, reason: str, output: bytes = b"") -> None:

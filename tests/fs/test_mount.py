@@ -74,6 +74,32 @@ def test_bad_verb_fails_echo_and_errstr_names_it(mounted):
     assert sh(f"ls {g}/jobs").stdout.split() == ["1"]
 
 
+def test_a_description_written_line_by_line_reports_its_first_bad_line(mounted):
+    """bash's printf writes each line on its own: the `tasks 0` error is the one the
+    shell and errstr report, not the "no command" that `submit` would give after it;
+    and the next description on the file starts afresh."""
+    g = mounted
+    bad = sh(f"exec 3>{g}/new; printf 'cmd true\\ntasks 0\\nsubmit\\n' >&3", check=False)
+    assert bad.returncode != 0
+    assert sh(f"cat {g}/errstr").stdout == "tasks: 0 is out of range (1..10000000)\n"
+    out = sh(f"exec 3<>{g}/new; printf 'cmd sh -c \"echo $((6*7))\"\\ntasks 1\\nsubmit\\n' >&3;"
+             f" read id <&3; cat {g}/jobs/$id/wait > /dev/null; cat {g}/jobs/$id/stdout")
+    assert out.stdout == "42\n"
+
+
+def test_errstr_keeps_the_message_not_the_mounts_lookups(mounted):
+    g = mounted
+    assert sh(f"ln -s new {g}/link", check=False).returncode != 0
+    sh(f"ls {g}/no-such-file {g}/link", check=False)        # lookups that fail
+    assert sh(f"cat {g}/errstr").stdout == \
+        "symbolic links are not supported by a styxgrid mount (9P2000 has none)\n"
+    sh(f"echo 'submit echo x' > {g}/new")
+    assert sh(f"echo kill kill > {g}/jobs/1/ctl", check=False).returncode != 0
+    sh(f"cat {g}/jobs/1/no-such-file {g}/jobs/2/status", check=False)
+    assert sh(f"cat {g}/errstr").stdout == ("unknown verb 'kill kill': expected kill, hold, "
+                                            "release, priority P, retry or remove\n")
+
+
 def test_sigint_ends_a_blocked_cat_within_a_second(mounted):
     g = mounted
     sh(f"echo 'submit sleep 60' > {g}/new")

@@ -21,12 +21,12 @@ def test_one_shot_submit():
 
 def test_heredoc_description_and_normal_form_round_trips():
     spec = parse("cmd ./sim\nargs --seed 'a b'\ntasks 100\nenv K=V\nenv X=1=2\n"
-                 "dir /tmp\ninput in/a.txt\noutput out.txt\n"
+                 "dir /tmp\ninput in/a.txt\noutput out.$STYXGRID_TASK.txt\n"
                  "requirements Memory >= 2048 && OpSys == \"LINUX\"\nrank Cpus\n"
                  "priority 5\nretries 2\nsubmit\n")
     assert spec.tasks == 100 and spec.args == ("--seed", "a b")
     assert spec.env == (("K", "V"), ("X", "1=2"))
-    assert spec.inputs == ("in/a.txt",) and spec.outputs == ("out.txt",)
+    assert spec.inputs == ("in/a.txt",) and spec.outputs == ("out.$STYXGRID_TASK.txt",)
     assert JobSpec.from_lines(spec.lines()) == spec
 
 
