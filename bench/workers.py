@@ -31,7 +31,7 @@ import trio
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from styxgrid.cli import SCHEDULER_GC_THRESHOLDS  # noqa: E402
+from styxgrid.cli.serve import SCHEDULER_GC_THRESHOLDS  # noqa: E402
 from styxgrid.ninep.client import Client, open_client  # noqa: E402
 from styxgrid.ninep.messages import OREAD, ORDWR  # noqa: E402
 

@@ -15,9 +15,18 @@ import sys
 SERVERS = ("scheduler", "up", "exportfs")
 
 
+TAKES_VALUE = ("--scheduler",)       # the top level's options that are followed by a value
+
+
 def command_of(argv: list[str]) -> str | None:
-    """The verb: the first word that is not an option (the top level has only flags)."""
-    return next((word for word in argv if not word.startswith("-")), None)
+    """The verb: the first word that is neither an option nor an option's value."""
+    words = iter(argv)
+    for word in words:
+        if word in TAKES_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main() -> int:

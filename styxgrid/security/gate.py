@@ -15,7 +15,8 @@ from typing import Any
 
 import trio
 
-from ..ninep import FileServer, Limits, serve_stream
+from ..ninep import FileServer, Limits, NinePError, serve_stream
+from ..ninep.tree import Node, Session
 from . import tls
 from .ca import CA
 from .identity import Identity
@@ -23,6 +24,17 @@ from .identity import Identity
 log = logging.getLogger("styxgrid.security")
 
 REVOCATION_POLL = 0.5
+REFUSED_GRACE = 5.0         # seconds a revoked name's connection may stay to hear why
+
+
+class Refused:
+    """The file server a revoked name attaches to: every attach fails, saying why."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def attach(self, session: Session) -> Node:
+        raise NinePError(self.why)
 
 
 class Gate:
@@ -44,7 +56,11 @@ class Gate:
         name = peer["name"]
         if name is not None and name in self.ca.revoked():
             log.warning("refused %s: certificate revoked", name)
-            await secure.aclose()
+            # enough 9P to say why (the attach fails with the reason), then gone
+            with trio.move_on_after(REFUSED_GRACE):
+                await serve_stream(secure, Refused(f"the certificate of {name} is revoked"),
+                                   peer=peer, limits=Limits(max_fids=4, max_inflight=4))
+            await trio.aclose_forcefully(secure)
             return
         with trio.CancelScope() as scope:
             if name is not None:

@@ -1,0 +1,35 @@
+"""The `styxgrid` command: one subcommand per job, each a thin layer over a library.
+
+    common   the table of commands, status lines, user errors
+    where    which scheduler a command talks to
+    parser   every command and option, with help
+    serve    exportfs, scheduler, worker, up
+    mount    mount, umount
+    enrol    ca, token, login
+    user     submit, q, status, wait, why, cat, ls, write
+    data     mkdir, put, get, rm
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+
+from . import data, enrol, mount, serve, user  # noqa: F401  (each registers its commands)
+from .common import COMMANDS
+from .parser import parser
+
+
+def raise_fd_limit() -> None:
+    """Servers hold one descriptor per connection: allow as many as the system does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    raise_fd_limit()
+    logging.basicConfig(level=logging.DEBUG if args.trace else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    return COMMANDS[args.command](args)

@@ -1,0 +1,213 @@
+"""The command line: every command and option, each with its help text."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+from .common import DEFAULT_STATE, SOCKET_NAME
+
+WHERE = ("the scheduler: HOST:PORT or a unix socket path (default: $STYXGRID_SCHEDULER, "
+         "else the one `styxgrid login` stored, else the socket of a `styxgrid up` in this "
+         "folder or a parent)")
+
+
+class Parser(argparse.ArgumentParser):
+    """Mistakes on the command line are one line too, naming where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        verb = self.prog.partition(" ")[2]
+        print(f"styxgrid: {verb + ': ' if verb else ''}{message} (see {self.prog} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("styxgrid")
+    except PackageNotFoundError:        # run from a checkout that was never installed
+        return "(not installed)"
+
+
+def parser() -> argparse.ArgumentParser:
+    top = Parser(prog="styxgrid", description="A compute grid where everything is a file: "
+                 "a 9P2000 scheduler, workers that dial out, and users with echo and cat. "
+                 "man styxgrid for more.")
+    top.add_argument("--trace", action="store_true", help="log every 9P message in and out")
+    top.add_argument("--version", action="version", version=f"styxgrid {version()}")
+    top.add_argument("--scheduler", metavar="ADDRESS", help=WHERE)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                             parser_class=Parser)
+    servers(sub)
+    certificates(sub)
+    user_commands(sub)
+    data_commands(sub)
+    return top
+
+
+def scheduler_option(p: argparse.ArgumentParser) -> None:
+    """--scheduler after the verb as well; given in both places, this one wins."""
+    p.add_argument("--scheduler", metavar="ADDRESS", default=argparse.SUPPRESS, help=WHERE)
+
+
+def servers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="a scheduler, local workers and (--mount) a FUSE mount, "
+                       "in the foreground", description="A grid on this machine: scheduler "
+                       "on STATE/scheduler.sock, one local worker, optionally a mount.")
+    p.add_argument("--state", default=DEFAULT_STATE, metavar="DIR",
+                   help=f"state folder: database, output, data (default {DEFAULT_STATE})")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="local worker slots (default: one per core)")
+    p.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="silence after which a worker is lost (default 10)")
+    p.add_argument("--mount", metavar="DIR", help="also mount the grid here with FUSE")
+
+    p = sub.add_parser("scheduler", help="run the scheduler (a 9P server) on one address")
+    p.add_argument("--state", default=DEFAULT_STATE, metavar="DIR",
+                   help=f"state folder: database, output, data (default {DEFAULT_STATE})")
+    p.add_argument("--listen", metavar="ADDRESS", help="HOST:PORT or a unix socket path "
+                   f"(default: STATE/{SOCKET_NAME})")
+    p.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="silence after which a worker is lost (default 10)")
+    p.add_argument("--ca", metavar="DIR", help="the grid CA (from `ca init`): TCP speaks TLS")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plain TCP with no certificates (a warning is printed)")
+
+    p = sub.add_parser("worker", help="run a worker that dials out to the scheduler")
+    scheduler_option(p)
+    p.add_argument("--name", help="node name, one per worker (default: host name)")
+    p.add_argument("--slots", type=int, default=os.cpu_count() or 1, metavar="K",
+                   help="tasks run at once (default: one per core)")
+    p.add_argument("--workdir", metavar="DIR", help="where task sandboxes are made "
+                   "(default /tmp/styxgrid-worker-NAME)")
+    p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                   help="a custom ClassAd attribute (repeatable)")
+    p.add_argument("--nice", type=int, default=10, help="niceness of tasks (default 10)")
+    p.add_argument("--heartbeat", type=float, default=3.0, metavar="SECONDS",
+                   help="seconds between heartbeats (default 3)")
+    p.add_argument("--join", metavar="TOKEN", help="enrol with this token (first start)")
+    p.add_argument("--identity", metavar="DIR",
+                   help="key and certificate (default ~/.config/styxgrid/worker-NAME)")
+    p.add_argument("--allow", action="append", default=[], metavar="GLOB",
+                   help="run only programs matching (repeatable; default: any)")
+    p.add_argument("--run-as", metavar="USER",
+                   help="started as root: run tasks as USER (default nobody)")
+    p.add_argument("--max-load", type=float, metavar="L",
+                   help="take tasks only while the load not from this worker's tasks "
+                        "is below L (default: always)")
+
+    p = sub.add_parser("exportfs", help="serve a local folder over 9P2000")
+    p.add_argument("dir", help="the folder to serve")
+    p.add_argument("--listen", required=True, metavar="ADDRESS",
+                   help="HOST:PORT or a unix socket path")
+
+    p = sub.add_parser("mount", help="mount a 9P server (a scheduler, exportfs) with FUSE")
+    p.add_argument("addr", metavar="ADDRESS", help="HOST:PORT or a unix socket path")
+    p.add_argument("mountpoint", help="an existing folder")
+    p.add_argument("--foreground", action="store_true",
+                   help="stay in the foreground until SIGINT or SIGTERM")
+
+    p = sub.add_parser("umount", help="unmount a styxgrid mount (fusermount3 -u)")
+    p.add_argument("mountpoint", help="where it is mounted")
+
+
+def certificates(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ca", help="the grid's certificate authority")
+    casub = p.add_subparsers(dest="ca_command", required=True, metavar="VERB",
+                             parser_class=Parser)
+    q = casub.add_parser("init", help="make a new CA")
+    q.add_argument("--dir", required=True, help="the CA folder to make")
+    q = casub.add_parser("issue", help="issue a key and certificate")
+    q.add_argument("--dir", required=True, help="the CA folder")
+    q.add_argument("--role", required=True, choices=("user", "worker", "admin"),
+                   help="what the holder may do")
+    q.add_argument("--out", metavar="DIR", help="identity folder to write "
+                   "(default NAME.identity)")
+    q.add_argument("--days", type=int, default=365, help="lifetime (default 365)")
+    q.add_argument("name", help="the holder's name in the grid")
+    q = casub.add_parser("revoke", help="revoke a name; its connections are dropped")
+    q.add_argument("--dir", required=True, help="the CA folder")
+    q.add_argument("name", help="the name to revoke")
+
+    p = sub.add_parser("token", help="join tokens")
+    tsub = p.add_subparsers(dest="token_command", required=True, metavar="VERB",
+                            parser_class=Parser)
+    q = tsub.add_parser("create", help="print a join token")
+    q.add_argument("--ca", required=True, metavar="DIR", help="the CA folder")
+    q.add_argument("--role", required=True, choices=("user", "worker"),
+                   help="what its holder becomes")
+    q.add_argument("--ttl", default="1h", help="lifetime: 30m, 1h, 7d (default 1h)")
+    q.add_argument("--uses", type=int, default=1, help="how many may join with it (default 1)")
+
+    p = sub.add_parser("login", help="join a grid as a user with a token")
+    p.add_argument("--join", required=True, metavar="TOKEN", help="from `token create`")
+    p.add_argument("--scheduler", required=True, metavar="HOST:PORT",
+                   help="the scheduler the token is for (remembered for later commands)")
+    p.add_argument("--name", help="your name in the grid (default: your login name)")
+
+
+def user_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="submit a job; prints its id")
+    scheduler_option(p)
+    p.add_argument("-n", "--tasks", type=int, default=1, metavar="N",
+                   help="tasks in the job; each sees its index in $STYXGRID_TASK")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="an environment variable of the tasks (repeatable)")
+    p.add_argument("--input", action="append", default=[], metavar="PATH",
+                   help="a file in /data copied beside each task (repeatable)")
+    p.add_argument("--output", action="append", default=[], metavar="PATH",
+                   help="a file each task leaves, stored in jobs/N/outputs/ (repeatable)")
+    p.add_argument("--dir", help="run in this folder on the worker (default: a sandbox)")
+    p.add_argument("--requirements", metavar="EXPR", help="ClassAd: which nodes may run it")
+    p.add_argument("--rank", metavar="EXPR", help="ClassAd: which nodes it prefers")
+    p.add_argument("--priority", type=int, metavar="P", help="-1000..1000 (default 0)")
+    p.add_argument("--retries", type=int, metavar="R", help="re-runs of a failed task")
+    send = p.add_mutually_exclusive_group()
+    send.add_argument("--send", action="store_true", default=None,
+                      help="send the program along even when its path is absolute")
+    send.add_argument("--no-send", dest="send", action="store_false",
+                      help="run the program as it is on the workers, even ./prog")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS")
+
+    for name, text in (("q", "the job queue"), ("status", "the nodes and counters")):
+        scheduler_option(sub.add_parser(name, help=text))
+    for name, text in (("wait", "wait for a job (progress on a terminal); "
+                                "exit 0 when every task is done"),
+                       ("why", "why a job is not running")):
+        p = sub.add_parser(name, help=text)
+        scheduler_option(p)
+        p.add_argument("job", type=int, help="the job's number")
+    p = sub.add_parser("cat", help="print files of the grid (streams follow to their end)")
+    scheduler_option(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="e.g. jobs/3/stdout")
+    p = sub.add_parser("ls", help="list a folder of the grid")
+    scheduler_option(p)
+    p.add_argument("path", nargs="?", default="", help="e.g. jobs (default: the root)")
+    p = sub.add_parser("write", help="write words (or stdin) to a file of the grid")
+    scheduler_option(p)
+    p.add_argument("path", help="e.g. jobs/3/ctl")
+    p.add_argument("words", nargs="*", help="what to write (default: standard input)")
+
+
+def data_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mkdir", help="make folders in the grid (e.g. data/alice/in)")
+    scheduler_option(p)
+    p.add_argument("-p", "--parents", action="store_true",
+                   help="make missing parents too; no error if it exists")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = sub.add_parser("put", help="upload files and folders into the grid")
+    scheduler_option(p)
+    p.add_argument("local", nargs="+", metavar="LOCAL", help="files or folders here")
+    p.add_argument("dest", metavar="DEST", help="a folder of the grid (or, for one file, "
+                   "its new name)")
+    p = sub.add_parser("get", help="download files and folders from the grid")
+    scheduler_option(p)
+    p.add_argument("src", nargs="+", metavar="SRC", help="files or folders of the grid")
+    p.add_argument("localdir", metavar="LOCALDIR", help="a folder here (made if missing)")
+    p = sub.add_parser("rm", help="remove files (and with -r folders) of the grid")
+    scheduler_option(p)
+    p.add_argument("-r", "--recursive", action="store_true", help="remove folders whole")
+    p.add_argument("paths", nargs="+", metavar="PATH")

@@ -1,0 +1,198 @@
+"""The serving commands: `exportfs`, `scheduler`, `worker` and `up`, which runs a
+scheduler with local workers (and a mount) that never outlive it."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import os
+import socket
+from pathlib import Path
+from typing import Callable
+
+import trio
+
+from ..errgroups import unwrapped
+from ..ninep import memory, serve_listeners
+from ..ninep.exportfs import ExportFS
+from ..ninep.transport import Address, open_listeners, parse_address
+from .common import SOCKET_NAME, UserError, command, fuse_installed, run_until_signal, say
+from .enrol import enrol
+from .where import find_scheduler
+
+# The scheduler holds many long-lived objects (each worker's connection and its
+# waiting read); with Python's default thresholds the collector walks them all every
+# few hundred tasks, so the cost of a task grew with the number of workers connected.
+SCHEDULER_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def bound(listeners: list, addr: Address) -> str:
+    """The address actually listened on (TCP port 0 becomes the chosen port)."""
+    if addr.path is not None:
+        return addr.path
+    host, port = listeners[0].socket.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+@command
+def cmd_exportfs(args: argparse.Namespace) -> int:
+    try:
+        fs = ExportFS(args.dir)
+        addr = parse_address(args.listen)
+    except (OSError, ValueError) as exc:
+        say(f"exportfs: {exc}")
+        return 2
+
+    async def run() -> None:
+        listeners = await open_listeners(addr)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(serve_listeners, fs, listeners,
+                                                  trace=args.trace))
+            nursery.start_soon(memory.give_back)
+            say(f"exportfs: serving {fs.root} on {bound(listeners, addr)}")
+    try:
+        with unwrapped():
+            run_until_signal(run)
+    except OSError as exc:
+        say(f"exportfs: {exc}")
+        return 1
+    return 0
+
+
+async def serve_scheduler(args: argparse.Namespace, addr: Address,
+                          ready: Callable[[str], None]) -> None:
+    from ..scheduler.service import serve_scheduler
+    gc.set_threshold(*SCHEDULER_GC_THRESHOLDS)
+    async with trio.open_nursery() as nursery:
+        _grid, listeners = await nursery.start(functools.partial(
+            serve_scheduler, args.state, addr, heartbeat_timeout=args.heartbeat_timeout,
+            trace=args.trace, ca_dir=getattr(args, "ca", None),
+            insecure=getattr(args, "insecure", False)))
+        ready(bound(listeners, addr))
+
+
+@command
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from ..scheduler.service import SetupError
+    from ..security.ca import CAError
+    try:
+        addr = parse_address(args.listen or str(Path(args.state).resolve() / SOCKET_NAME))
+    except ValueError as exc:
+        say(f"scheduler: {exc}")
+        return 2
+    if args.insecure and addr.path is None:
+        say("scheduler: WARNING: --insecure: plain 9P on TCP, every attach name believed, "
+            "anyone who can connect is an admin")
+    try:
+        with unwrapped():
+            run_until_signal(lambda: serve_scheduler(
+                args, addr, lambda where: say(f"scheduler: serving {args.state} on {where}")))
+    except (SetupError, CAError) as exc:
+        say(f"scheduler: {exc}")
+        return 2
+    except OSError as exc:
+        say(f"scheduler: {exc}")
+        return 1
+    return 0
+
+
+def worker_config(args: argparse.Namespace):
+    from ..security.identity import Identity, worker_identity_dir
+    from ..worker.ad import parse_attr
+    from ..worker.agent import WorkerConfig
+    attrs = dict(parse_attr(a) for a in args.attr)
+    name = args.name or socket.gethostname()
+    identity = Identity(Path(args.identity) if args.identity else worker_identity_dir(name))
+    scheduler = find_scheduler(args.scheduler, identity)
+    parse_address(scheduler)
+    return WorkerConfig(scheduler=scheduler, name=name, slots=args.slots,
+                        workdir=args.workdir or "", attrs=attrs, nice=args.nice,
+                        heartbeat=args.heartbeat, identity=identity,
+                        allow=tuple(args.allow), run_as=args.run_as, max_load=args.max_load)
+
+
+@command
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ..worker.agent import Replaced, Worker
+    try:
+        config = worker_config(args)
+    except (ValueError, UserError) as exc:
+        say(f"worker: {exc}")
+        return 2
+    assert config.identity is not None
+    if args.join and not config.identity.exists():
+        failed = enrol("worker", config.scheduler, args.join, config.name, config.identity.dir)
+        if failed:
+            return failed
+    try:
+        worker = Worker(config)
+    except ValueError as exc:
+        say(f"worker: {exc}")
+        return 2
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            say(f"worker: {config.name} joined {config.scheduler} with {config.slots} slots")
+    try:
+        with unwrapped():
+            run_until_signal(main)
+    except Replaced as exc:
+        say(f"worker: {config.name}: {exc}")
+        return 1
+    return 0
+
+
+@command
+def cmd_up(args: argparse.Namespace) -> int:
+    """A scheduler on a unix socket in the state folder and local workers, in the
+    foreground, until Ctrl-C or SIGTERM; its children end with it (see up.py)."""
+    from ..up import Child, clear_dead_mount
+    if args.mount and not fuse_installed("up"):
+        return 2
+    state = Path(args.state).resolve()
+    addr = parse_address(str(state / SOCKET_NAME))
+    slots = args.workers or os.cpu_count() or 1
+    args.state = str(state)
+    mount = os.path.abspath(args.mount) if args.mount else None
+
+    async def main() -> None:
+        children: list[Child] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                ready = trio.Event()
+                nursery.start_soon(serve_scheduler, args, addr, lambda where: ready.set())
+                await ready.wait()
+                worker = Child(["worker", "--scheduler", str(addr), "--slots", str(slots),
+                                "--name", f"{socket.gethostname()}-local"])
+                children.append(worker)
+                await worker.wait_line("joined")
+                nursery.start_soon(worker.copy_stderr)
+                if mount:
+                    cleared = clear_dead_mount(mount)
+                    if cleared:
+                        say(f"up: {cleared}")
+                    os.makedirs(mount, exist_ok=True)
+                    fuse = Child(["mount", "--foreground", str(addr), mount])
+                    children.insert(0, fuse)
+                    await fuse.wait_line("mounted on")
+                    nursery.start_soon(fuse.copy_stderr)
+                say(f"up: scheduler on {addr}, {slots} local worker slots, state in {state}")
+                if args.mount:
+                    say(f"up: try  echo 'submit echo hi' > {args.mount}/new; "
+                        f"cat {args.mount}/jobs/1/wait")
+                else:
+                    say(f"up: try  styxgrid submit -- echo hi   (in {state.parent} or below)")
+                code = await worker.wait()
+                raise OSError(f"the local worker ended (status {code})")
+        finally:
+            for child in children:
+                child.stop()
+    try:
+        with unwrapped():
+            run_until_signal(main)
+    except OSError as exc:
+        say(f"up: {exc}")
+        return 1
+    return 0

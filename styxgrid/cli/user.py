@@ -1,0 +1,256 @@
+"""The user's commands over 9P (no mount needed): submit, q, status, wait, why,
+cat, ls, write.  Each connects to the scheduler found by `where`, and every
+failure a user can cause ends in one line on stderr and the documented status."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import os
+import re
+import sys
+from typing import Awaitable, Callable
+
+import trio
+
+from ..errgroups import unwrapped
+from ..ninep import NinePError
+from ..ninep import errors as E
+from ..ninep.client import Client, ConnectionLost, open_client
+from ..ninep.messages import ORDWR
+from ..ninep.transport import parse_address
+from .common import UserError, command, local_user, say
+from .where import find_scheduler, user_identity
+
+ClientCommand = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+def client_command(fn: ClientCommand) -> ClientCommand:
+    """Register an async command that talks to the scheduler: find it, connect,
+    run, and turn every failure into one line and an exit status."""
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        verb = args.command
+        try:
+            address = find_scheduler(args.scheduler, user_identity())
+            parse_address(address)
+        except UserError as exc:
+            say(f"{verb}: {exc}")
+            return exc.status
+        except ValueError as exc:
+            say(f"{verb}: {exc}")
+            return 2
+
+        async def main() -> int:
+            from ..security.dial import dial
+            with unwrapped():
+                stream, uname = await dial(address, user_identity())
+                args.uname = uname or local_user()
+                async with open_client(stream, uname=args.uname) as client:
+                    return await fn(client, args)
+        try:
+            return trio.run(main)
+        except BrokenPipeError:               # `| head`: the reader has gone; end quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141
+        except UserError as exc:
+            say(f"{verb}: {exc}")
+            return exc.status
+        except NinePError as exc:
+            say(f"{verb}: {exc}")
+            return 1
+        except ValueError as exc:
+            say(f"{verb}: {exc}")
+            return 2
+        except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            say(f"{verb}: cannot reach the scheduler at {address}: {why or type(exc).__name__}")
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    command(run)  # type: ignore[arg-type]
+    return fn
+
+
+async def explain(client: Client, path: str, exc: NinePError) -> UserError:
+    """A refusal about `path`, said so that it names the path (or the job)."""
+    job = re.match(r"jobs/(\d+)(?:/|$)", path.strip("/"))
+    if exc.ename.startswith(E.ENOTFOUND) and job:
+        try:
+            await client.stat(f"jobs/{job.group(1)}")
+        except NinePError:
+            return UserError(f"no job {job.group(1)}")
+    text = exc.ename
+    if path and path not in text:
+        text = f"{path}: {text}"
+    return UserError(text)
+
+
+async def read(client: Client, path: str) -> bytes:
+    try:
+        return await client.read_file(path)
+    except NinePError as exc:
+        raise await explain(client, path, exc) from None
+
+
+def description(args: argparse.Namespace) -> str:
+    """The job the command line describes, checked here as the scheduler checks it
+    and sent in its normal form (quoted where it must be: it arrives as given)."""
+    from ..scheduler.describe import DescriptionError, JobSpec, check_new
+    if args.cmd[:1] == ["--"]:
+        args.cmd = args.cmd[1:]
+    if not args.cmd:
+        raise UserError("give the command after --, e.g. styxgrid submit -- ./sim --seed 7", 2)
+    env = []
+    for e in args.env:
+        name, eq, value = e.partition("=")
+        if not eq:
+            raise UserError(f"--env {e!r}: want NAME=VALUE", 2)
+        env.append((name, value))
+    try:
+        spec = JobSpec(cmd=args.cmd[0], args=tuple(args.cmd[1:]), tasks=args.tasks,
+                       env=tuple(env), dir=args.dir or "", inputs=tuple(args.input),
+                       outputs=tuple(args.output), requirements=args.requirements or "",
+                       rank=args.rank or "", priority=args.priority or 0,
+                       retries=args.retries or 0)
+        check_new(spec)
+    except DescriptionError as exc:
+        raise UserError(str(exc), 2) from None
+    return spec.lines() + "submit\n"
+
+
+def program_to_send(args: argparse.Namespace) -> str | None:
+    """The local program that goes along with the job, if any: by default a path
+    given relative to this folder (`./sim`, `bin/sim`); an absolute path or a bare
+    name runs as it is on the worker.  --send and --no-send decide otherwise."""
+    program = args.cmd[0]
+    if args.send is False:
+        return None
+    if args.send is None and (program.startswith("/") or "/" not in program):
+        return None
+    if not os.path.isfile(program):
+        raise UserError(f"{program}: no such file here to send along (--no-send runs it "
+                        "as it is on the workers)", 2)
+    return program
+
+
+async def ship_program(client: Client, args: argparse.Namespace) -> None:
+    """Send the program as Condor sends the executable: stored once by content in
+    /data/USER/programs/HASH/NAME and named as an input; the task runs ./NAME, so
+    its argv[0] is the program's own name."""
+    from .data import makedirs
+    program = program_to_send(args)
+    if program is None:
+        return
+    with open(program, "rb") as f:
+        data = f.read()
+    name = os.path.basename(program)
+    folder = f"{args.uname}/programs/{hashlib.sha256(data).hexdigest()[:16]}"
+    await makedirs(client, f"data/{folder}")
+    try:
+        await client.stat(f"data/{folder}/{name}")
+    except NinePError:
+        await client.write_file(f"data/{folder}/{name}", data)
+    args.cmd[0] = f"./{name}"
+    args.input.append(f"{folder}/{name}")
+
+
+async def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    description(args)                           # check the arguments before sending anything
+    await ship_program(client, args)
+    f = await client.open("new", ORDWR)
+    async with f:
+        await f.pwrite(0, description(args).encode())
+        print((await f.pread(0, 64)).decode().strip())
+    return 0
+
+
+async def cmd_q(client: Client, args: argparse.Namespace) -> int:
+    print(f"{'JOB':>6} {'STATE':8} {'TASKS':>7} {'QUEUED':>7} {'RUN':>5} {'DONE':>7} "
+          f"{'FAIL':>5} OWNER")
+    for entry in await client.ls("jobs"):
+        try:
+            line = (await client.read_file(f"jobs/{entry.name}/status")).decode()
+        except NinePError:
+            continue                       # removed meanwhile
+        words = line.split()
+        f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+        print(f"{words[0]:>6} {words[1]:8} {f['tasks']:>7} {f['queued']:>7} "
+              f"{f['running']:>5} {f['done']:>7} {f['failed']:>5} {f['owner']}")
+    return 0
+
+
+async def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    sys.stdout.write((await client.read_file("nodes/index")).decode())
+    sys.stdout.write((await client.read_file("stats")).decode())
+    return 0
+
+
+async def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    """Show progress while the job runs; exit 0 if every task is done, else 1."""
+    job = args.job
+    show = sys.stderr.isatty()
+    await read(client, f"jobs/{job}/status")            # "no job N" before anything else
+
+    async def progress() -> None:
+        """Redraw the bar when the job changes, at most ten times a second (the
+        events that come meanwhile are read in one go)."""
+        async for _ in client.stream(f"jobs/{job}/events"):
+            words = (await client.read_file(f"jobs/{job}/status")).decode().split()
+            f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+            total, done = int(f["tasks"]), int(f["done"]) + int(f["failed"])
+            bar = "#" * (30 * done // max(total, 1))
+            sys.stderr.write(f"\rjob {job} [{bar:30}] {done}/{total} {words[1]}  ")
+            sys.stderr.flush()
+            await trio.sleep(0.1)
+    async with trio.open_nursery() as nursery:
+        if show:
+            nursery.start_soon(progress)
+        final = (await read(client, f"jobs/{job}/wait")).decode()
+        nursery.cancel_scope.cancel()
+    if show:
+        sys.stderr.write("\n")
+    print(final.strip())
+    return 0 if final.split()[1] == "done" else 1
+
+
+async def cmd_why(client: Client, args: argparse.Namespace) -> int:
+    sys.stdout.write((await read(client, f"jobs/{args.job}/why")).decode())
+    return 0
+
+
+async def cmd_cat(client: Client, args: argparse.Namespace) -> int:
+    for path in args.paths:
+        try:
+            async for chunk in client.stream(path):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+        except NinePError as exc:
+            raise await explain(client, path, exc) from None
+    return 0
+
+
+async def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    try:
+        entries = await client.ls(args.path)
+    except NinePError as exc:
+        raise await explain(client, args.path, exc) from None
+    for entry in entries:
+        print(entry.name + ("/" if entry.mode & 0x80000000 else ""))
+    return 0
+
+
+async def cmd_write(client: Client, args: argparse.Namespace) -> int:
+    """Write the words given (or stdin) to a file in one write, like `echo > FILE`."""
+    data = (" ".join(args.words) + "\n").encode() if args.words else sys.stdin.buffer.read()
+    try:
+        await client.write_file(args.path, data)
+    except NinePError as exc:
+        raise await explain(client, args.path, exc) from None
+    return 0
+
+
+for _fn in (cmd_submit, cmd_q, cmd_status, cmd_wait, cmd_why, cmd_cat, cmd_ls, cmd_write):
+    client_command(_fn)
