@@ -197,7 +197,7 @@ def data_commands(sub: argparse._SubParsersAction) -> None:
     scheduler_option(p)
     p.add_argument("-p", "--parents", action="store_true",
                    help="make missing parents too; no error if it exists")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="folders to make")
     p = sub.add_parser("put", help="upload files and folders into the grid")
     scheduler_option(p)
     p.add_argument("local", nargs="+", metavar="LOCAL", help="files or folders here")
@@ -210,4 +210,4 @@ def data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rm", help="remove files (and with -r folders) of the grid")
     scheduler_option(p)
     p.add_argument("-r", "--recursive", action="store_true", help="remove folders whole")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to remove")

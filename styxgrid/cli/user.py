@@ -82,7 +82,7 @@ async def explain(client: Client, path: str, exc: NinePError) -> UserError:
             await client.stat(f"jobs/{job.group(1)}")
         except NinePError:
             return UserError(f"no job {job.group(1)}")
-    text = exc.ename
+    text = exc.ename.removesuffix(f": {path}")        # a walk's error names the path last
     if path and path not in text:
         text = f"{path}: {text}"
     return UserError(text)
