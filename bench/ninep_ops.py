@@ -2,8 +2,8 @@
 """9P small-file and bulk figures: styxgrid exportfs against diod, side by side.
 
 Starts `styxgrid exportfs` (9P2000) and diod (9P2000.L) on loopback over the same
-folder, runs the independent p9probe client against both (--bench N and --bulk of a
-64 MiB file, alternating, median of R rounds), prints iterations/s, MiB/s and the
+folder, runs an independent client (probe9p.py, p9fs's py9p) against both (--bench N
+and --bulk of a 64 MiB file, alternating, median of R rounds), prints iterations/s, MiB/s and the
 ratios styxgrid/diod; then holds 1,000 idle attached connections to exportfs and
 prints the server's RSS per connection.
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from styxgrid.ninep import NOFID, NOTAG, Decoder, NEED_DATA, encode  # noqa: E402
 from styxgrid.ninep import messages as M  # noqa: E402
 
-PROBE = REPO.parent / "shared" / "tools" / "p9probe.py"
+PROBE = REPO / "bench" / "probe9p.py"
 NULL9P = REPO / "bench" / "null9p.py"
 
 
@@ -58,7 +58,7 @@ def probe(*args: str) -> str:
     out = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True,
                          timeout=600)
     if out.returncode:
-        raise SystemExit(f"p9probe {args} failed:\n{out.stdout}{out.stderr}")
+        raise SystemExit(f"probe9p {args} failed:\n{out.stdout}{out.stderr}")
     return out.stdout
 
 
@@ -90,7 +90,7 @@ def idle_connections(port: int, n: int) -> list[socket.socket]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=2000, help="p9probe --bench iterations")
+    ap.add_argument("--n", type=int, default=2000, help="probe9p --bench iterations")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     ap.add_argument("--conns", type=int, default=1000, help="idle connections for RSS")
     a = ap.parse_args()
@@ -135,7 +135,7 @@ def main() -> int:
                                           probe(f"127.0.0.1:{port}", "--bench", str(a.n))))
         s_small, d_small = statistics.median(small["styxgrid"]), statistics.median(small["diod"])
         s_bulk, d_bulk = statistics.median(bulk["styxgrid"]), statistics.median(bulk["diod"])
-        print(f"p9probe --bench {a.n} (walk+open+read+clunk), median of {a.rounds}:")
+        print(f"probe9p --bench {a.n} (walk+open+read+clunk), median of {a.rounds}:")
         print(f"  styxgrid exportfs {s_small:9.1f} iterations/s")
         print(f"  diod              {d_small:9.1f} iterations/s")
         print(f"  ratio styxgrid/diod {s_small / d_small:.2f}  (target >= 1.0)")
@@ -143,7 +143,7 @@ def main() -> int:
             rate = statistics.median(small[mode])
             print(f"  for scale: null9p.py {label:22} {rate:9.1f} iterations/s = "
                   f"{rate / d_small:.2f} x diod; styxgrid = {s_small / rate:.2f} x it")
-        print("p9probe --bulk 64 MiB, msize asked 1 MiB (diod caps at 64 KiB):")
+        print("probe9p --bulk 64 MiB, msize asked 1 MiB (diod caps at 64 KiB):")
         print(f"  styxgrid exportfs {s_bulk:9.1f} MiB/s")
         print(f"  diod              {d_bulk:9.1f} MiB/s")
         print(f"  ratio styxgrid/diod {s_bulk / d_bulk:.2f}  (target >= 0.8)")

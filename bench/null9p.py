@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A 9P2000 responder with nothing behind it: the ceiling row of ninep_ops.py.
 
-It answers p9probe's bench loop (version, attach, walk, open, read, clunk) with
+It answers the bench loop of probe9p.py (version, attach, walk, open, read, clunk) with
 fixed replies, using styxgrid's codec and no file system, no fid table and no
 checks.  So it shows how fast any Python 9P server could answer the same client on
 this machine: on trio (one task per connection, as styxgrid's server) or on
