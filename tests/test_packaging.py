@@ -35,6 +35,7 @@ def test_the_wheel_holds_every_package_and_the_man_pages(wheel):
     packages = sorted(str(init.parent.relative_to(ROOT))
                       for init in (ROOT / "styxgrid").rglob("__init__.py"))
     assert packages and all(f"{p}/__init__.py" in names for p in packages), packages
+    assert any(".dist-info/" in n and n.endswith("/LICENSE") for n in names), names
     man = sorted(page.name for page in (ROOT / "man").iterdir())
     assert all(any(n.endswith(f"/data/share/man/man{page[-1]}/{page}") for n in names)
                for page in man), man

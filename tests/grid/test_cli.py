@@ -197,3 +197,12 @@ def test_data_commands_move_trees_both_ways(grid, cli, tmp_path):
     out = cli("put", str(tmp_path / "missing"), f"data/{me}/")
     assert out.returncode == 2 and lines(out) == [
         f"styxgrid: put: {tmp_path}/missing: no such file or folder here"]
+
+
+def test_a_worker_finds_the_scheduler_in_the_same_order(grid, proc, tmp_path):
+    """No --scheduler: $STYXGRID_SCHEDULER, as for every command."""
+    proc(["worker", "--name", "by-env", "--slots", "1", "--workdir", str(tmp_path / "w")],
+         r"joined", env={"STYXGRID_SCHEDULER": grid.sock, "XDG_CONFIG_HOME": str(tmp_path)})
+    out = subprocess.run([*STYXGRID, "--scheduler", grid.sock, "cat", "nodes/index"],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.stdout.startswith("by-env ")
