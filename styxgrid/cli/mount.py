@@ -14,6 +14,7 @@ from ..errgroups import unwrapped
 from ..ninep import NinePError
 from ..ninep.client import ConnectionLost
 from ..ninep.transport import parse_address
+from ..up import clear_dead_mount
 from .common import command, fuse_installed, say
 from .where import user_identity
 
@@ -29,6 +30,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
         say(f"mount: {exc}")
         return 2
     mountpoint = os.path.abspath(args.mountpoint)
+    try:
+        cleared = clear_dead_mount(mountpoint)
+    except OSError as exc:
+        say(f"mount: {exc}")
+        return 1
+    if cleared:
+        say(f"mount: {cleared}")
     if not os.path.isdir(mountpoint):
         say(f"mount: {mountpoint} is not a folder")
         return 2
