@@ -36,28 +36,42 @@ class Child:
     """A `styxgrid` subcommand run by `up`; its stderr is copied to ours."""
 
     def __init__(self, args: list[str]) -> None:
+        self.args = args
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "styxgrid", *args], stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE, preexec_fn=_die_with_parent(os.getpid()))
         assert self.popen.stderr is not None
         self.stderr = trio.lowlevel.FdStream(os.dup(self.popen.stderr.fileno()))
         self.popen.stderr.close()
+        self.buffer = b""                  # what was read past the line waited for
 
     async def wait_line(self, word: str) -> None:
-        """Copy stderr until a line with `word` has come; fail if the child ends first."""
-        buffer = b""
-        while word.encode() not in buffer:
+        """Copy stderr up to the end of a line with `word`; if the child ends
+        first, fail with what it said (its last line: its reason)."""
+        while True:
+            at = self.buffer.find(word.encode())
+            end = self.buffer.find(b"\n", at) if at >= 0 else -1
+            if end >= 0:
+                sys.stderr.buffer.write(self.buffer[:end + 1])
+                sys.stderr.flush()
+                self.buffer = self.buffer[end + 1:]
+                return
             chunk = await self.stderr.receive_some()
             if not chunk:
-                raise OSError(f"{buffer.decode(errors='replace').strip()}")
-            buffer += chunk
-        sys.stderr.buffer.write(buffer)
-        sys.stderr.flush()
+                said = self.buffer.decode(errors="replace").strip().splitlines()
+                last = said[-1].removeprefix("styxgrid: ") if said else "no message"
+                raise OSError(f"{' '.join(self.args[:1])} ended: {last}")
+            self.buffer += chunk
 
     async def copy_stderr(self) -> None:
+        """Copy stderr whole lines at a time, so that ours are never cut into."""
         async for chunk in self.stderr:
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.flush()
+            self.buffer += chunk
+            end = self.buffer.rfind(b"\n")
+            if end >= 0:
+                sys.stderr.buffer.write(self.buffer[:end + 1])
+                sys.stderr.flush()
+                self.buffer = self.buffer[end + 1:]
 
     async def wait(self) -> int:
         return await trio.to_thread.run_sync(self.popen.wait, abandon_on_cancel=True)

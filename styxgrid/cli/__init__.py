@@ -16,7 +16,7 @@ import logging
 import resource
 
 from . import data, enrol, mount, serve, user  # noqa: F401  (each registers its commands)
-from .common import COMMANDS
+from .common import COMMANDS, say
 from .parser import parser
 
 
@@ -28,7 +28,11 @@ def raise_fd_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args, extra = parser().parse_known_args(argv)
+    if extra:
+        say(f"{args.command}: unrecognized arguments: {' '.join(extra)} "
+            f"(see styxgrid {args.command} --help)")
+        return 2
     raise_fd_limit()
     logging.basicConfig(level=logging.DEBUG if args.trace else logging.WARNING,
                         format="%(name)s: %(message)s")

@@ -36,16 +36,10 @@ class UserError(Exception):
         self.status = status
 
 
-class StdoutClosed(Exception):
-    """The reader of our output went away (`| head`): end quietly, as cat does."""
-
-
-def write_out(data: bytes) -> None:
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        raise StdoutClosed() from None
+def os_error(exc: OSError) -> str:
+    """`PATH: reason`, as the shell says it, rather than Python's [Errno N] form."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def run_until_signal(main: Callable[[], Awaitable[None]]) -> None:

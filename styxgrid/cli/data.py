@@ -8,15 +8,17 @@ more than a MiB show a progress line on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
+from typing import Awaitable, Callable
 
 from ..ninep import NinePError
 from ..ninep import errors as E
 from ..ninep.client import Client
-from ..ninep.messages import DMDIR, OREAD, OWRITE, OTRUNC
-from .common import UserError
+from ..ninep.messages import DMDIR, OREAD
+from .common import UserError, os_error
 from .user import client_command, explain
 
 CHUNK = 1 << 20               # bytes read or written per call (the client splits by iounit)
@@ -61,8 +63,11 @@ async def makedirs(client: Client, path: str) -> None:
     parts = [p for p in path.split("/") if p]
     for i in range(1, len(parts) + 1):
         here = "/".join(parts[:i])
-        if await is_dir(client, here):
+        kind = await is_dir(client, here)
+        if kind:
             continue
+        if kind is False:
+            raise UserError(f"{here}: not a folder")
         try:
             await (await client.create(here, perm=DMDIR | 0o755, mode=OREAD)).close()
         except NinePError as exc:
@@ -91,12 +96,7 @@ def local_size(path: str) -> int:
 
 async def put_file(client: Client, local: str, remote: str, progress: Progress) -> None:
     try:
-        try:
-            f = await client.open(remote, OWRITE | OTRUNC)
-        except NinePError as exc:
-            if not exc.ename.startswith(E.ENOTFOUND):
-                raise
-            f = await client.create(remote, perm=0o644, mode=OWRITE)
+        f = await client.open_or_create(remote)
         async with f:
             with open(local, "rb") as src:
                 offset = 0
@@ -114,6 +114,18 @@ async def put_tree(client: Client, local: str, remote: str, progress: Progress) 
     await makedirs(client, remote)
     for name in sorted(os.listdir(local)):
         await put_tree(client, os.path.join(local, name), f"{remote}/{name}", progress)
+
+
+def local_errors(fn: Callable[[Client, argparse.Namespace], Awaitable[int]]):
+    """An OSError in a data command is about a local file: said with its path (a
+    lost connection reaches the command as ConnectionLost, never as OSError)."""
+    @functools.wraps(fn)
+    async def run(client: Client, args: argparse.Namespace) -> int:
+        try:
+            return await fn(client, args)
+        except OSError as exc:
+            raise UserError(os_error(exc)) from None
+    return run
 
 
 async def cmd_put(client: Client, args: argparse.Namespace) -> int:
@@ -164,7 +176,7 @@ async def get_tree(client: Client, remote: str, local: str, progress: Progress) 
 
 async def cmd_get(client: Client, args: argparse.Namespace) -> int:
     """`get SRC... LOCALDIR`: each file or folder (whole) into LOCALDIR."""
-    if os.path.exists(args.localdir) and not os.path.isdir(args.localdir):
+    if os.path.exists(args.localdir.rstrip("/")) and not os.path.isdir(args.localdir):
         raise UserError(f"{args.localdir}: not a folder", 2)
     total = 0
     for src in args.src:
@@ -194,10 +206,16 @@ async def remove_tree(client: Client, path: str, recursive: bool) -> None:
 
 
 async def cmd_rm(client: Client, args: argparse.Namespace) -> int:
+    """Files, and with -r folders whole; never a folder of the tree's top level
+    (`rm -r data` would empty every user's folder before failing on /data itself)."""
+    for path in args.paths:
+        if len([p for p in path.split("/") if p not in ("", ".")]) < 2:
+            raise UserError(f"{path or '/'}: a folder of the grid itself, not removed "
+                            "(name what is in it)", 2)
     for path in args.paths:
         await remove_tree(client, path.rstrip("/"), args.recursive)
     return 0
 
 
-for _fn in (cmd_mkdir, cmd_put, cmd_get, cmd_rm):
+for _fn in (cmd_mkdir, local_errors(cmd_put), local_errors(cmd_get), cmd_rm):
     client_command(_fn)

@@ -12,7 +12,7 @@ from ..errgroups import unwrapped
 from ..ninep import NinePError
 from ..ninep.client import ConnectionLost
 from ..ninep.transport import parse_address
-from .common import command, local_user, say
+from .common import command, local_user, os_error, say
 from .where import user_identity
 
 
@@ -34,8 +34,11 @@ def enrol(verb: str, scheduler: str, token: str, name: str, out: Path) -> int:
     except (ValueError, TokenError) as exc:         # the command line's mistake
         say(f"{verb}: {exc}")
         return 2
-    except (CAError, NinePError) as exc:
+    except NinePError as exc:
         say(f"{verb}: {scheduler} refused: {exc}")
+        return 1
+    except CAError as exc:
+        say(f"{verb}: {scheduler}: {exc}")
         return 1
     except (OSError, ConnectionLost, trio.BrokenResourceError, trio.TooSlowError) as exc:
         say(f"{verb}: cannot enrol at {scheduler}: {exc}")
@@ -71,6 +74,9 @@ def cmd_ca(args: argparse.Namespace) -> int:
     except CAError as exc:
         say(f"ca: {exc}")
         return 2
+    except OSError as exc:
+        say(f"ca: {os_error(exc)}")
+        return 1
     return 0
 
 

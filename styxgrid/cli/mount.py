@@ -40,6 +40,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if not os.path.isdir(mountpoint):
         say(f"mount: {mountpoint} is not a folder")
         return 2
+    if os.path.ismount(mountpoint):
+        say(f"mount: {mountpoint} is a mount point already (styxgrid umount it first)")
+        return 1
     if not args.foreground:
         return _mount_in_background(args, mountpoint)
     from ..fs.mount import serve_mount

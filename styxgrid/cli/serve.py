@@ -17,7 +17,8 @@ from ..errgroups import unwrapped
 from ..ninep import memory, serve_listeners
 from ..ninep.exportfs import ExportFS
 from ..ninep.transport import Address, open_listeners, parse_address
-from .common import SOCKET_NAME, UserError, command, fuse_installed, run_until_signal, say
+from .common import (DEFAULT_STATE, SOCKET_NAME, UserError, command, fuse_installed, os_error,
+                     run_until_signal, say)
 from .enrol import enrol
 from .where import find_scheduler
 
@@ -114,10 +115,13 @@ def worker_config(args: argparse.Namespace):
 
 @command
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ..worker.agent import Replaced, Worker
+    from ..worker.agent import JoinRefused, Replaced, Worker
     try:
         config = worker_config(args)
-    except (ValueError, UserError) as exc:
+    except UserError as exc:
+        say(f"worker: {exc}")
+        return exc.status
+    except ValueError as exc:
         say(f"worker: {exc}")
         return 2
     assert config.identity is not None
@@ -138,10 +142,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         with unwrapped():
             run_until_signal(main)
-    except Replaced as exc:
+    except (Replaced, JoinRefused) as exc:
         say(f"worker: {config.name}: {exc}")
         return 1
     return 0
+
+
+async def watch_mount(fuse, mount: str) -> None:
+    """A mount that ends on its own (killed) is cleared; the grid goes on without it."""
+    from ..up import clear_dead_mount
+    code = await fuse.wait()
+    try:
+        cleared = clear_dead_mount(mount)
+    except OSError as exc:
+        cleared = str(exc)
+    say(f"up: the mount at {mount} ended (status {code})" + (f"; {cleared}" if cleared else "")
+        + "; the grid goes on without it")
 
 
 @command
@@ -149,7 +165,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     """A scheduler on a unix socket in the state folder and local workers, in the
     foreground, until Ctrl-C or SIGTERM; its children end with it (see up.py)."""
     from ..up import Child, clear_dead_mount
+    from ..scheduler.grid import MAX_SLOTS
     if args.mount and not fuse_installed("up"):
+        return 2
+    if not 0 <= args.workers <= MAX_SLOTS:
+        say(f"up: --workers {args.workers}: want 1..{MAX_SLOTS} (0: one per core)")
         return 2
     state = Path(args.state).resolve()
     addr = parse_address(str(state / SOCKET_NAME))
@@ -178,12 +198,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                     children.insert(0, fuse)
                     await fuse.wait_line("mounted on")
                     nursery.start_soon(fuse.copy_stderr)
+                    nursery.start_soon(watch_mount, fuse, mount)
                 say(f"up: scheduler on {addr}, {slots} local worker slots, state in {state}")
                 if args.mount:
                     say(f"up: try  echo 'submit echo hi' > {args.mount}/new; "
                         f"cat {args.mount}/jobs/1/wait")
-                else:
+                elif state.name == DEFAULT_STATE:
                     say(f"up: try  styxgrid submit -- echo hi   (in {state.parent} or below)")
+                else:
+                    say(f"up: try  styxgrid --scheduler {addr} submit -- echo hi")
                 code = await worker.wait()
                 raise OSError(f"the local worker ended (status {code})")
         finally:
@@ -193,6 +216,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         with unwrapped():
             run_until_signal(main)
     except OSError as exc:
-        say(f"up: {exc}")
+        say(f"up: {os_error(exc)}")
         return 1
     return 0

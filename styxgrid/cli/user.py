@@ -17,8 +17,9 @@ import trio
 from ..errgroups import unwrapped
 from ..ninep import NinePError
 from ..ninep import errors as E
+from ..ninep.errors import LocalProtocolError, RemoteProtocolError
 from ..ninep.client import Client, ConnectionLost, open_client
-from ..ninep.messages import ORDWR
+from ..ninep.messages import DMDIR, ORDWR
 from ..ninep.transport import parse_address
 from .common import UserError, command, local_user, say
 from .where import find_scheduler, user_identity
@@ -61,9 +62,15 @@ def client_command(fn: ClientCommand) -> ClientCommand:
         except NinePError as exc:
             say(f"{verb}: {exc}")
             return 1
-        except ValueError as exc:
+        except UnicodeError:
+            say(f"{verb}: names in the grid are UTF-8 text; an argument is not")
+            return 2
+        except LocalProtocolError as exc:
             say(f"{verb}: {exc}")
             return 2
+        except (ValueError, RemoteProtocolError) as exc:
+            say(f"{verb}: {exc}")
+            return 2 if isinstance(exc, ValueError) else 1
         except (OSError, ConnectionLost, trio.BrokenResourceError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             say(f"{verb}: cannot reach the scheduler at {address}: {why or type(exc).__name__}")
@@ -115,6 +122,7 @@ def description(args: argparse.Namespace) -> str:
                        outputs=tuple(args.output), requirements=args.requirements or "",
                        rank=args.rank or "", priority=args.priority or 0,
                        retries=args.retries or 0)
+        JobSpec.from_lines(spec.lines())      # every line's check, as the scheduler's
         check_new(spec)
     except DescriptionError as exc:
         raise UserError(str(exc), 2) from None
@@ -233,12 +241,16 @@ async def cmd_cat(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    """A folder's entries, a folder's marked with /; a file, like ls(1), as itself."""
     try:
+        if not (await client.stat(args.path)).mode & DMDIR:
+            print(args.path.rstrip("/").rpartition("/")[2])
+            return 0
         entries = await client.ls(args.path)
     except NinePError as exc:
         raise await explain(client, args.path, exc) from None
     for entry in entries:
-        print(entry.name + ("/" if entry.mode & 0x80000000 else ""))
+        print(entry.name + ("/" if entry.mode & DMDIR else ""))
     return 0
 
 

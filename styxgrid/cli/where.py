@@ -20,7 +20,7 @@ def user_identity() -> Identity:
 
 
 def find_scheduler(given: str | None, stored: Identity | None) -> str:
-    if given:
+    if given is not None:                    # even empty: a bad address is said so
         return given
     env = os.environ.get("STYXGRID_SCHEDULER")
     if env:

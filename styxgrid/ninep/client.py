@@ -297,14 +297,18 @@ class Client:
 
         Each write must fit one iounit when the file is a ctl-like file whose
         verbs are whole writes; larger data goes in iounit pieces."""
+        f = await self.open_or_create(path, truncate=truncate)
+        async with f:
+            await f.write(data)
+
+    async def open_or_create(self, path: str, *, truncate: bool = True) -> "File":
+        """Open for writing (truncating), or create it if it is not there."""
         try:
-            f = await self.open(path, OWRITE | (OTRUNC if truncate else 0))
+            return await self.open(path, OWRITE | (OTRUNC if truncate else 0))
         except NinePError as exc:
             if not exc.ename.startswith(E.ENOTFOUND):
                 raise
-            f = await self.create(path)
-        async with f:
-            await f.write(data)
+            return await self.create(path)
 
     async def stream(self, path: str) -> AsyncIterator[bytes]:
         """Each chunk of `path` as it comes, until EOF (tail -f of a 9P stream)."""

@@ -35,18 +35,19 @@ def parse_address(text: str) -> Address:
     """`HOST:PORT` (or `tcp!HOST!PORT`) is TCP; anything else with no colon, or with
     a slash, is a unix socket path (`unix!PATH` too), relative ones from the
     current folder."""
-    if text.startswith("unix!"):
+    given = text
+    if text.startswith("unix!") and text[5:]:
         return Address(path=os.path.abspath(text[5:]))
     if text.startswith("tcp!"):
         parts = text.split("!")
         if len(parts) != 3:
             raise ValueError(f"bad address {text!r}: want tcp!HOST!PORT")
         text = f"{parts[1]}:{parts[2]}"
-    elif text and ("/" in text or ":" not in text):
+    elif text and "!" not in text and ("/" in text or ":" not in text):
         return Address(path=os.path.abspath(text))
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"bad address {text!r}: want HOST:PORT or a unix socket path")
+        raise ValueError(f"bad address {given!r}: want HOST:PORT or a unix socket path")
     return Address(host=host.strip("[]") or "127.0.0.1", port=int(port))
 
 

@@ -176,6 +176,9 @@ def _path(key: str, value: str) -> str:
         raise DescriptionError(f"{key}: needs a path")
     if key in ("input", "output") and ".." in value.split("/"):
         raise DescriptionError(f"{key}: {quoted(value)} may not contain '..'")
+    if key == "output" and value.startswith("/"):
+        raise DescriptionError(f"output: {quoted(value)} must be a path in the task's "
+                               "folder, not an absolute one")
     return value
 
 
@@ -279,7 +282,9 @@ def check_new(spec: JobSpec) -> None:
     tasks = spec.tasks
     for path in spec.outputs:
         name = path.rpartition("/")[2]
-        if tasks > 1 and "$STYXGRID_TASK" not in name and "${STYXGRID_TASK}" not in name:
+        for var in ("STYXGRID_TASK", "STYXGRID_JOB"):      # ${X} and $X are one name
+            name = name.replace("${" + var + "}", "$" + var)
+        if tasks > 1 and "$STYXGRID_TASK" not in name:
             raise DescriptionError(
                 f"output {quoted(path)}: all {tasks} tasks would store it as outputs/{name}; "
                 f"put $STYXGRID_TASK in its name (e.g. {_numbered(name)}) to keep one each")

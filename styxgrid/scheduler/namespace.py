@@ -237,7 +237,7 @@ async def grid_ctl(grid: Grid, text: str) -> None:
             except LookupError as exc:
                 raise NinePError(_words(exc)) from None
         else:
-            raise NinePError(f"unknown verb {line.strip()!r}: expected drain [NODE] or "
+            raise NinePError(f"unknown verb {quoted(line.strip())}: expected drain [NODE] or "
                              "resume [NODE]")
 
 
@@ -691,7 +691,7 @@ async def node_ctl(grid: Grid, name: str, text: str) -> None:
     verbs = [line.strip() for line in text.split("\n") if line.strip()]
     for verb in verbs:
         if verb not in ("drain", "resume", "disable"):
-            raise NinePError(f"unknown verb {verb!r}: expected drain, resume or disable")
+            raise NinePError(f"unknown verb {quoted(verb)}: expected drain, resume or disable")
     try:
         for verb in verbs:
             if verb == "disable":

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..ninep.transport import TLSTransport
-from .ca import fingerprint, identity_of
+from .ca import CAError, fingerprint, identity_of
 from .identity import Identity
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -54,7 +54,8 @@ def check_pinned(server_der: bytes, ca_pem: bytes, expected: str) -> None:
     certificate: otherwise someone is in the middle."""
     ca = x509.load_pem_x509_certificate(ca_pem)
     if fingerprint(ca) != expected:
-        raise ssl.SSLError("the scheduler's CA is not the one the token names")
+        raise CAError("the scheduler's CA is not the one the token names: someone may "
+                      "be in the middle, or the token is for another grid")
     leaf = x509.load_der_x509_certificate(server_der)
     key = ca.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
@@ -63,8 +64,8 @@ def check_pinned(server_der: bytes, ca_pem: bytes, expected: str) -> None:
         key.verify(leaf.signature, leaf.tbs_certificate_bytes,
                    ec.ECDSA(leaf.signature_hash_algorithm))
     except Exception:  # cryptography raises InvalidSignature
-        raise ssl.SSLError("the scheduler's certificate is not signed by the pinned CA") \
-            from None
+        raise CAError("the scheduler's certificate is not signed by the CA the token "
+                      "names: someone may be in the middle") from None
 
 
 async def accept(stream: trio.SocketStream,

@@ -17,12 +17,14 @@ back), and reports them on the new connection.  A task is kept (and named in a
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import math
 import os
 import pwd
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
@@ -51,13 +53,46 @@ AHEAD_PER_SLOT = 8          # and at most this many tasks per slot
 INLINE_OUTPUT = 64 * 1024   # a finished task's output up to this size goes in its report
 LOAD_WINDOW = 60.0          # seconds: the kernel's 1-minute load average
 REPORTS_PER_WRITE = 512
+UPLOAD_PIECE = 1 << 20      # bytes of an output file read (off the loop) and sent at once
 OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
 REPLACED = "replaced:"      # the scheduler's answer once a newer worker took our name
+
+
+def open_output(folder: str, path: str) -> int:
+    """An output file of the task, opened for reading: a regular file whose real
+    path is inside the task's folder (no symbolic link out of it, no FIFO or
+    device that would hold the worker)."""
+    local = os.path.join(folder, path)
+    real, inside = os.path.realpath(local), os.path.realpath(folder)
+    if not os.path.lexists(local):
+        raise FileNotFoundError(local)
+    if not real.startswith(inside + os.sep):
+        raise OSError(errno.EPERM, "it leads outside the task's folder")
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EPERM, "it is not a regular file")
+    return fd
+
+
+async def upload(client: Client, fd: int, remote: str) -> None:
+    """Copy an open local file to `remote` (made or truncated), a piece at a time."""
+    f = await client.open_or_create(remote)
+    async with f:
+        offset = 0
+        while chunk := await trio.to_thread.run_sync(os.pread, fd, UPLOAD_PIECE, offset,
+                                                     abandon_on_cancel=True):
+            offset += await f.pwrite(offset, chunk)
 
 
 class Replaced(Exception):
     """A newer worker joined under this worker's name: this one stops (the
     scheduler's message says so); rejoining would only evict that one in turn."""
+
+
+class JoinRefused(Exception):
+    """The scheduler answered the join and refused it (a bad name, slots out of
+    range, another's name): asking again would get the same answer."""
 
 
 @dataclass
@@ -272,7 +307,16 @@ class Worker:
     # ------------------------------------------------------------ the connection
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the grid until cancelled, dialling again whenever the link drops."""
+        """Serve the grid until cancelled, dialling again whenever the link drops.
+        However it ends, the tasks it still runs are killed with it."""
+        try:
+            await self.serve(task_status)
+        finally:
+            for held in self.tasks.values():
+                if held.process is not None:
+                    held.process.kill()
+
+    async def serve(self, task_status: trio.TaskStatus) -> None:
         backoff = 0.05
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
@@ -288,7 +332,8 @@ class Worker:
                                              e.ename.startswith(REPLACED))
                     if replaced is not None:
                         raise Replaced(leaves(replaced)[0].args[0]) from None
-                    log.warning("worker %s: %s; dialling again in %.1fs", self.config.name,
+                    log.warning("worker %s: %s: %s; dialling again in %.1fs",
+                                self.config.name, self.config.scheduler,
                                 sole(lost.exceptions[0]), backoff)
                 task_status = trio.TASK_STATUS_IGNORED
                 await trio.sleep(backoff)
@@ -307,7 +352,11 @@ class Worker:
         async with open_client(stream, uname=uname, aname="worker") as client:
             ctl = await client.open("work", ORDWR)
             lease = self.wanted_lease()
-            await ctl.pwrite(0, self.join_text().encode())
+            try:
+                await ctl.pwrite(0, self.join_text().encode())
+            except NinePError as exc:
+                raise JoinRefused(f"{self.config.scheduler} refused the join: {exc.ename}") \
+                    from None
             self.lease_told = lease
             self.inline = min(INLINE_OUTPUT, ctl.iounit // 4)
             self.link = Link(client, ctl)
@@ -596,18 +645,24 @@ class Worker:
                         run.sent[stream] += await remote.pwrite(run.sent[stream], chunk)
 
     async def send_outputs(self, client: Client, run: TaskRun) -> None:
+        """Each output the task left, a regular file inside its folder, sent in
+        pieces read off the event loop (a task decides what its files are)."""
         for path in run.spec.outputs:
-            local = os.path.join(run.cwd, run.expand(path))
-            if os.path.isfile(local):
-                name = os.path.basename(local)
-                try:
-                    with open(local, "rb") as f:
-                        data = f.read()
-                    await client.write_file(f"jobs/{run.job}/outputs/{name}", data)
-                except NinePError as exc:
-                    raise NinePError(f"output {name} not stored: {exc.ename}") from None
-                except OSError as exc:
-                    raise OSError(f"output {name} not read: {exc.strerror or exc}") from None
+            name = os.path.basename(run.expand(path))
+            try:
+                fd = open_output(run.cwd, run.expand(path))
+            except FileNotFoundError:
+                continue                          # not left: not an error
+            except OSError as exc:
+                raise OSError(f"output {name} not sent: {exc.strerror or exc}") from None
+            try:
+                await upload(client, fd, f"jobs/{run.job}/outputs/{name}")
+            except NinePError as exc:
+                raise NinePError(f"output {name} not stored: {exc.ename}") from None
+            except OSError as exc:
+                raise OSError(f"output {name} not read: {exc.strerror or exc}") from None
+            finally:
+                os.close(fd)
 
     def last_output(self, run: TaskRun) -> bytes | None:
         """The ended task's output not sent yet, as `output J T STREAM OFFSET SIZE`

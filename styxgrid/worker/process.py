@@ -7,15 +7,30 @@ trio loop when it has ended.  Killing a task kills its whole process group.
 A worker running as root starts each task as an unprivileged user with no extra
 exec: around the spawn it sets its real and effective ids to that user, keeping
 root only as its saved id; execve then makes the saved id the user's too, so the
-task holds no way back to root, and the worker takes root back at once.
+task holds no way back to root, and the worker takes root back at once.  That
+change of ids clears the worker's own parent-death signal (`styxgrid up` sets one
+so that its worker ends with it), so the signal is set again after each spawn.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 
 import trio
+
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG = 1, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+_death: list[tuple[int, int]] = []     # (parent-death signal, parent), read once
+
+
+def _death_signal() -> tuple[int, int]:
+    if not _death:
+        sig = ctypes.c_int(0)
+        _libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig))
+        _death.append((sig.value, os.getppid()))
+    return _death[0]
 
 
 class Process:
@@ -30,6 +45,7 @@ class Process:
                    (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
         program = argv[0]
         spawn = os.posix_spawn if "/" in program else os.posix_spawnp
+        death, parent = _death_signal() if user is not None else (0, 0)
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
             if user is not None:
@@ -40,6 +56,10 @@ class Process:
             if user is not None:
                 os.setresuid(0, 0, 0)
                 os.setresgid(0, 0, 0)
+                if death:
+                    _libc.prctl(PR_SET_PDEATHSIG, death)
+                    if os.getppid() != parent:         # the parent went meanwhile
+                        os.kill(os.getpid(), death)
             os.chdir("/")                     # the worker itself never uses relative paths
             os.close(out)
             os.close(err)

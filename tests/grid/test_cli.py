@@ -206,3 +206,47 @@ def test_a_worker_finds_the_scheduler_in_the_same_order(grid, proc, tmp_path):
     out = subprocess.run([*STYXGRID, "--scheduler", grid.sock, "cat", "nodes/index"],
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert out.stdout.startswith("by-env ")
+
+
+def test_outputs_are_regular_files_inside_the_task_folder(grid, cli):
+    """The worker reads outputs for the task: a link out of its folder (to a secret,
+    or to a stream that never ends) or a FIFO fails the task; nothing hangs."""
+    grid.start_worker("w1")
+    cases = {"ln -s /etc/shadow s": "output s not sent: it leads outside the task's folder",
+             "ln -s /dev/zero s": "output s not sent: it leads outside the task's folder",
+             "mkfifo s": "output s not sent: it is not a regular file"}
+    for command, reason in cases.items():
+        job = cli("submit", "--output", "s", "--", "sh", "-c", command).stdout.strip()
+        assert cli("wait", job).returncode == 1
+        assert cli("cat", f"jobs/{job}/tasks/0/status").stdout == \
+            f"0 failed exit=125 reason={reason}\n"
+        assert cli("ls", f"jobs/{job}/outputs").stdout == ""
+    out = cli("submit", "--output", "/etc/shadow", "--", "true")
+    assert out.returncode == 2 and lines(out) == [
+        "styxgrid: submit: output: '/etc/shadow' must be a path in the task's folder, not "
+        "an absolute one"]
+    out = cli("submit", "-n", "2", "--output", "r.${STYXGRID_TASK}", "--output",
+              "r.$STYXGRID_TASK", "--", "true")
+    assert out.returncode == 2 and "is stored as outputs/r.$STYXGRID_TASK too" in out.stderr
+
+
+def test_more_mistakes_are_one_line(grid, cli, tmp_path):
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert cli("mkdir", "-p", f"data/{me}").returncode == 0
+    assert cli("write", f"data/{me}/f.txt", "x").returncode == 0
+    assert cli("ls", "stats").stdout == "stats\n"
+    assert cli("ls", f"data/{me}/f.txt").stdout == "f.txt\n"
+    out = cli("rm", "-r", "data")
+    assert out.returncode == 2 and lines(out) == [
+        "styxgrid: rm: data: a folder of the grid itself, not removed (name what is in it)"]
+    assert cli("cat", f"data/{me}/f.txt").stdout == "x\n"
+    out = cli("mkdir", "-p", f"data/{me}/f.txt/sub")
+    assert lines(out) == [f"styxgrid: mkdir: data/{me}/f.txt: not a folder"]
+    (tmp_path / "file").write_text("")
+    out = cli("get", f"data/{me}/f.txt", "file/")
+    assert out.returncode == 2 and lines(out) == ["styxgrid: get: file/: not a folder"]
+    out = cli("ls", "-l")
+    assert out.returncode == 2 and lines(out) == [
+        "styxgrid: ls: unrecognized arguments: -l (see styxgrid ls --help)"]
+    out = cli("cat", "x" * 70000)
+    assert out.returncode == 2 and len(lines(out)) == 1
