@@ -165,7 +165,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     """A scheduler on a unix socket in the state folder and local workers, in the
     foreground, until Ctrl-C or SIGTERM; its children end with it (see up.py)."""
     from ..up import Child, clear_dead_mount
-    from ..scheduler.grid import MAX_SLOTS
+    from ..exchange import MAX_SLOTS
     if args.mount and not fuse_installed("up"):
         return 2
     if not 0 <= args.workers <= MAX_SLOTS:

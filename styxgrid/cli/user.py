@@ -105,7 +105,7 @@ async def read(client: Client, path: str) -> bytes:
 def description(args: argparse.Namespace) -> str:
     """The job the command line describes, checked here as the scheduler checks it
     and sent in its normal form (quoted where it must be: it arrives as given)."""
-    from ..scheduler.describe import DescriptionError, JobSpec, check_new
+    from ..describe import DescriptionError, JobSpec, check_new
     if args.cmd[:1] == ["--"]:
         args.cmd = args.cmd[1:]
     if not args.cmd:

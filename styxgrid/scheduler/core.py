@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .describe import JobSpec
+from ..describe import JobSpec
 
 QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
 STATE_NAMES = ("queued", "running", "done", "failed", "killed", "held")

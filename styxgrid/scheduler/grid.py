@@ -4,7 +4,7 @@ driven by what arrives through the 9P tree.
 The tree (namespace.py) calls in here; this module never sees a fid.  Every change
 that must survive a crash is written to the store before the call that made it
 returns.  Workers are `WorkerLink`s: the link of one joined connection, with its
-waiting reads of /work (`Lease`) and a queue of commands (kill) for its control fid.
+waiting reads of /work (`WorkRead`) and a queue of commands (kill) for its control fid.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from typing import Any, Sequence
 import trio
 
 from ..adtext import literal
-from ..ninep.errors import quoted
 from ..ninep.tree import Signal
-from . import checks
+from ..exchange import REPLACED, Done, Heartbeat, Join, Kill, Output, TaskRecord
 from . import store as rows
 from .core import EXITED, FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
-from .describe import JobSpec
+from ..describe import JobSpec
 from .events import EventLog
 from .spool import Spool
 from .store import Store
@@ -33,18 +32,12 @@ from .store import Store
 log = logging.getLogger("styxgrid.scheduler")
 
 ELOST = "worker lost: join again"
-# A newer worker of the same name takes over; the older one is told so and stops
-# (a worker that only restarted joins at once; an orphan does not fight it forever).
-EREPLACED = "replaced: another worker joined as"
 ENOTJOINED = "not joined: write 'join NAME' to /work first"
-MAX_LEASE = 16384           # the most tasks one worker may hold at once
-MAX_SLOTS = 4096            # slots of one worker
-MAX_LOAD = 1_000_000        # a load average past this is not believed
 MIN_RECORD = 48             # no task record is shorter: a read of N bytes wants <= N/48
 
 
 @dataclass(eq=False)
-class Lease:
+class WorkRead:
     """One waiting read of /work: gathers the tasks handed to it until it is
     answered (or its worker is lost)."""
 
@@ -65,13 +58,13 @@ class WorkerLink:
     attrs: dict[str, Any]
     slots: int
     last_seen: float
-    parked: deque[Lease] = field(default_factory=deque)
-    commands: list[str] = field(default_factory=list)
+    parked: deque[WorkRead] = field(default_factory=deque)
+    commands: list[Kill] = field(default_factory=list)
     command_ready: Signal = field(default_factory=Signal)
     gone: bool = False
     lost_reason: str = ELOST          # what its requests are answered once it is gone
 
-    def send(self, command: str) -> None:
+    def send(self, command: Kill) -> None:
         self.commands.append(command)
         self.command_ready.fire()
 
@@ -167,7 +160,7 @@ class Grid:
             for name, index in core.kill(jid):
                 link = self.links.get(name)
                 if link is not None:
-                    link.send(f"kill {jid} {index}")
+                    link.send(Kill(jid, index))
             statements = [rows.killed_row(job)]
         elif verb == "hold":
             core.hold(jid)
@@ -232,8 +225,8 @@ class Grid:
         self.events.add(a.job, f"job {a.job} task {a.index} running node={a.worker}")
         self.notify(a.job)
 
-    def take_work(self, link: WorkerLink, most: int) -> list[Assignment] | Lease:
-        """A read of /work: up to `most` tasks now, or a `Lease` to wait on."""
+    def take_work(self, link: WorkerLink, most: int) -> list[Assignment] | WorkRead:
+        """A read of /work: up to `most` tasks now, or a `WorkRead` to wait on."""
         if link.gone:
             raise LookupError(link.lost_reason)
         if not link.parked:
@@ -242,17 +235,17 @@ class Grid:
                 for a in got:
                     self.started(a)
                 return got
-        lease = Lease(link)
+        lease = WorkRead(link)
         link.parked.append(lease)
         return lease
 
-    def answer(self, lease: Lease) -> list[Assignment]:
+    def answer(self, lease: WorkRead) -> list[Assignment]:
         """A woken read takes its tasks (none: its worker was lost)."""
         link = lease.link
         self.forget_lease(lease)
         return [] if link.gone else lease.assignments
 
-    def unpark(self, lease: Lease) -> None:
+    def unpark(self, lease: WorkRead) -> None:
         """A waiting read went away (flushed, connection closed): the tasks handed
         to it go back to the queue."""
         link = lease.link
@@ -271,7 +264,7 @@ class Grid:
         if unsent:
             self.dispatch()
 
-    def forget_lease(self, lease: Lease) -> None:
+    def forget_lease(self, lease: WorkRead) -> None:
         link = lease.link
         try:
             link.parked.remove(lease)
@@ -306,73 +299,39 @@ class Grid:
                      if line and not line.startswith(("requirements ", "rank "))]
             text = self.task_texts[a.job] = ("\n".join(lines) + "\n").encode()
         tasks = self.core.jobs[a.job].spec.tasks
-        return f"task {a.job} {a.index} {tasks} {len(text)}\n".encode() + text
+        return TaskRecord.head(a.job, a.index, tasks, len(text)) + text
 
     # ------------------------------------------------------------ workers
 
-    def join(self, text: str) -> WorkerLink:
-        """A worker's `join` text: its name, slots, lease, attributes, and the tasks
-        it still holds."""
-        name, slots, attrs, running = "", 1, {}, []
-        lease: int | None = None
-        for line in text.split("\n"):
-            key, _, value = line.strip().partition(" ")
-            value = value.strip()
-            if not key:
-                continue
-            if key == "join":
-                name = checks.node_name(value)
-            elif key == "slots":
-                slots = checks.integer("join: slots", value, 1, MAX_SLOTS)
-            elif key == "lease":
-                lease = check_lease(value)
-            elif key == "attr":
-                attr, eq, written = value.partition("=")
-                if not eq:
-                    raise ValueError(f"bad attribute line {quoted(line)}: "
-                                     "want 'attr Name = value'")
-                attrs[attr.strip()] = checks.attribute(attr.strip(), written)
-                if len(attrs) > checks.MAX_ATTRS:
-                    raise ValueError(f"join: more than {checks.MAX_ATTRS} attributes")
-            elif key == "running":
-                words = value.split()
-                if len(words) != 2:
-                    raise ValueError(f"bad join line {quoted(line)}: want 'running J T'")
-                running.append((checks.integer("running: job", words[0], 0, checks.MAX_JOB),
-                                checks.integer("running: task", words[1], 0, checks.MAX_JOB)))
-            else:
-                raise ValueError(f"unknown join line {quoted(line)}")
-        if not name:
-            raise ValueError("join: needs a worker name")
+    def join(self, join: Join) -> WorkerLink:
+        """A worker joins: its name, slots, lease, attributes, and the tasks it
+        still holds.  A newer worker of a name takes over; the older one is told so
+        and stops (one that only restarted joins at once, and an orphan does not
+        fight it forever)."""
+        name, slots = join.name, join.slots
         old = self.links.get(name)
         if old is not None:
-            old.lost_reason = f"{EREPLACED} {name}; this one stops"
+            old.lost_reason = f"{REPLACED} {name}; this one stops"
             self.lose(old, "another worker joined under its name")
-        attrs = {**attrs, "Name": name, "Slots": slots}     # the worker's own words lose
-        self.core.worker_join(name, attrs, slots, lease)
+        attrs = {**dict(join.attrs), "Name": name, "Slots": slots}  # its own words lose
+        self.core.worker_join(name, attrs, slots, join.lease)
         link = WorkerLink(name, attrs, slots, trio.current_time())
         self.links[name] = link
         self.events.add(0, f"node {name} joined slots={slots}")
-        for jid, index in running:
+        for jid, index in join.running:
             if self.core.reclaim(name, jid, index):
                 self.events.add(jid, f"job {jid} task {index} running node={name} (reclaimed)")
                 self.notify(jid)
             else:
-                link.send(f"kill {jid} {index}")
+                link.send(Kill(jid, index))
         return link
 
-    def heartbeat(self, link: WorkerLink, text: str) -> None:
+    def heartbeat(self, link: WorkerLink, beat: Heartbeat) -> None:
         if link.gone:
             raise LookupError(link.lost_reason)
         link.last_seen = trio.current_time()
-        for word in text.split()[1:]:
-            key, _, value = word.partition("=")
-            if key == "load":
-                load = checks.attribute("LoadAvg", value)
-                if type(load) not in (int, float) or not 0 <= load <= MAX_LOAD:
-                    raise ValueError(f"heartbeat: load {quoted(value)} is not a number in "
-                                     f"0..{MAX_LOAD}")
-                link.attrs["LoadAvg"] = load
+        if beat.load is not None:
+            link.attrs["LoadAvg"] = beat.load
 
     def set_lease(self, link: WorkerLink, lease: int) -> None:
         """The worker now holds up to `lease` tasks at once."""
@@ -418,26 +377,26 @@ class Grid:
                 if now - link.last_seen > self.heartbeat_timeout:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
 
-    async def tasks_done(self, link: WorkerLink, reports: list[tuple[int, int, int, str]],
-                         outputs: Sequence[tuple[int, int, str, int, bytes]] = ()) -> None:
-        """A worker's reports (job, task, status, reason), committed together before
-        this returns, after the output that came with them (job, task, stream,
-        offset, bytes) is in the spool; watchers hear of them after the commit.
-        Stale ones (a task no longer leased to this worker) are ignored."""
+    async def tasks_done(self, link: WorkerLink, reports: Sequence[Done],
+                         outputs: Sequence[Output] = ()) -> None:
+        """A worker's reports, committed together before this returns, after the
+        output that came with them is in the spool; watchers hear of them after
+        the commit.  Stale ones (a task no longer leased to this worker) are ignored."""
         if link.gone:            # its tasks are queued again; it states them when it rejoins
             raise LookupError(link.lost_reason)
         link.last_seen = trio.current_time()
-        for jid, index, stream, offset, data in outputs:
-            job = self.core.jobs.get(jid)
-            if job is not None and job.running.get(index) == link.name:
+        for out in outputs:
+            job = self.core.jobs.get(out.job)
+            if job is not None and job.running.get(out.task) == link.name:
                 try:
-                    self.spool.write(jid, index, stream, offset, data)
+                    self.spool.write(out.job, out.task, out.stream, out.offset, out.data)
                 except OSError as exc:
-                    log.error("task %s.%s: %s from %s not stored: %s", jid, index, stream,
-                              link.name, exc)
+                    log.error("task %s.%s: %s from %s not stored: %s", out.job, out.task,
+                              out.stream, link.name, exc)
         statements, changed, requeued = [], {}, False
-        for jid, index, status, reason in reports:
-            if not self.core.task_done(link.name, jid, index, status, reason):
+        for done in reports:
+            jid, index, status = done.job, done.task, done.status
+            if not self.core.task_done(link.name, jid, index, status, done.reason):
                 continue
             job = changed[jid] = self.core.jobs[jid]
             state = job.state[index]
@@ -472,7 +431,7 @@ class Grid:
         link = self.links[name]
         worker = self.core.workers[name]
         for jid, index in sorted(worker.running):
-            link.send(f"kill {jid} {index}")
+            link.send(Kill(jid, index))
             self.core.unassign(name, jid, index)
             self.events.add(jid, f"job {jid} task {index} queued (node {name} disabled)")
             self.notify(jid)
@@ -550,6 +509,4 @@ def lock_state(folder: Path) -> int:
     return fd
 
 
-def check_lease(text: str) -> int:
-    """A worker's `lease L`: how many tasks it may hold at once (0: none for now)."""
-    return checks.integer("lease", text.strip(), 0, MAX_LEASE)
+

@@ -20,12 +20,14 @@ from ..ninep.exportfs import ExportFS
 from ..ninep.messages import DMDIR, OWRITE, ORDWR, Stat
 from ..ninep.tree import Handle, Node, Session, Signal, SyntheticNode
 from ..shellwords import BLANKS
-from . import access, checks
+from .. import checks
+from . import access
 from .access import Policy
 from .core import EXITED, FINISHED, HELD, QUEUED, RUNNING, CoreError
-from .describe import Description, DescriptionError, check_new
-from .grid import ENOTJOINED, MIN_RECORD, Grid, Lease, WorkerLink, check_lease
-from .spool import STREAMS
+from ..describe import Description, DescriptionError, check_new
+from ..exchange import (MAX_OUTPUT, STREAMS, Done, ExchangeError, Heartbeat, Join, Lease,
+                        Output, parse_reports)
+from .grid import ENOTJOINED, MIN_RECORD, Grid, WorkerLink, WorkRead
 
 # Qid paths: kind in the low byte, then job (32 bits), then task + 1 (24 bits).
 (K_ROOT, K_NEW, K_CTL, K_STATS, K_EVENTS, K_JOBS, K_NODES, K_WORK, K_JOB, K_JOBCTL, K_DESC,
@@ -33,8 +35,6 @@ from .spool import STREAMS
  K_TNODE, K_TSTDOUT, K_TSTDERR, K_TEXIT, K_INDEX, K_NODE, K_NSTATUS, K_NAD, K_NCTL) = range(30)
 
 JOB_VERBS = "kill, hold, release, priority P, retry or remove"
-MAX_OUTPUT = 1 << 40        # a task's stdout or stderr ends before 1 TiB
-MAX_REASON = 1000           # characters of a report's reason that are kept
 EBADSTREAM = "stream files are read in order, from the start"
 
 
@@ -704,50 +704,6 @@ async def node_ctl(grid: Grid, name: str, text: str) -> None:
 
 # ------------------------------------------------------------------ the labour exchange
 
-def parse_reports(data: bytes) -> tuple[int | None, list[tuple[int, int, str, int, bytes]],
-                                        list[tuple[int, int, int, str]]]:
-    """A worker's write on its control fid: (lease, outputs, reports); NinePError
-    names the first bad line."""
-    lease, outputs, reports, at = None, [], [], 0
-    while at < len(data):
-        end = data.find(b"\n", at)
-        end = len(data) if end < 0 else end
-        text, at = _text(data[at:end]), end + 1
-        words = text.split()
-        if not words:
-            continue
-        bad = f"bad report {quoted(text)}: "
-        try:
-            if words[0] == "lease" and len(words) == 2:
-                lease = check_lease(words[1])
-            elif words[0] == "output" and len(words) == 6 and words[3] in STREAMS:
-                jid, index = _task_of(words)
-                offset = checks.integer("output: offset", words[4], 0, MAX_OUTPUT)
-                size = checks.integer("output: size", words[5], 0, MAX_OUTPUT - offset)
-                if at + size > len(data):
-                    raise ValueError("the write ends before its SIZE bytes")
-                outputs.append((jid, index, words[3], offset, data[at:at + size]))
-                at += size
-            elif words[0] == "done" and len(words) >= 4:
-                words = text.split(None, 4)
-                jid, index = _task_of(words)
-                status = checks.integer("done: status", words[3], checks.MIN_STATUS,
-                                        checks.MAX_STATUS)
-                reason = words[4][:MAX_REASON] if len(words) > 4 else ""
-                reports.append((jid, index, status, reason))
-            else:
-                raise ValueError("want 'done J T STATUS [REASON]', "
-                                 "'output J T STREAM OFFSET SIZE' or 'lease L'")
-        except ValueError as exc:
-            raise NinePError(bad + str(exc)) from None
-    return lease, outputs, reports
-
-
-def _task_of(words: list[str]) -> tuple[int, int]:
-    return (checks.integer(f"{words[0]}: job", words[1], 0, checks.MAX_JOB),
-            checks.integer(f"{words[0]}: task", words[2], 0, checks.MAX_JOB))
-
-
 class WorkHandle(Handle):
     """/work, the labour exchange.
 
@@ -763,7 +719,7 @@ class WorkHandle(Handle):
         self.grid = grid
         self.session = session
         self.control: WorkerLink | None = None
-        self.parked: Lease | None = None
+        self.parked: WorkRead | None = None
 
     @property
     def link(self) -> WorkerLink:
@@ -788,14 +744,15 @@ class WorkHandle(Handle):
                 raise access.denied("a worker joins under its certificate's name "
                                     f"{access.user(self.session)!r}")
             try:
-                link = self.grid.join(text)
+                link = self.grid.join(Join.parse(text))
             except ValueError as exc:
                 raise NinePError(str(exc)) from None
             self.session.data["link"] = self.control = link
             return len(data)
         if first == "heartbeat":
+            link = self.link
             try:
-                self.grid.heartbeat(self.link, text)
+                self.grid.heartbeat(link, Heartbeat.parse(text))
             except (LookupError, ValueError) as exc:
                 raise NinePError(_words(exc)) from None
             return len(data)
@@ -807,10 +764,16 @@ class WorkHandle(Handle):
         STATUS [REASON]`: all checked, then the lease set, the output spooled and
         the reports committed together."""
         link = self.link
-        lease, outputs, reports = parse_reports(data)
         try:
-            if lease is not None:
-                self.grid.set_lease(link, lease)
+            records = parse_reports(data)
+        except ExchangeError as exc:
+            raise NinePError(str(exc)) from None
+        leases = [r.size for r in records if isinstance(r, Lease)]
+        outputs = [r for r in records if isinstance(r, Output)]
+        reports = [r for r in records if isinstance(r, Done)]
+        try:
+            if leases:
+                self.grid.set_lease(link, leases[-1])
             if reports or outputs:
                 await self.grid.tasks_done(link, reports, outputs)
         except LookupError as exc:
@@ -823,7 +786,7 @@ class WorkHandle(Handle):
         link = self.link
         if self.control is not None:
             if link.commands:
-                text = "".join(c + "\n" for c in link.commands).encode()
+                text = b"".join(order.encode() for order in link.commands)
                 link.commands.clear()
                 return text
             if link.gone:
@@ -835,7 +798,7 @@ class WorkHandle(Handle):
                 got = self.grid.take_work(link, max(1, count // MIN_RECORD))
             except LookupError as exc:
                 raise NinePError(_words(exc)) from None
-            if isinstance(got, Lease):
+            if isinstance(got, WorkRead):
                 self.parked = got
                 raise trio.WouldBlock
             return self.lease_text(link, got, count)

@@ -12,7 +12,7 @@ import errno
 import os
 import shutil
 
-STREAMS = ("stdout", "stderr")
+from ..exchange import STREAMS
 
 
 class Spool:

@@ -39,7 +39,7 @@ from typing import Iterable
 import trio
 
 from .core import FAILED, FINISHED, KILLED, Core, Job
-from .describe import MAX_TASKS, JobSpec
+from ..describe import MAX_TASKS, JobSpec
 
 log = logging.getLogger("styxgrid.scheduler")
 _TASKS_LINE = re.compile(r"^tasks ([0-9]{1,8})$", re.MULTILINE)

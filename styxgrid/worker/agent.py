@@ -37,9 +37,9 @@ from ..ninep.errors import NinePError
 from ..ninep.messages import OREAD, ORDWR, OWRITE
 from ..security.dial import dial
 from ..security.identity import Identity
-from ..scheduler.describe import JobSpec
-from ..scheduler.spool import STREAMS
-from ..adtext import literal
+from ..describe import JobSpec
+from ..exchange import (REPLACED, STREAMS, Done, ExchangeError, Heartbeat, Join, Lease, Output,
+                        parse_orders, parse_tasks)
 from .ad import machine_ad
 from .process import Process
 
@@ -55,7 +55,6 @@ LOAD_WINDOW = 60.0          # seconds: the kernel's 1-minute load average
 REPORTS_PER_WRITE = 512
 UPLOAD_PIECE = 1 << 20      # bytes of an output file read (off the loop) and sent at once
 OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
-REPLACED = "replaced:"      # the scheduler's answer once a newer worker took our name
 
 
 def open_output(folder: str, path: str) -> int:
@@ -155,22 +154,18 @@ class TaskParser:
         self.keep = keep
 
     def parse(self, data: bytes) -> list[tuple[int, int, int, JobSpec]]:
-        out, at = [], 0
-        while at < len(data):
-            end = data.find(b"\n", at)
-            words = data[at:end].split() if end >= 0 else []
-            if len(words) != 5 or words[0] != b"task":
-                raise NinePError(f"bad task from the scheduler: {data[at:at + 80]!r}")
-            size = int(words[4])
-            text, at = data[end + 1:end + 1 + size], end + 1 + size
-            if len(text) != size:
-                raise NinePError(f"task record cut short: {len(text)} of {size} bytes")
-            spec = self.specs.get(text)
+        out = []
+        try:
+            records = parse_tasks(data)
+        except ExchangeError as exc:
+            raise NinePError(f"from the scheduler: {exc}") from None
+        for r in records:
+            spec = self.specs.get(r.description)
             if spec is None:
                 if len(self.specs) >= self.keep:
                     self.specs.clear()
-                spec = self.specs[text] = JobSpec.from_lines(text.decode())
-            out.append((int(words[1]), int(words[2]), int(words[3]), spec))
+                spec = self.specs[r.description] = JobSpec.from_lines(r.description.decode())
+            out.append((r.job, r.task, r.tasks, spec))
         return out
 
 
@@ -339,13 +334,10 @@ class Worker:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def join_text(self) -> str:
-        lines = [f"join {self.config.name}", f"slots {self.config.slots}",
-                 f"lease {self.wanted_lease()}"]
+    def join(self) -> Join:
         self.ad["LoadAvg"] = round(os.getloadavg()[0], 2)
-        lines += [f"attr {k} = {literal(v)}" for k, v in self.ad.items()]
-        lines += [f"running {j} {t}" for (j, t) in self.tasks]
-        return "\n".join(lines) + "\n"
+        return Join(self.config.name, self.config.slots, self.wanted_lease(),
+                    tuple(self.ad.items()), tuple(self.tasks))
 
     async def connect(self, task_status: trio.TaskStatus) -> None:
         stream, uname = await dial(self.config.scheduler, self.config.identity)
@@ -353,7 +345,7 @@ class Worker:
             ctl = await client.open("work", ORDWR)
             lease = self.wanted_lease()
             try:
-                await ctl.pwrite(0, self.join_text().encode())
+                await ctl.pwrite(0, self.join().encode())
             except NinePError as exc:
                 raise JoinRefused(f"{self.config.scheduler} refused the join: {exc.ename}") \
                     from None
@@ -382,7 +374,7 @@ class Worker:
             running = sum(1 for run in self.tasks.values()
                           if run.process is not None and run.process.status is None)
             self.own_load = self.own_load * decay + running * (1 - decay)
-            await ctl.pwrite(0, f"heartbeat load={os.getloadavg()[0]:.2f}".encode())
+            await ctl.pwrite(0, Heartbeat(os.getloadavg()[0]).encode())
             paused = self.owner_busy()
             if paused != self.paused:
                 self.paused = paused
@@ -434,7 +426,7 @@ class Worker:
                 size += len(r.data)
             del self.outbox[:len(batch)]
             lease = self.wanted_lease()
-            head = f"lease {lease}\n".encode() if lease != self.lease_told else b""
+            head = Lease(lease).encode() if lease != self.lease_told else b""
             try:
                 await ctl.pwrite(0, head + b"".join(r.data for r in batch))
             except NinePError as exc:       # not taken: a lost worker states it in its join
@@ -450,15 +442,16 @@ class Worker:
     async def commands(self, ctl: File) -> None:
         """The scheduler's orders: `kill J T`."""
         while True:
-            text = (await ctl.pread(0, ctl.iounit)).decode()
-            for line in text.split("\n"):
-                words = line.split()
-                if len(words) == 3 and words[0] == "kill":
-                    run = self.tasks.get((int(words[1]), int(words[2])))
-                    if run is not None:
-                        run.killed = True
-                        if run.process is not None:
-                            run.process.kill()
+            try:
+                orders = parse_orders(await ctl.pread(0, ctl.iounit))
+            except ExchangeError as exc:
+                raise NinePError(f"from the scheduler: {exc}") from None
+            for order in orders:
+                run = self.tasks.get((order.job, order.task))
+                if run is not None:
+                    run.killed = True
+                    if run.process is not None:
+                        run.process.kill()
 
     async def leaser(self, client: Client) -> None:
         """Keep one read of /work waiting: the scheduler answers it whenever this
@@ -685,8 +678,7 @@ class Worker:
                 chunk = os.pread(fd, size - start, start)
             finally:
                 os.close(fd)
-            records.append(f"output {run.job} {run.index} {stream} {start} {len(chunk)}\n"
-                           .encode() + chunk)
+            records.append(Output(run.job, run.index, stream, start, chunk).encode())
         return b"".join(records)
 
     async def finish(self, run: TaskRun, status: int, reason: str) -> None:
@@ -709,7 +701,7 @@ class Worker:
     def post(self, run: TaskRun, status: int, reason: str, output: bytes = b"") -> None:
         """Put the task's report in the outbox: output not sent yet, then `done`."""
         self.clear(run)
-        done = f"done {run.job} {run.index} {status} {reason}".strip()
-        self.outbox.append(Report(output + done.encode() + b"\n", run))
+        done = Done(run.job, run.index, status, reason).encode()
+        self.outbox.append(Report(output + done, run))
         if self.report_due():
             self.outbox_ready.set()

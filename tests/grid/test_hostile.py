@@ -14,7 +14,7 @@ import trio
 from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
 from styxgrid.ninep.messages import ORDWR, OWRITE
-from styxgrid.scheduler.describe import JobSpec
+from styxgrid.describe import JobSpec
 
 from ..helpers import STYXGRID, submit, wait
 

@@ -4,7 +4,7 @@ import pytest
 
 from styxgrid.scheduler.core import (DONE, FAILED, KILLED, QUEUED, RUNNING, Core, CoreError,
                                      split_clauses)
-from styxgrid.scheduler.describe import JobSpec
+from styxgrid.describe import JobSpec
 
 LINUX = {"OpSys": "LINUX", "Arch": "X86_64", "Memory": 4096, "Cpus": 2}
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from styxgrid.scheduler.describe import Description, DescriptionError, JobSpec
+from styxgrid.describe import Description, DescriptionError, JobSpec
 
 
 def parse(*writes: str) -> JobSpec | None:

@@ -4,7 +4,7 @@ import pytest
 import trio
 
 from styxgrid.scheduler.core import DONE, FAILED, KILLED, QUEUED, RUNNING, Core, CoreError
-from styxgrid.scheduler.describe import JobSpec
+from styxgrid.describe import JobSpec
 from styxgrid.scheduler.store import (Store, forget_failed, forget_job, job_row, killed_row,
                                       new_job_row,
                                       result_row)

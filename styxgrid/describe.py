@@ -19,10 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import shellwords
-from ..shellwords import BLANKS
-from . import checks
-from ..ninep.errors import quoted
+from . import checks, shellwords
+from .ninep.errors import quoted
+from .shellwords import BLANKS
 
 MAX_TASKS = 10_000_000
 MAX_DESCRIPTION = 256 * 1024      # bytes written for one job, and its normal form

@@ -12,8 +12,8 @@ import math
 import re
 from typing import Any
 
-from ..adtext import parse_literal
-from ..ninep.errors import quoted
+from .adtext import parse_literal
+from .ninep.errors import quoted
 
 _NUMBER = re.compile(r"-?[0-9]{1,19}\Z")
 _INDEX = re.compile(r"(?:0|[1-9][0-9]{0,9})\Z")

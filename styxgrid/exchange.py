@@ -1,0 +1,291 @@
+"""The labour exchange on /work: what a worker and the scheduler say to each other.
+
+Records in the h11 style, as `ninep/messages.py` is for 9P: frozen, each with
+`encode` to bytes, and parsers that take what arrived and give records or raise
+`ExchangeError`, whose text names the bad line.  No I/O.  Both sides use only
+this module; the whole grammar is in styxgrid(4), "The labour exchange".
+
+    worker -> scheduler, control fid:  Join (once), Heartbeat,
+                                       Lease, Output, Done (a report write)
+    scheduler -> worker, control fid:  Kill (orders)
+    scheduler -> worker, other fids:   TaskRecord (a lease of tasks)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from . import checks
+from .adtext import literal
+from .ninep.errors import quoted
+
+STREAMS = ("stdout", "stderr")
+MAX_SLOTS = 4096            # slots of one worker
+MAX_LEASE = 16384           # the most tasks one worker may hold at once
+MAX_LOAD = 1_000_000        # a load average past this is not believed
+MAX_OUTPUT = 1 << 40        # a task's stdout or stderr ends before 1 TiB
+MAX_REASON = 1000           # characters of a report's reason that are kept
+REPLACED = "replaced: another worker joined as"   # the start of the answer to an evicted one
+
+
+class ExchangeError(ValueError):
+    """What arrived breaks the exchange's grammar or limits; the text says where."""
+
+
+def _text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ExchangeError("not UTF-8 text") from None
+
+
+def _number(what: str, text: str, low: int, high: int) -> int:
+    try:
+        return checks.integer(what, text, low, high)
+    except ValueError as exc:
+        raise ExchangeError(str(exc)) from None
+
+
+def _task(verb: str, job: str, task: str) -> tuple[int, int]:
+    return (_number(f"{verb}: job", job, 0, checks.MAX_JOB),
+            _number(f"{verb}: task", task, 0, checks.MAX_JOB))
+
+
+# ------------------------------------------------------------------ the join
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """The first write on a worker's control fid: who it is, how many tasks it
+    runs at once and may hold, its ClassAd, and the tasks it still holds."""
+
+    name: str
+    slots: int = 1
+    lease: int | None = None                     # None: as many as its slots
+    attrs: tuple[tuple[str, Any], ...] = ()      # values as ClassAd literals hold them
+    running: tuple[tuple[int, int], ...] = ()
+
+    def encode(self) -> bytes:
+        lines = [f"join {self.name}", f"slots {self.slots}"]
+        if self.lease is not None:
+            lines.append(f"lease {self.lease}")
+        lines += [f"attr {k} = {literal(v)}" for k, v in self.attrs]
+        lines += [f"running {j} {t}" for j, t in self.running]
+        return ("\n".join(lines) + "\n").encode()
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> "Join":
+        name, slots, lease = "", 1, None
+        attrs: dict[str, Any] = {}
+        running: list[tuple[int, int]] = []
+        for line in _text(data).split("\n"):
+            key, _, value = line.strip().partition(" ")
+            value = value.strip()
+            if not key:
+                continue
+            if key == "join":
+                try:
+                    name = checks.node_name(value)
+                except ValueError as exc:
+                    raise ExchangeError(str(exc)) from None
+            elif key == "slots":
+                slots = _number("join: slots", value, 1, MAX_SLOTS)
+            elif key == "lease":
+                lease = Lease.size_of(value)
+            elif key == "attr":
+                attr, eq, written = value.partition("=")
+                if not eq:
+                    raise ExchangeError(f"bad attribute line {quoted(line)}: "
+                                        "want 'attr Name = value'")
+                try:
+                    attrs[attr.strip()] = checks.attribute(attr.strip(), written)
+                except ValueError as exc:
+                    raise ExchangeError(str(exc)) from None
+                if len(attrs) > checks.MAX_ATTRS:
+                    raise ExchangeError(f"join: more than {checks.MAX_ATTRS} attributes")
+            elif key == "running":
+                words = value.split()
+                if len(words) != 2:
+                    raise ExchangeError(f"bad join line {quoted(line)}: want 'running J T'")
+                running.append(_task("running", words[0], words[1]))
+            else:
+                raise ExchangeError(f"unknown join line {quoted(line)}")
+        if not name:
+            raise ExchangeError("join: needs a worker name")
+        return cls(name, slots, lease, tuple(attrs.items()), tuple(running))
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """`heartbeat load=L`: alive, and the machine's load average."""
+
+    load: float | None = None
+
+    def encode(self) -> bytes:
+        return b"heartbeat" if self.load is None else f"heartbeat load={self.load:.2f}".encode()
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> "Heartbeat":
+        words = _text(data).split()
+        if words[:1] != ["heartbeat"]:
+            raise ExchangeError(f"bad heartbeat {quoted(' '.join(words))}")
+        load = None
+        for word in words[1:]:                  # other keys are for later versions
+            key, _, value = word.partition("=")
+            if key == "load":
+                try:
+                    load = checks.attribute("LoadAvg", value)
+                except ValueError as exc:
+                    raise ExchangeError(str(exc)) from None
+                if type(load) not in (int, float) or not 0 <= load <= MAX_LOAD:
+                    raise ExchangeError(f"heartbeat: load {quoted(value)} is not a number "
+                                        f"in 0..{MAX_LOAD}")
+        return cls(load)
+
+
+# ------------------------------------------------------------------ a report write
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """`lease L`: the worker holds up to L tasks from now on (0: none for now)."""
+
+    size: int
+
+    def encode(self) -> bytes:
+        return f"lease {self.size}\n".encode()
+
+    @staticmethod
+    def size_of(text: str) -> int:
+        return _number("lease", text.strip(), 0, MAX_LEASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """`output J T STREAM OFFSET SIZE` and SIZE bytes: a piece of a task's stream."""
+
+    job: int
+    task: int
+    stream: str
+    offset: int
+    data: bytes
+
+    def encode(self) -> bytes:
+        return (f"output {self.job} {self.task} {self.stream} {self.offset} "
+                f"{len(self.data)}\n").encode() + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """`done J T STATUS [REASON]`: the task ended with STATUS (minus a signal)."""
+
+    job: int
+    task: int
+    status: int
+    reason: str = ""
+
+    def encode(self) -> bytes:
+        reason = " ".join(self.reason.split())             # one line, whatever it says
+        return f"done {self.job} {self.task} {self.status} {reason}".strip().encode() + b"\n"
+
+
+Report = Union[Lease, Output, Done]
+
+
+def parse_reports(data: bytes) -> list[Report]:
+    """One write on the control fid after the join: every line checked before any is
+    carried out (the caller acts only on a whole list)."""
+    out: list[Report] = []
+    at = 0
+    while at < len(data):
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        text, at = _text(data[at:end]), end + 1
+        words = text.split()
+        if not words:
+            continue
+        try:
+            if words[0] == "lease" and len(words) == 2:
+                out.append(Lease(Lease.size_of(words[1])))
+            elif words[0] == "output" and len(words) == 6 and words[3] in STREAMS:
+                jid, index = _task("output", words[1], words[2])
+                offset = _number("output: offset", words[4], 0, MAX_OUTPUT)
+                size = _number("output: size", words[5], 0, MAX_OUTPUT - offset)
+                if at + size > len(data):
+                    raise ExchangeError("the write ends before its SIZE bytes")
+                out.append(Output(jid, index, words[3], offset, data[at:at + size]))
+                at += size
+            elif words[0] == "done" and len(words) >= 4:
+                words = text.split(None, 4)
+                jid, index = _task("done", words[1], words[2])
+                status = _number("done: status", words[3], checks.MIN_STATUS,
+                                 checks.MAX_STATUS)
+                out.append(Done(jid, index, status, words[4][:MAX_REASON]
+                                if len(words) > 4 else ""))
+            else:
+                raise ExchangeError("want 'done J T STATUS [REASON]', "
+                                    "'output J T STREAM OFFSET SIZE' or 'lease L'")
+        except ExchangeError as exc:
+            raise ExchangeError(f"bad report {quoted(text)}: {exc}") from None
+    return out
+
+
+# ------------------------------------------------------------------ the scheduler's side
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """`kill J T`: an order on the control fid; the task's process group goes."""
+
+    job: int
+    task: int
+
+    def encode(self) -> bytes:
+        return f"kill {self.job} {self.task}\n".encode()
+
+
+def parse_orders(data: bytes) -> list[Kill]:
+    """A read of the control fid: its orders (lines of kinds this worker does not
+    know are for later versions, and are passed over)."""
+    out = []
+    for line in _text(data).split("\n"):
+        words = line.split()
+        if len(words) == 3 and words[0] == "kill":
+            out.append(Kill(*_task("kill", words[1], words[2])))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """`task J T N SIZE` and SIZE bytes of the job's description: one task leased
+    (N is the job's number of tasks)."""
+
+    job: int
+    task: int
+    tasks: int
+    description: bytes
+
+    def encode(self) -> bytes:
+        return self.head(self.job, self.task, self.tasks, len(self.description)) \
+            + self.description
+
+    @staticmethod
+    def head(job: int, task: int, tasks: int, size: int) -> bytes:
+        """The record's first line alone: the scheduler sends one description,
+        made once per job, after each task's own line."""
+        return f"task {job} {task} {tasks} {size}\n".encode()
+
+
+def parse_tasks(data: bytes) -> list[TaskRecord]:
+    out, at = [], 0
+    while at < len(data):
+        end = data.find(b"\n", at)
+        words = data[at:end].split() if end >= 0 else []
+        if len(words) != 5 or words[0] != b"task" or not all(w.isdigit() for w in words[1:]):
+            raise ExchangeError(f"bad task record {data[at:at + 80]!r}")
+        size = int(words[4])
+        text, at = data[end + 1:end + 1 + size], end + 1 + size
+        if len(text) != size:
+            raise ExchangeError(f"task record cut short: {len(text)} of {size} bytes")
+        out.append(TaskRecord(int(words[1]), int(words[2]), int(words[3]), text))
+    return out

@@ -1,0 +1,123 @@
+"""The worker<->scheduler exchange alone: a (record, bytes) table both ways, the
+refusals by name, round trips and fuzz (as tests/ninep/test_codec.py is for 9P)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from styxgrid.exchange import (MAX_LEASE, MAX_SLOTS, Done, ExchangeError, Heartbeat, Join, Kill,
+                               Lease, Output, TaskRecord, parse_orders, parse_reports,
+                               parse_tasks)
+
+JOIN = Join("w1", 4, 8, (("Cpus", 4), ("OpSys", "LINUX"), ("Gpu", False), ("Speed", 1.5)),
+            ((3, 0), (3, 7)))
+
+# One table drives both directions (h11's test_io style): record, bytes, its parser.
+CASES = [
+    (JOIN, b"join w1\nslots 4\nlease 8\nattr Cpus = 4\nattr OpSys = \"LINUX\"\n"
+           b"attr Gpu = false\nattr Speed = 1.5\nrunning 3 0\nrunning 3 7\n", Join.parse),
+    (Join("n-2.example"), b"join n-2.example\nslots 1\n", Join.parse),
+    (Heartbeat(0.25), b"heartbeat load=0.25", Heartbeat.parse),
+    (Heartbeat(), b"heartbeat", Heartbeat.parse),
+    (Lease(0), b"lease 0\n", lambda b: parse_reports(b)[0]),
+    (Output(3, 1, "stderr", 10, b"a\nb"), b"output 3 1 stderr 10 3\na\nb",
+     lambda b: parse_reports(b)[0]),
+    (Done(3, 1, -9, "killed by SIGKILL"), b"done 3 1 -9 killed by SIGKILL\n",
+     lambda b: parse_reports(b)[0]),
+    (Done(3, 1, 0), b"done 3 1 0\n", lambda b: parse_reports(b)[0]),
+    (Kill(5, 4294967295), b"kill 5 4294967295\n", lambda b: parse_orders(b)[0]),
+    (TaskRecord(5, 2, 10, b"cmd sh\n"), b"task 5 2 10 7\ncmd sh\n", lambda b: parse_tasks(b)[0]),
+]
+
+
+@pytest.mark.parametrize("record,wire,parse", CASES)
+def test_table_encode(record, wire, parse):
+    assert record.encode() == wire
+
+
+@pytest.mark.parametrize("record,wire,parse", CASES)
+def test_table_decode(record, wire, parse):
+    assert parse(wire) == record
+
+
+def test_one_report_write_carries_many_records_in_order():
+    records = [Lease(16), Output(1, 0, "stdout", 0, b"x\n"), Done(1, 0, 0), Done(1, 1, 2, "no")]
+    assert parse_reports(b"".join(r.encode() for r in records)) == records
+    tasks = [TaskRecord(1, i, 3, b"cmd true\n") for i in range(3)]
+    assert parse_tasks(b"".join(t.encode() for t in tasks)) == tasks
+    assert parse_orders(b"kill 1 2\nsomething later\nkill 3 4\n") == [Kill(1, 2), Kill(3, 4)]
+
+
+def test_a_reason_is_kept_to_one_line():
+    assert Done(1, 2, 1, "two\nlines").encode() == b"done 1 2 1 two lines\n"
+
+
+REFUSED = [
+    (Join.parse, b"slots 2\n", "join: needs a worker name"),
+    (Join.parse, b"join bad name\n", "join: bad worker name 'bad name'"),
+    (Join.parse, b"join w\nslots 0\n", "join: slots: 0 is out of range"),
+    (Join.parse, b"join w\nslots %d\n" % (MAX_SLOTS + 1), "join: slots: 4097 is out of range"),
+    (Join.parse, b"join w\nlease %d\n" % (MAX_LEASE + 1), "lease: 16385 is out of range"),
+    (Join.parse, b"join w\nattr Cpus 4\n", "bad attribute line 'attr Cpus 4'"),
+    (Join.parse, b"join w\nattr 9x = 1\n", "bad attribute name '9x'"),
+    (Join.parse, b"join w\nrunning 1\n", "bad join line 'running 1'"),
+    (Join.parse, b"join w\nfly away\n", "unknown join line 'fly away'"),
+    (Join.parse, b"join w\xff\n", "not UTF-8 text"),
+    (Heartbeat.parse, b"heartbeat load=1e999", "not a finite number"),
+    (Heartbeat.parse, b"heartbeat load=-1", "heartbeat: load '-1' is not a number in"),
+    (Heartbeat.parse, b"beat", "bad heartbeat 'beat'"),
+    (parse_reports, b"done 1 2 99999999999\n", "done: status: 99999999999 is out of range"),
+    (parse_reports, b"done 1 99999999999 0\n", "done: task: 99999999999 is out of range"),
+    (parse_reports, b"output 1 0 stdout -1 1\nx", "output: offset: -1 is out of range"),
+    (parse_reports, b"output 1 0 stdout 0 5\nx", "the write ends before its SIZE bytes"),
+    (parse_reports, b"output 1 0 stdin 0 1\nx", "want 'done J T STATUS [REASON]'"),
+    (parse_reports, b"lease -1\n", "lease: -1 is out of range"),
+    (parse_reports, b"done 1 2 0\nexplode\n", "bad report 'explode'"),
+    (parse_tasks, b"task 1 2 3\n", "bad task record"),
+    (parse_tasks, b"task 1 2 3 10\nshort", "task record cut short: 5 of 10 bytes"),
+    (parse_orders, b"kill 1 99999999999\n", "kill: task: 99999999999 is out of range"),
+]
+
+
+@pytest.mark.parametrize("parse,wire,why", REFUSED)
+def test_bad_input_is_refused_by_name(parse, wire, why):
+    with pytest.raises(ExchangeError, match=why.replace("[", r"\[").replace("(", r"\(")):
+        parse(wire)
+
+
+def test_a_bad_line_refuses_the_whole_write():
+    """Every line is checked before any is carried out: the caller gets all or nothing."""
+    with pytest.raises(ExchangeError):
+        parse_reports(b"done 1 0 0\ndone 1 1 oops\n")
+
+
+tasks = st.integers(0, 2 ** 32 - 1)
+RECORDS = st.one_of(
+    st.builds(Lease, st.integers(0, MAX_LEASE)),
+    st.builds(Output, tasks, tasks, st.sampled_from(["stdout", "stderr"]),
+              st.integers(0, 1 << 39), st.binary(max_size=64)),
+    st.builds(Done, tasks, tasks, st.integers(-255, 255),
+              st.text(st.characters(blacklist_categories=["Cs", "Zl", "Zp", "Cc"]),
+                      max_size=40).map(lambda t: " ".join(t.split()))))
+
+
+@given(st.lists(RECORDS, max_size=8))
+def test_reports_round_trip(records):
+    assert parse_reports(b"".join(r.encode() for r in records)) == records
+
+
+@given(st.builds(TaskRecord, tasks, tasks, st.integers(1, 10_000_000), st.binary(max_size=80)))
+def test_task_records_round_trip(record):
+    assert parse_tasks(record.encode()) == [record]
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=120))
+def test_any_bytes_give_records_or_exchange_error(data):
+    for parse in (Join.parse, Heartbeat.parse, parse_reports, parse_orders, parse_tasks):
+        try:
+            parse(data)
+        except ExchangeError:
+            pass
