@@ -281,11 +281,16 @@ def parse_tasks(data: bytes) -> list[TaskRecord]:
     while at < len(data):
         end = data.find(b"\n", at)
         words = data[at:end].split() if end >= 0 else []
-        if len(words) != 5 or words[0] != b"task" or not all(w.isdigit() for w in words[1:]):
-            raise ExchangeError(f"bad task record {data[at:at + 80]!r}")
-        size = int(words[4])
+        try:
+            if len(words) != 5 or words[0] != b"task":
+                raise ValueError
+            job, task, tasks, size = int(words[1]), int(words[2]), int(words[3]), int(words[4])
+            if min(job, task, tasks, size) < 0:
+                raise ValueError
+        except ValueError:
+            raise ExchangeError(f"bad task record {data[at:at + 80]!r}") from None
         text, at = data[end + 1:end + 1 + size], end + 1 + size
         if len(text) != size:
             raise ExchangeError(f"task record cut short: {len(text)} of {size} bytes")
-        out.append(TaskRecord(int(words[1]), int(words[2]), int(words[3]), text))
+        out.append(TaskRecord(job, task, tasks, text))
     return out
