@@ -184,6 +184,11 @@ class Group:
     jobs: list = field(default_factory=list)           # heap of (-priority, job id)
     idle: dict[str, None] = field(default_factory=dict)  # matching workers that would take one
 
+    @property
+    def lowered(self) -> str:
+        """The requirements in lower case: ClassAd attribute names ignore case."""
+        return self.requirements.lower()
+
     def matches(self, worker: "Worker") -> bool:
         if self.expr is None:
             return True
@@ -415,6 +420,38 @@ class Core:
         worker.groups = [g for g in self.groups.values() if g.matches(worker)]
         self.workers[name] = worker
         return worker
+
+    def worker_update(self, name: str, changes: dict[str, Any]) -> bool:
+        """Attributes that change while a worker is joined (its load): its ad, which
+        matchmaking and rank read, follows, and so does the set of groups it is in
+        (only groups whose requirements name a changed attribute are asked again).
+        True when that set changed."""
+        worker = self.workers.get(name)
+        if worker is None:
+            return False
+        changed = {k: v for k, v in changes.items() if worker.attrs.get(k) != v}
+        if not changed:
+            return False
+        worker.attrs.update(changed)
+        for key, value in changed.items():
+            worker.ad[key] = value
+        names = [k.lower() for k in changed]
+        groups = []
+        for group in self.groups.values():
+            if any(n in group.lowered for n in names):
+                if group.matches(worker):
+                    groups.append(group)
+            elif group in worker.groups:
+                groups.append(group)
+        if groups == worker.groups:
+            return False
+        if worker.listed:
+            for group in worker.groups:
+                group.idle.pop(worker.name, None)
+            for group in groups:
+                group.idle[worker.name] = None
+        worker.groups = groups
+        return True
 
     def worker_lost(self, name: str) -> list[tuple[int, int]]:
         """The worker went away: its running tasks go back to the queue (or fail

@@ -330,8 +330,8 @@ class Grid:
         if link.gone:
             raise LookupError(link.lost_reason)
         link.last_seen = trio.current_time()
-        if beat.load is not None:
-            link.attrs["LoadAvg"] = beat.load
+        if beat.load is not None and self.core.worker_update(link.name, {"LoadAvg": beat.load}):
+            self.dispatch()                 # it may match a job it did not match before
 
     def set_lease(self, link: WorkerLink, lease: int) -> None:
         """The worker now holds up to `lease` tasks at once."""

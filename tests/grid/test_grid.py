@@ -184,6 +184,27 @@ def records(lease: bytes) -> list[tuple[int, int]]:
     return out
 
 
+async def test_a_heartbeat_load_is_what_matchmaking_and_the_ad_see(grid):
+    """A node busy at join is not given a job that wants a quiet one; once its
+    heartbeat says it is quiet, its waiting read gets the task, and its ad agrees."""
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join busy\nslots 1\nattr LoadAvg = 9.0\n")
+        job = await submit(c, "cmd true\nrequirements LoadAvg < 1\nsubmit\n")
+        assert "'LoadAvg < 1' fails on 1 of 1 nodes" in await read(c, f"jobs/{job}/why")
+        work = await w.open("work")
+        got: list = []
+
+        async def lease() -> None:
+            got.extend(records(await work.pread(0, 4096)))
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lease)
+                await ctl.pwrite(0, b"heartbeat load=0.50")
+        assert got == [(job, 0)]
+        assert "LoadAvg = 0.5\n" in await read(c, "nodes/busy/ad")
+
+
 async def test_a_read_of_work_leases_up_to_the_lease_only_of_the_job_last_reported(grid):
     """The labour exchange by hand: a free slot takes any job's task; beyond its
     slots a worker is given more of the job it last reported, as many as its lease

@@ -42,6 +42,24 @@ def test_requirements_match_and_why_names_the_failing_clause():
     assert [(a.worker, a.job) for a in drain(core, "big")] == [("big", job.id)]
 
 
+def test_a_changed_load_changes_what_the_worker_matches():
+    """The heartbeat's LoadAvg reaches the ad that matchmaking reads: a job that
+    wants a quiet node does not go to one whose load has since risen."""
+    core = Core()
+    core.worker_join("w", {**LINUX, "LoadAvg": 0.1}, slots=1)
+    other = core.submit(JobSpec(cmd="any"), "u")          # a group that names no load
+    assert drain(core, "w")[0].job == other.id
+    core.task_done("w", other.id, 0, 0, "")
+    assert core.worker_update("w", {"LoadAvg": 9.0}) is False   # in no group naming it
+    quiet = core.submit(JobSpec(cmd="x", requirements="LoadAvg < 1"), "u")
+    assert drain(core, "w") == []
+    assert "'LoadAvg < 1' fails on 1 of 1 nodes" in core.why(quiet.id)
+    assert core.worker_update("w", {"LoadAvg": 0.5}) is True
+    assert [(a.worker, a.job) for a in core.dispatch()] == [("w", quiet.id)]
+    assert core.worker_update("w", {"LoadAvg": 0.5}) is False   # no change: nothing asked
+    assert core.workers["w"].ad["LoadAvg"] == 0.5
+
+
 def test_rank_picks_the_best_idle_worker():
     core = Core()
     for name, mem in (("a", 1000), ("b", 9000), ("c", 5000)):
