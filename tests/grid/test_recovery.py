@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from styxgrid.ninep.client import open_client
 
 from ..helpers import STYXGRID, TIMEOUT, submit, wait
@@ -56,10 +58,25 @@ def stop(up: subprocess.Popen) -> None:
     up.stderr.close()
 
 
-def test_up_killed_leaves_no_worker_task_or_mount_behind(short_tmp):
+@pytest.fixture
+def ups():
+    """Start `styxgrid up` in a folder; any still running at the end is stopped,
+    so that a failing test leaves no grid behind."""
+    started: list[subprocess.Popen] = []
+
+    def start(folder: str) -> subprocess.Popen:
+        started.append(start_up(folder))
+        return started[-1]
+    yield start
+    for up in started:
+        if up.poll() is None:
+            stop(up)
+
+
+def test_up_killed_leaves_no_worker_task_or_mount_behind(short_tmp, ups):
     """Even once the worker has started a task as another user (a change of ids
     that clears the parent-death signal), SIGKILL of up ends it all."""
-    up = start_up(short_tmp)
+    up = ups(short_tmp)
     kids = children(up.pid)
     assert len(kids) == 2
     mount = os.path.join(short_tmp, "grid")
@@ -85,8 +102,8 @@ def read_until(up: subprocess.Popen, text: str) -> None:
     raise AssertionError(f"up ended: {''.join(up.lines)}")  # type: ignore[attr-defined]
 
 
-def test_a_dead_mount_is_cleared_with_a_message_and_a_second_up_says_why(short_tmp):
-    up = start_up(short_tmp)
+def test_a_dead_mount_is_cleared_with_a_message_and_a_second_up_says_why(short_tmp, ups):
+    up = ups(short_tmp)
     mount = os.path.join(short_tmp, "grid")
     sock = os.path.join(short_tmp, ".styxgrid", "scheduler.sock")
     [fuse] = [pid for pid in children(up.pid) if b"mount" in
@@ -113,7 +130,7 @@ def test_a_dead_mount_is_cleared_with_a_message_and_a_second_up_says_why(short_t
     except OSError:
         pass
     stop(up)
-    up = start_up(short_tmp)
+    up = ups(short_tmp)
     try:
         assert (f"styxgrid: up: {mount} was a mount whose process had ended; unmounted it\n"
                 in up.lines)                         # type: ignore[attr-defined]
