@@ -35,14 +35,13 @@ import trio
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from styxgrid.ninep.client import open_client  # noqa: E402
-from styxgrid.ninep.messages import ORDWR  # noqa: E402
+from styxgrid import api  # noqa: E402
 from styxgrid.security.ca import CA  # noqa: E402
-from styxgrid.security.dial import dial  # noqa: E402
 from styxgrid.security.identity import Identity  # noqa: E402
+from styxgrid.worker.config import WorkerConfig  # noqa: E402
 
 TRUE = shutil.which("true") or "/bin/true"
-NICE = 10                                   # the worker's default
+NICE = WorkerConfig.nice                    # the worker's default
 
 
 def python_floor(n: int) -> float:
@@ -113,31 +112,23 @@ def shell_rate(command: str, n: int) -> float | None:
     return n / (time.perf_counter() - start)
 
 
-async def submit(client, text: str) -> int:
-    f = await client.open("new", ORDWR)
-    async with f:
-        await f.pwrite(0, text.encode())
-        return int((await f.pread(0, 64)).decode())
-
-
 async def grid_rate(sock: str, n: int, identity: Identity | None = None) -> float:
-    stream, uname = await dial(sock, identity)
-    async with open_client(stream, uname=uname) as client:
+    async with api.connect(sock, identity=identity) as grid:
         start = time.perf_counter()
-        job = await submit(client, f"cmd {TRUE}\ntasks {n}\nsubmit\n")
-        status = (await client.read_file(f"jobs/{job}/wait")).decode()
+        job = await grid.submit(f"cmd {TRUE}\ntasks {n}\nsubmit\n")
+        status = await grid.wait(job)
         elapsed = time.perf_counter() - start
-        assert " done " in status, status
+        assert status.state == "done", status
     return n / elapsed
 
 
 async def grid_latency(sock: str, jobs: int) -> list[float]:
     out = []
-    async with open_client(sock) as client:
+    async with api.connect(sock) as grid:
         for _ in range(jobs):
             start = time.perf_counter()
-            job = await submit(client, f"submit {TRUE}\n")
-            await client.read_file(f"jobs/{job}/wait")
+            job = await grid.submit(f"submit {TRUE}\n")
+            await grid.wait(job)
             out.append(time.perf_counter() - start)
     return out
 

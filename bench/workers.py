@@ -31,9 +31,11 @@ import trio
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from styxgrid.cli.serve import SCHEDULER_GC_THRESHOLDS  # noqa: E402
+from styxgrid.scheduler.config import SchedulerConfig  # noqa: E402
 from styxgrid.ninep.client import Client, open_client  # noqa: E402
 from styxgrid.ninep.messages import OREAD, ORDWR  # noqa: E402
+from styxgrid.api import GridClient  # noqa: E402
+from styxgrid.exchange import Done, Join, parse_tasks  # noqa: E402
 
 
 WORKER_MSIZE = 8192      # these workers read task records and write `done` lines only
@@ -62,35 +64,23 @@ async def worker(sock: str, name: str, dialling: trio.Semaphore,
     await dialling.acquire()
     async with open_client(sock, aname="worker", msize=WORKER_MSIZE) as client:
         ctl = await client.open("work", ORDWR)
-        await ctl.pwrite(0, f"join {name}\nslots 1\n".encode())
+        await ctl.pwrite(0, Join(name, 1).encode())
         lease = await client.open("work", OREAD)
         dialling.release()
         joined.release()
         while True:
             data = await lease.pread(0, lease.iounit)
-            await ctl.pwrite(0, b"".join(b"done %s %s 0\n" % tuple(head.split()[1:3])
-                                         for head in task_heads(data)))
-
-
-def task_heads(data: bytes) -> list[bytes]:
-    """The `task J T N SIZE` lines of a read of /work (each followed by SIZE bytes)."""
-    heads, at = [], 0
-    while at < len(data):
-        end = data.index(b"\n", at)
-        heads.append(data[at:end])
-        at = end + 1 + int(data[at:end].split()[4])
-    return heads
+            await ctl.pwrite(0, b"".join(Done(t.job, t.task, 0).encode()
+                                         for t in parse_tasks(data)))
 
 
 async def dispatch_rate(client: Client, tasks: int, pid: int) -> tuple[float, float]:
     """(tasks/s, scheduler CPU microseconds per task) for one job of `tasks`."""
     start, cpu = time.perf_counter(), cpu_seconds(pid)
-    f = await client.open("new", ORDWR)
-    async with f:
-        await f.pwrite(0, f"cmd true\ntasks {tasks}\nsubmit\n".encode())
-        job = int((await f.pread(0, 64)).decode())
-    status = (await client.read_file(f"jobs/{job}/wait")).decode()
-    assert f" done={tasks} " in status, status
+    grid = GridClient(client)
+    job = await grid.submit(f"cmd true\ntasks {tasks}\nsubmit\n")
+    status = await grid.wait(job)
+    assert status.done == tasks, status
     return tasks / (time.perf_counter() - start), (cpu_seconds(pid) - cpu) * 1e6 / tasks
 
 
@@ -124,7 +114,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3, help="medians of this many runs")
     args = ap.parse_args()
-    gc.set_threshold(*SCHEDULER_GC_THRESHOLDS)    # this process holds every worker, too
+    gc.set_threshold(*SchedulerConfig.gc_thresholds)   # this process holds every worker, too
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.many + 100:

@@ -84,11 +84,11 @@ class JobSpec:
         for name, _ in self.env:
             if not _ENV_NAME.match(name):
                 raise DescriptionError(f"env: {quoted(name)} is not a variable name")
-        for key, value, low, high in (("tasks", self.tasks, 1, MAX_TASKS),
-                                      ("priority", self.priority, -1000, 1000),
-                                      ("retries", self.retries, 0, 1000)):
-            if type(value) is not int or not low <= value <= high:
-                raise DescriptionError(f"{key}: {value} is out of range ({low}..{high})")
+        for key, number, low, high in (("tasks", self.tasks, 1, MAX_TASKS),
+                                       ("priority", self.priority, -1000, 1000),
+                                       ("retries", self.retries, 0, 1000)):
+            if type(number) is not int or not low <= number <= high:
+                raise DescriptionError(f"{key}: {number} is out of range ({low}..{high})")
         text = self._normal_form()
         if len(text) > MAX_DESCRIPTION // 4 and len(text.encode()) > MAX_DESCRIPTION:
             raise DescriptionError(f"description longer than {MAX_DESCRIPTION // 1024} KiB")
@@ -97,7 +97,7 @@ class JobSpec:
     def lines(self) -> str:
         """The normalized description, one `key value` per line (what `desc` shows);
         every value quoted where it must be, so that it reads back exactly."""
-        return self._lines  # type: ignore[attr-defined, no-any-return]
+        return self._lines  # type: ignore[attr-defined]
 
     def _normal_form(self) -> str:
         out = [f"cmd {shellwords.quote(self.cmd)}"]

@@ -233,13 +233,10 @@ class Honest:
 
 
 async def honest_user(client, owner: str, honest: Honest, stop: trio.Event) -> None:
-    from styxgrid.ninep.messages import ORDWR
+    from styxgrid.api import GridClient
     while not stop.is_set():
         start = time.perf_counter()
-        f = await client.open("new", ORDWR)
-        async with f:
-            await f.pwrite(0, b"submit true\n")
-            job = int((await f.pread(0, 64)).decode())
+        job = await GridClient(client).submit("submit true\n")
         status = (await client.read_file(f"jobs/{job}/status")).decode()
         assert status.split()[0] == str(job) and f"owner={owner}" in status, status
         assert b"jobs=" in await client.read_file("stats")

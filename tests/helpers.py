@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from styxgrid.ninep.messages import ORDWR
+from styxgrid.api import GridClient
 
 REPO = Path(__file__).resolve().parent.parent
 STYXGRID = [sys.executable, "-m", "styxgrid"]
@@ -65,10 +65,7 @@ TIMEOUT = 60
 
 async def submit(client, text: str) -> int:
     """The clone idiom: write a description to /new, read the job id on the same fid."""
-    f = await client.open("new", ORDWR)
-    async with f:
-        await f.pwrite(0, text.encode())
-        return int((await f.pread(0, 64)).decode())
+    return await GridClient(client).submit(text)
 
 
 async def wait(client, job: int) -> str:

@@ -34,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
             f"(see styxgrid {args.command} --help)")
         return 2
     raise_fd_limit()
-    logging.basicConfig(level=logging.DEBUG if args.trace else logging.WARNING,
-                        format="%(name)s: %(message)s")
+    log_to_stderr(args.verbose, args.trace)
     return COMMANDS[args.command](args)
+
+
+def log_to_stderr(verbose: int, trace: bool) -> None:
+    """Warnings and errors always; `-v` what changes, `-vv` every task as well;
+    `--trace` every 9P message, whatever -v says."""
+    level = (logging.WARNING, logging.INFO)[verbose] if verbose < 2 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+                        if verbose else "%(name)s: %(message)s")
+    if trace:
+        logging.getLogger("styxgrid.ninep").setLevel(logging.DEBUG)

@@ -14,7 +14,6 @@ Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
 
 DEFAULT_STATE = ".styxgrid"
-SOCKET_NAME = "scheduler.sock"
 
 
 def command(fn: Command) -> Command:

@@ -7,7 +7,9 @@ import os
 import sys
 from typing import NoReturn
 
-from .common import DEFAULT_STATE, SOCKET_NAME
+from ..scheduler.config import SOCKET_NAME, SchedulerConfig
+from ..worker.config import WorkerConfig
+from .common import DEFAULT_STATE
 
 WHERE = ("the scheduler: HOST:PORT or a unix socket path (default: $STYXGRID_SCHEDULER, "
          "else the one `styxgrid login` stored, else the socket of a `styxgrid up` in this "
@@ -36,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     top = Parser(prog="styxgrid", description="A compute grid where everything is a file: "
                  "a 9P2000 scheduler, workers that dial out, and users with echo and cat. "
                  "man styxgrid for more.")
+    top.add_argument("-v", "--verbose", action="count", default=0,
+                     help="log what changes: jobs and nodes (-v), every task too (-vv)")
     top.add_argument("--trace", action="store_true", help="log every 9P message in and out")
     top.add_argument("--version", action="version", version=f"styxgrid {version()}")
     top.add_argument("--scheduler", metavar="ADDRESS", help=WHERE)
@@ -53,6 +57,12 @@ def scheduler_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", default=argparse.SUPPRESS, help=WHERE)
 
 
+def heartbeat_timeout(p: argparse.ArgumentParser) -> None:
+    default = SchedulerConfig.heartbeat_timeout
+    p.add_argument("--heartbeat-timeout", type=float, default=default, metavar="SECONDS",
+                   help=f"silence after which a worker is lost (default {default:g})")
+
+
 def servers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="a scheduler, local workers and (--mount) a FUSE mount, "
                        "in the foreground", description="A grid on this machine: scheduler "
@@ -61,8 +71,7 @@ def servers(sub: argparse._SubParsersAction) -> None:
                    help=f"state folder: database, output, data (default {DEFAULT_STATE})")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="local worker slots (default: one per core)")
-    p.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="silence after which a worker is lost (default 10)")
+    heartbeat_timeout(p)
     p.add_argument("--mount", metavar="DIR", help="also mount the grid here with FUSE")
 
     p = sub.add_parser("scheduler", help="run the scheduler (a 9P server) on one address")
@@ -70,8 +79,7 @@ def servers(sub: argparse._SubParsersAction) -> None:
                    help=f"state folder: database, output, data (default {DEFAULT_STATE})")
     p.add_argument("--listen", metavar="ADDRESS", help="HOST:PORT or a unix socket path "
                    f"(default: STATE/{SOCKET_NAME})")
-    p.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="silence after which a worker is lost (default 10)")
+    heartbeat_timeout(p)
     p.add_argument("--ca", metavar="DIR", help="the grid CA (from `ca init`): TCP speaks TLS")
     p.add_argument("--insecure", action="store_true",
                    help="allow plain TCP with no certificates (a warning is printed)")
@@ -85,9 +93,10 @@ def servers(sub: argparse._SubParsersAction) -> None:
                    "(default /tmp/styxgrid-worker-NAME)")
     p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
                    help="a custom ClassAd attribute (repeatable)")
-    p.add_argument("--nice", type=int, default=10, help="niceness of tasks (default 10)")
-    p.add_argument("--heartbeat", type=float, default=3.0, metavar="SECONDS",
-                   help="seconds between heartbeats (default 3)")
+    p.add_argument("--nice", type=int, default=WorkerConfig.nice,
+                   help=f"niceness of tasks (default {WorkerConfig.nice})")
+    p.add_argument("--heartbeat", type=float, default=WorkerConfig.heartbeat, metavar="SECONDS",
+                   help=f"seconds between heartbeats (default {WorkerConfig.heartbeat:g})")
     p.add_argument("--join", metavar="TOKEN", help="enrol with this token (first start)")
     p.add_argument("--identity", metavar="DIR",
                    help="key and certificate (default ~/.config/styxgrid/worker-NAME)")

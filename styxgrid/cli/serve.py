@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import os
 import socket
 from pathlib import Path
@@ -17,16 +16,11 @@ from ..errgroups import unwrapped
 from ..ninep import memory, serve_listeners
 from ..ninep.exportfs import ExportFS
 from ..ninep.transport import Address, open_listeners, parse_address
-from .common import (DEFAULT_STATE, SOCKET_NAME, UserError, command, fuse_installed, os_error,
+from ..scheduler.config import SchedulerConfig
+from .common import (DEFAULT_STATE, UserError, command, fuse_installed, os_error,
                      run_until_signal, say)
 from .enrol import enrol
 from .where import find_scheduler
-
-# The scheduler holds many long-lived objects (each worker's connection and its
-# waiting read); with Python's default thresholds the collector walks them all every
-# few hundred tasks, so the cost of a task grew with the number of workers connected.
-SCHEDULER_GC_THRESHOLDS = (50_000, 20, 100)
-
 
 def bound(listeners: list, addr: Address) -> str:
     """The address actually listened on (TCP port 0 becomes the chosen port)."""
@@ -61,16 +55,21 @@ def cmd_exportfs(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_scheduler(args: argparse.Namespace, addr: Address,
-                          ready: Callable[[str], None]) -> None:
+def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
+    """The `scheduler` and `up` options as a SchedulerConfig (ValueError: a bad address)."""
+    listen = getattr(args, "listen", None)
+    return SchedulerConfig(Path(args.state).resolve(),
+                           listen=parse_address(listen) if listen else None,
+                           ca_dir=getattr(args, "ca", None),
+                           insecure=getattr(args, "insecure", False),
+                           heartbeat_timeout=args.heartbeat_timeout, trace=args.trace)
+
+
+async def serve_scheduler(config: SchedulerConfig, ready: Callable[[str], None]) -> None:
     from ..scheduler.service import serve_scheduler
-    gc.set_threshold(*SCHEDULER_GC_THRESHOLDS)
     async with trio.open_nursery() as nursery:
-        _grid, listeners = await nursery.start(functools.partial(
-            serve_scheduler, args.state, addr, heartbeat_timeout=args.heartbeat_timeout,
-            trace=args.trace, ca_dir=getattr(args, "ca", None),
-            insecure=getattr(args, "insecure", False)))
-        ready(bound(listeners, addr))
+        _grid, listeners = await nursery.start(serve_scheduler, config)
+        ready(bound(listeners, config.address))
 
 
 @command
@@ -78,17 +77,17 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from ..scheduler.service import SetupError
     from ..security.ca import CAError
     try:
-        addr = parse_address(args.listen or str(Path(args.state).resolve() / SOCKET_NAME))
+        config = scheduler_config(args)
     except ValueError as exc:
         say(f"scheduler: {exc}")
         return 2
-    if args.insecure and addr.path is None:
+    if config.insecure and config.address.path is None:
         say("scheduler: WARNING: --insecure: plain 9P on TCP, every attach name believed, "
             "anyone who can connect is an admin")
     try:
         with unwrapped():
             run_until_signal(lambda: serve_scheduler(
-                args, addr, lambda where: say(f"scheduler: serving {args.state} on {where}")))
+                config, lambda where: say(f"scheduler: serving {args.state} on {where}")))
     except (SetupError, CAError) as exc:
         say(f"scheduler: {exc}")
         return 2
@@ -101,7 +100,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def worker_config(args: argparse.Namespace):
     from ..security.identity import Identity, worker_identity_dir
     from ..worker.ad import parse_attr
-    from ..worker.agent import WorkerConfig
+    from ..worker.config import WorkerConfig
     attrs = dict(parse_attr(a) for a in args.attr)
     name = args.name or socket.gethostname()
     identity = Identity(Path(args.identity) if args.identity else worker_identity_dir(name))
@@ -171,20 +170,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not 0 <= args.workers <= MAX_SLOTS:
         say(f"up: --workers {args.workers}: want 1..{MAX_SLOTS} (0: one per core)")
         return 2
-    state = Path(args.state).resolve()
-    addr = parse_address(str(state / SOCKET_NAME))
+    config = scheduler_config(args)
+    state, addr = config.state_dir, config.address
     slots = args.workers or os.cpu_count() or 1
-    args.state = str(state)
     mount = os.path.abspath(args.mount) if args.mount else None
+    logs = ["-v"] * args.verbose + ["--trace"] * args.trace      # the children log alike
 
     async def main() -> None:
         children: list[Child] = []
         try:
             async with trio.open_nursery() as nursery:
                 ready = trio.Event()
-                nursery.start_soon(serve_scheduler, args, addr, lambda where: ready.set())
+                nursery.start_soon(serve_scheduler, config, lambda where: ready.set())
                 await ready.wait()
-                worker = Child(["worker", "--scheduler", str(addr), "--slots", str(slots),
+                worker = Child([*logs, "worker", "--scheduler", str(addr), "--slots", str(slots),
                                 "--name", f"{socket.gethostname()}-local"])
                 children.append(worker)
                 await worker.wait_line("joined")
@@ -194,7 +193,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                     if cleared:
                         say(f"up: {cleared}")
                     os.makedirs(mount, exist_ok=True)
-                    fuse = Child(["mount", "--foreground", str(addr), mount])
+                    fuse = Child([*logs, "mount", "--foreground", str(addr), mount])
                     children.insert(0, fuse)
                     await fuse.wait_line("mounted on")
                     nursery.start_soon(fuse.copy_stderr)

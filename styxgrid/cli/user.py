@@ -14,12 +14,13 @@ from typing import Awaitable, Callable
 
 import trio
 
+from ..api import GridClient
 from ..errgroups import unwrapped
 from ..ninep import NinePError
 from ..ninep import errors as E
 from ..ninep.errors import LocalProtocolError, RemoteProtocolError
 from ..ninep.client import Client, ConnectionLost, open_client
-from ..ninep.messages import DMDIR, ORDWR
+from ..ninep.messages import DMDIR
 from ..ninep.transport import parse_address
 from .common import UserError, command, local_user, say
 from .where import find_scheduler, user_identity
@@ -77,7 +78,7 @@ def client_command(fn: ClientCommand) -> ClientCommand:
             return 1
         except KeyboardInterrupt:
             return 130
-    command(run)  # type: ignore[arg-type]
+    command(run)
     return fn
 
 
@@ -168,25 +169,16 @@ async def ship_program(client: Client, args: argparse.Namespace) -> None:
 async def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     description(args)                           # check the arguments before sending anything
     await ship_program(client, args)
-    f = await client.open("new", ORDWR)
-    async with f:
-        await f.pwrite(0, description(args).encode())
-        print((await f.pread(0, 64)).decode().strip())
+    print(await GridClient(client).submit(description(args)))
     return 0
 
 
 async def cmd_q(client: Client, args: argparse.Namespace) -> int:
     print(f"{'JOB':>6} {'STATE':8} {'TASKS':>7} {'QUEUED':>7} {'RUN':>5} {'DONE':>7} "
           f"{'FAIL':>5} OWNER")
-    for entry in await client.ls("jobs"):
-        try:
-            line = (await client.read_file(f"jobs/{entry.name}/status")).decode()
-        except NinePError:
-            continue                       # removed meanwhile
-        words = line.split()
-        f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
-        print(f"{words[0]:>6} {words[1]:8} {f['tasks']:>7} {f['queued']:>7} "
-              f"{f['running']:>5} {f['done']:>7} {f['failed']:>5} {f['owner']}")
+    for s in await GridClient(client).jobs():
+        print(f"{s.job:>6} {s.state:8} {s.tasks:>7} {s.queued:>7} {s.running:>5} {s.done:>7} "
+              f"{s.failed:>5} {s.owner}")
     return 0
 
 
@@ -206,11 +198,10 @@ async def cmd_wait(client: Client, args: argparse.Namespace) -> int:
         """Redraw the bar when the job changes, at most ten times a second (the
         events that come meanwhile are read in one go)."""
         async for _ in client.stream(f"jobs/{job}/events"):
-            words = (await client.read_file(f"jobs/{job}/status")).decode().split()
-            f = dict(w.split("=", 1) for w in words[2:] if "=" in w)
-            total, done = int(f["tasks"]), int(f["done"]) + int(f["failed"])
+            s = await GridClient(client).status(job)
+            total, done = s.tasks, s.done + s.failed
             bar = "#" * (30 * done // max(total, 1))
-            sys.stderr.write(f"\rjob {job} [{bar:30}] {done}/{total} {words[1]}  ")
+            sys.stderr.write(f"\rjob {job} [{bar:30}] {done}/{total} {s.state}  ")
             sys.stderr.flush()
             await trio.sleep(0.1)
     async with trio.open_nursery() as nursery:

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from ..security.identity import Identity, user_identity_dir
-from .common import DEFAULT_STATE, SOCKET_NAME, UserError
+from ..scheduler.config import SOCKET_NAME
+from .common import DEFAULT_STATE, UserError
 
 
 def user_identity() -> Identity:

@@ -20,6 +20,7 @@ import pwd
 import stat as st
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import pyfuse3
 import trio
@@ -197,7 +198,7 @@ class NinePOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         raise self.unsupported(ctx.uid, "device files, fifos and sockets")
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for inode, count in inode_list:
             left = self.lookups.get(inode, 0) - count
             if left > 0:
@@ -410,13 +411,14 @@ class NinePOperations(pyfuse3.Operations):
     async def read_parked(self, handle: Handle, off: int, size: int) -> bytes:
         """A read of a synthetic file may wait (wait, stdout): it ends with EINTR
         when the reader gets a signal (see interrupt.py)."""
-        assert handle.file is not None
+        file = handle.file
+        assert file is not None
         result: list[bytes] = []
         interrupted = False
         with unwrapped():
             async with trio.open_nursery() as nursery:
                 async def read() -> None:
-                    result.append(await handle.file.pread(off, size))
+                    result.append(await file.pread(off, size))
                     nursery.cancel_scope.cancel()
 
                 async def watch() -> None:
@@ -448,9 +450,10 @@ class NinePOperations(pyfuse3.Operations):
             del handle.ahead[at]
         out = b""
         while size > 0:
-            chunk = handle.ahead.get(start)
-            if chunk is None:
+            waiting = handle.ahead.get(start)
+            if waiting is None:
                 break
+            chunk = waiting
             await chunk.ready.wait()
             if chunk.error:
                 raise pyfuse3.FUSEError(chunk.error)

@@ -14,21 +14,22 @@ from __future__ import annotations
 import math
 import os
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, TypeVar
 
 import trio
 
 from ..errgroups import unwrapped
 from . import errors as E
-from .codec import NEED_DATA, Decoder, decode_stats, encode_to
+from .codec import Decoder, decode_stats, encode_to
 from .errors import NinePError, RemoteProtocolError
 from .messages import (IOHDRSZ, MAXWELEM, NOFID, NOTAG, OREAD, OTRUNC, OWRITE, VERSION,
-                       Message, Qid, Rerror, Rversion, Stat, Tattach, Tclunk,
-                       Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion, Twalk, Twrite,
-                       Twstat)
+                       Message, Qid, Rattach, Rclunk, Rcreate, Rerror, Ropen, Rread, Rremove,
+                       Rstat, Rversion, Rwalk, Rwrite, Rwstat, Stat, Tattach, Tclunk, Tcreate,
+                       Tflush, Topen, Tread, Tremove, Tstat, Tversion, Twalk, Twrite, Twstat)
 from .transport import Address, Transport, connect, parse_address, transport_for
 
 DEFAULT_MSIZE = (1 << 20) + IOHDRSZ
+R = TypeVar("R", bound=Message)
 
 
 class ConnectionLost(Exception):
@@ -77,7 +78,7 @@ class Client:
                 self.decoder.feed(data)
                 while True:
                     msg = self.decoder.next_message()
-                    if msg is NEED_DATA:
+                    if not isinstance(msg, Message):      # NEED_DATA
                         break
                     waiter = self.pending.get(msg.tag)
                     if waiter is not None and waiter.reply is None:
@@ -122,12 +123,16 @@ class Client:
         self.free_tags.append(tag)
         self.tag_freed.set()
 
-    async def rpc(self, make: type[Message], *args: object) -> Message:
-        """Send make(tag, *args) and return its reply; Rerror raises NinePError."""
+    async def rpc(self, expect: type[R], make: type[Message], *args: object) -> R:
+        """Send make(tag, *args) and return its reply, which must be an `expect`;
+        Rerror raises NinePError, and so does a reply of another kind (the server
+        is broken; the caller's request failed)."""
         reply = await self.rpc_raw(make, *args)
+        if type(reply) is expect:
+            return reply
         if type(reply) is Rerror:
             raise NinePError(reply.ename)
-        return reply
+        raise NinePError(f"protocol error: {type(reply).__name__} in reply to {make.__name__}")
 
     async def rpc_raw(self, make: type[Message], *args: object) -> Message:
         if self.closed:
@@ -169,14 +174,13 @@ class Client:
     # ------------------------------------------------------------ session
 
     async def handshake(self, uname: str, aname: str) -> None:
-        reply = await self.rpc(Tversion, self.msize, VERSION)
-        assert isinstance(reply, Rversion)
+        reply = await self.rpc(Rversion, Tversion, self.msize, VERSION)
         if reply.version != VERSION:
             raise NinePError(f"server speaks {reply.version!r}, not {VERSION}")
         self.msize = min(self.msize, reply.msize)
         self.decoder.msize = self.msize
         self.root = self.alloc_fid()
-        await self.rpc(Tattach, self.root, NOFID, uname, aname)
+        await self.rpc(Rattach, Tattach, self.root, NOFID, uname, aname)
 
     @property
     def iounit(self) -> int:
@@ -192,7 +196,7 @@ class Client:
         start = self.root
         try:
             for chunk in chunks:
-                reply = await self.rpc(Twalk, start, fid, chunk)
+                reply = await self.rpc(Rwalk, Twalk, start, fid, chunk)
                 if len(reply.wqids) != len(chunk):
                     raise NinePError(f"{await self.walk_error(start, chunk, len(reply.wqids))}"
                                      f": {path}")
@@ -212,9 +216,9 @@ class Client:
         base = self.alloc_fid()
         probe = self.alloc_fid()
         try:
-            await self.rpc(Twalk, start, base, names[:reached])
+            await self.rpc(Rwalk, Twalk, start, base, names[:reached])
             try:
-                await self.rpc(Twalk, base, probe, names[reached:reached + 1])
+                await self.rpc(Rwalk, Twalk, base, probe, names[reached:reached + 1])
             except NinePError as exc:
                 self.free_fids.append(probe)
                 return exc.ename
@@ -227,14 +231,14 @@ class Client:
 
     async def clunk(self, fid: int) -> None:
         try:
-            await self.rpc(Tclunk, fid)
+            await self.rpc(Rclunk, Tclunk, fid)
         finally:
             self.free_fids.append(fid)
 
     async def open(self, path: str, mode: int = OREAD) -> "File":
         fid = await self.walk(path)
         try:
-            reply = await self.rpc(Topen, fid, mode)
+            reply = await self.rpc(Ropen, Topen, fid, mode)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.clunk_quietly(fid)
@@ -247,7 +251,7 @@ class Client:
             raise NinePError(E.EBADNAME)
         fid = await self.walk("/".join(parts[:-1]))
         try:
-            reply = await self.rpc(Tcreate, fid, parts[-1], perm, mode)
+            reply = await self.rpc(Rcreate, Tcreate, fid, parts[-1], perm, mode)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.clunk_quietly(fid)
@@ -263,21 +267,21 @@ class Client:
     async def remove(self, path: str) -> None:
         fid = await self.walk(path)
         try:
-            await self.rpc(Tremove, fid)
+            await self.rpc(Rremove, Tremove, fid)
         finally:
             self.free_fids.append(fid)
 
     async def stat(self, path: str) -> Stat:
         fid = await self.walk(path)
         try:
-            return (await self.rpc(Tstat, fid)).stat
+            return (await self.rpc(Rstat, Tstat, fid)).stat
         finally:
             await self.clunk_quietly(fid)
 
     async def wstat(self, path: str, stat: Stat) -> None:
         fid = await self.walk(path)
         try:
-            await self.rpc(Twstat, fid, stat)
+            await self.rpc(Rwstat, Twstat, fid, stat)
         finally:
             await self.clunk_quietly(fid)
 
@@ -332,11 +336,11 @@ class File:
         self.offset = 0
 
     async def stat(self) -> Stat:
-        return (await self.client.rpc(Tstat, self.fid)).stat
+        return (await self.client.rpc(Rstat, Tstat, self.fid)).stat
 
     async def pread(self, offset: int, count: int) -> bytes:
-        reply = await self.client.rpc(Tread, self.fid, offset, min(count, self.iounit))
-        return reply.data
+        reply = await self.client.rpc(Rread, Tread, self.fid, offset, min(count, self.iounit))
+        return bytes(reply.data)            # decoded: bytes already, so no copy
 
     async def read(self, count: int | None = None) -> bytes:
         data = await self.pread(self.offset, count or self.iounit)
@@ -344,7 +348,7 @@ class File:
         return data
 
     async def read_all(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             chunk = await self.read()
             if not chunk:
@@ -356,7 +360,7 @@ class File:
         view, done = memoryview(data), 0
         for _ in range(max(1, math.ceil(len(data) / self.iounit))):
             piece = bytes(view[done:done + self.iounit])
-            n = (await self.client.rpc(Twrite, self.fid, offset + done, piece)).count
+            n = (await self.client.rpc(Rwrite, Twrite, self.fid, offset + done, piece)).count
             done += n
             if n < len(piece):
                 break
@@ -385,6 +389,7 @@ async def open_client(addr: str | Address | trio.abc.Stream | Transport, *,
                       uname: str | None = None, aname: str = "",
                       msize: int = DEFAULT_MSIZE) -> AsyncIterator[Client]:
     """Connect (or take a connected stream), version, attach; close on exit."""
+    stream: trio.abc.Stream | Transport
     if isinstance(addr, (str, Address)):
         stream = await connect(parse_address(addr) if isinstance(addr, str) else addr)
     else:

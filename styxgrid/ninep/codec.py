@@ -255,7 +255,7 @@ class Decoder:
         self._offset = 0                    # bytes of the first piece already used
         self._held = 0                      # bytes held in all pieces, unused
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if data:
             self._pieces.append(data if type(data) is bytes else bytes(data))
             self._held += len(data)

@@ -136,7 +136,7 @@ class HostNode(Node):
     so a subclass (one with its own permission policy, say) governs the subtree.
     """
 
-    def __init__(self, export: "ExportFS", path: str, name: str, parent: "HostNode | None",
+    def __init__(self, export: "ExportFS", path: str, name: str, parent: Node | None,
                  seen: os.stat_result | None = None) -> None:
         self.export = export
         self.path = path

@@ -241,7 +241,7 @@ class Tread(Message):
 @_msg(117, (("data", "data"),))
 @dataclass(frozen=True, slots=True)
 class Rread(Message):
-    data: bytes
+    data: bytes | memoryview        # a server's reply may hold a view (no copy); decoded: bytes
 
 
 @_msg(118, (("fid", "u32"), ("offset", "u64"), ("data", "data")))

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Protocol, TypeVar
 
 import trio
 
 from . import errors as E
 from . import memory
-from .codec import NEED_DATA, Decoder, encode_stat, encode_to
+from .codec import Decoder, encode_stat, encode_to
 from .errors import NinePError, RemoteProtocolError
 from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE,
-                       VERSION, Message, Rattach, Rclunk, Rcreate, Rerror, Rflush, Ropen,
+                       VERSION, Message, Qid, Rattach, Rclunk, Rcreate, Rerror, Rflush, Ropen,
                        Rread, Rremove, Rstat, Rversion, Rwalk, Rwrite, Rwstat, Tattach,
                        Tauth, Tclunk, Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion,
                        Twalk, Twrite, Twstat)
@@ -40,6 +40,7 @@ from .transport import Transport, peer_credentials, transport_for
 from .tree import Handle, Node, Session, Signal
 
 log = logging.getLogger("styxgrid.ninep")
+A = TypeVar("A", bound=tuple[Any, ...])     # what a request run in a task of its own is given
 
 RECEIVE_SIZE = 65536          # below malloc's mmap threshold: no mmap per receive
 MIN_MSIZE = 256
@@ -174,7 +175,7 @@ class Connection:
                 log.exception("closing connection from %s: the decoder failed", self.peer)
                 await self.send(out)
                 return
-            if msg is NEED_DATA:
+            if not isinstance(msg, Message):            # NEED_DATA
                 await self.send(out)
                 out = []
                 try:
@@ -252,22 +253,23 @@ class Connection:
         except Exception as exc:
             self.reply(self.failed(msg, exc), out)
 
-    def spawn(self, tag: int, fn: Callable[[Any], Awaitable[Message]], msg: Message) -> None:
+    def spawn(self, tag: int, fn: Callable[[A], Awaitable[Message]], args: A) -> None:
+        """Run fn(args) in a task of its own (args: the request, then what it needs)."""
         request = _Request()
         self.inflight[tag] = request
         assert self.nursery is not None
-        self.nursery.start_soon(self.run_request, tag, request, fn, msg)
+        self.nursery.start_soon(self.run_request, tag, request, fn, args)
 
     async def run_request(self, tag: int, request: _Request,
-                          fn: Callable[[Any], Awaitable[Message]], msg: Message) -> None:
+                          fn: Callable[[A], Awaitable[Message]], args: A) -> None:
         reply: Message | None = None
         with request.scope:
             try:
-                reply = await fn(msg)
+                reply = await fn(args)
             except NinePError as exc:
                 reply = Rerror(tag, exc.ename)
             except Exception as exc:
-                reply = self.failed(msg[0] if isinstance(msg, tuple) else msg, exc)
+                reply = self.failed(args[0], exc)
         if self.inflight.get(tag) is request:
             self.done(tag)
         try:
@@ -467,7 +469,8 @@ class Connection:
             raise NinePError(E.EWALKOPEN)
         if msg.newfid != msg.fid and msg.newfid in self.fids:
             raise NinePError(E.EDUPFID)
-        node, session, qids = fid.node, fid.session, []
+        node, session = fid.node, fid.session
+        qids: list[Qid] = []
         for name in msg.wnames:
             try:
                 if not node.is_dir:
@@ -570,7 +573,8 @@ class Connection:
             fid.dir_next, fid.dir_offset = None, 0
         elif offset != fid.dir_offset:
             raise NinePError(E.EBADOFFSET)
-        parts, size = [], 0
+        parts: list[bytes] = []
+        size = 0
         while True:
             entry = fid.dir_next if fid.dir_next is not None else self.next_entry(fid)
             if entry is None:
@@ -716,9 +720,9 @@ async def serve_stream(stream: trio.abc.Stream | Transport, fs: FileServer, *,
         await transport.aclose()
 
 
-async def serve_listeners(fs: FileServer, listeners: list[trio.abc.Listener], *,
+async def serve_listeners(fs: FileServer, listeners: list[trio.SocketListener], *,
                           limits: Limits = Limits(), trace: bool = False,
-                          task_status: trio.TaskStatus[list[trio.abc.Listener]]
+                          task_status: trio.TaskStatus[list[trio.SocketListener]]
                           = trio.TASK_STATUS_IGNORED) -> None:
     """Accept connections forever, each served in its own task."""
     async def handler(stream: trio.abc.Stream) -> None:

@@ -14,9 +14,11 @@ import ssl
 import stat
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import trio
+
+Buffer = bytes | memoryview        # a frame to send, or what is left of one
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ async def _socket_is_live(path: str) -> bool:
 async def open_listeners(addr: Address) -> list[trio.SocketListener]:
     """Listen on `addr`; a stale unix socket file is removed first."""
     if addr.path is None:
+        assert addr.port is not None
         return await trio.open_tcp_listeners(addr.port, host=addr.host)
     path = addr.path
     try:
@@ -93,13 +96,14 @@ async def connect(addr: Address) -> trio.SocketStream:
     """A stream to `addr` (TCP_NODELAY is set by trio for TCP)."""
     if addr.path is not None:
         return await trio.open_unix_socket(addr.path)
+    assert addr.host is not None and addr.port is not None
     return await trio.open_tcp_stream(addr.host, addr.port)
 
 
 _UCRED = struct.Struct("3i")
 
 
-def peer_credentials(stream: trio.abc.Stream) -> dict[str, Any]:
+def peer_credentials(stream: object) -> dict[str, Any]:
     """The peer's address, and uid/gid/pid when the stream is a unix socket."""
     sock = getattr(stream, "socket", None)
     if sock is None:
@@ -157,7 +161,7 @@ class SocketTransport:
                 await trio.lowlevel.checkpoint()
         return data
 
-    async def send_frames(self, frames: list[bytes]) -> None:
+    async def send_frames(self, frames: Sequence[Buffer]) -> None:
         fd = self.fd
         while frames:
             try:
@@ -173,13 +177,13 @@ class SocketTransport:
         await trio.aclose_forcefully(self.stream)
 
 
-def _advance(frames: list[bytes], sent: int) -> list[bytes]:
+def _advance(frames: Sequence[Buffer], sent: int) -> list[Buffer]:
     """Drop `sent` bytes from the front of `frames`."""
     i = 0
     while i < len(frames) and sent >= len(frames[i]):
         sent -= len(frames[i])
         i += 1
-    rest = frames[i:]
+    rest = list(frames[i:])
     if sent:
         rest[0] = memoryview(rest[0])[sent:]
     return rest
@@ -191,7 +195,7 @@ class StreamTransport:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
 
-    async def receive_some(self, max_bytes: int) -> bytes:
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray:
         return await self.stream.receive_some(max_bytes)
 
     async def send_frames(self, frames: list[bytes]) -> None:

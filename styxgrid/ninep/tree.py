@@ -78,7 +78,7 @@ class Handle:
 
     iounit: int = 0
 
-    def read_nowait(self, offset: int, count: int) -> bytes:
+    def read_nowait(self, offset: int, count: int) -> bytes | memoryview:
         raise trio.WouldBlock
 
     def read_signal(self) -> Signal | None:
@@ -88,7 +88,7 @@ class Handle:
     def read_cancelled(self) -> None:
         """A read waiting on `read_signal` was flushed or its connection closed."""
 
-    async def read(self, offset: int, count: int) -> bytes:
+    async def read(self, offset: int, count: int) -> bytes | memoryview:
         raise NinePError(EPERM)
 
     def write_nowait(self, offset: int, data: bytes) -> int:
@@ -139,7 +139,9 @@ class Node:
         """A handle for reading/writing this file; `mode` is the 9P open mode."""
         raise NinePError(EPERM)
 
-    def create(self, name: str, perm: int, mode: int, session: Session) -> tuple[Node, Handle]:
+    def create(self, name: str, perm: int, mode: int,
+               session: Session) -> tuple[Node, Handle | None]:
+        """The new file and its open handle (None for a directory: it is not opened)."""
         raise NinePError(EPERM)
 
     def remove(self, session: Session) -> None:

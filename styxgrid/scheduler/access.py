@@ -16,7 +16,7 @@ import pwd
 from typing import Callable
 
 from ..ninep.errors import EPERM, NinePError
-from ..ninep.exportfs import HostNode
+from ..ninep.exportfs import ExportFS, HostNode
 from ..ninep.tree import Session
 
 USER, WORKER, ADMIN = "user", "worker", "admin"
@@ -154,9 +154,19 @@ class DataNode(HostNode):
         return rel == me or rel.startswith(me + "/")
 
 
+class OutputsExport(ExportFS):
+    """A job's outputs folder; `may_write(worker_name)` says whether that worker
+    holds a task of the job now (then it may write there)."""
+
+    def __init__(self, root: str, may_write: Callable[[str], bool]) -> None:
+        super().__init__(root)
+        self.may_write = may_write
+
+
 class OutputsNode(HostNode):
-    """/jobs/N/outputs: people read; a worker with a task of the job leased writes.
-    `export.may_write(worker_name)` says whether it holds one now."""
+    """/jobs/N/outputs: people read; a worker with a task of the job leased writes."""
+
+    export: OutputsExport
 
     def permits(self, session: Session, want: int) -> bool:
         if role(session) in PEOPLE:

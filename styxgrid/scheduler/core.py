@@ -346,7 +346,8 @@ class Core:
             group = self.best_group(worker)
             if group is None:
                 break
-            if held >= worker.slots and self.live_top(group)[1] != worker.recent:
+            top = self.live_top(group)
+            if held >= worker.slots and (top is None or top[1] != worker.recent):
                 break
             picked = self.next_task(group)
             if picked is None:

@@ -3,15 +3,33 @@
 A reader starts at the moment it opens (`cursor()`), reads every line after that,
 and waits when it has seen them all.  The log keeps the last `keep` lines in
 memory; a reader that falls further behind is told how many it missed.
+
+Every line also goes to the `styxgrid.scheduler` logger as key=value words (the
+operator's log, `-v`): job and node changes at INFO, each task's at DEBUG (`-vv`).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import re
 import time
 from collections import deque
 
 from ..ninep.tree import Signal
+
+
+log = logging.getLogger("styxgrid.scheduler")
+_SUBJECT = re.compile(r"(job|node) (\S+)(?: task (\d+))?")
+
+
+def key_values(text: str) -> str:
+    """`job 3 task 0 running node=w1` as `job=3 task=0 running node=w1`."""
+    m = _SUBJECT.match(text)
+    if m is None:
+        return text
+    words = f"{m[1]}={m[2]}" + (f" task={m[3]}" if m[3] is not None else "")
+    return words + text[m.end():]
 
 
 class EventLog:
@@ -31,6 +49,9 @@ class EventLog:
         self.lines.append((job, f"{time.time():.3f} {text}\n".encode()))
         self.next_seq += 1
         self.changed.fire()
+        level = logging.DEBUG if " task " in text else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "%s", key_values(text))
 
     def after(self, start: int):
         """The lines from position `start` on, reached from the nearer end of the deque

@@ -1,7 +1,7 @@
 """The running scheduler: the pure core, the store, the spool and the event log,
 driven by what arrives through the 9P tree.
 
-The tree (namespace.py) calls in here; this module never sees a fid.  Every change
+The tree (tree/) calls in here; this module never sees a fid.  Every change
 that must survive a crash is written to the store before the call that made it
 returns.  Workers are `WorkerLink`s: the link of one joined connection, with its
 waiting reads of /work (`WorkRead`) and a queue of commands (kill) for its control fid.
@@ -23,6 +23,7 @@ from ..adtext import literal
 from ..ninep.tree import Signal
 from ..exchange import REPLACED, Done, Heartbeat, Join, Kill, Output, TaskRecord
 from . import store as rows
+from .config import SchedulerConfig
 from .core import EXITED, FAILED, FINISHED, KILLED, STATE_NAMES, Assignment, Core, CoreError, Job
 from ..describe import JobSpec
 from .events import EventLog
@@ -72,8 +73,9 @@ class WorkerLink:
 class Grid:
     """All of one scheduler's state.  Run `run` in a nursery before serving."""
 
-    def __init__(self, state_dir: str | Path, *, heartbeat_timeout: float = 10.0) -> None:
-        self.state_dir = Path(state_dir)
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_state(self.state_dir)
         self.core = Core()
@@ -89,7 +91,7 @@ class Grid:
         self.task_texts: dict[int, bytes] = {}
         self.first_event: dict[int, int] = {}    # where each job's event history starts
         self.announced = {jid for jid, job in self.core.jobs.items() if job.finished}
-        self.heartbeat_timeout = heartbeat_timeout
+        self.heartbeat_timeout = config.heartbeat_timeout
         self.nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -137,6 +139,24 @@ class Grid:
             return self.core.job(jid)
         except CoreError as exc:
             raise LookupError(str(exc)) from None
+
+    def find_job(self, jid: int) -> Job | None:
+        return self.core.jobs.get(jid)
+
+    def job_ids(self) -> list[int]:
+        return sorted(self.core.jobs)
+
+    def why(self, jid: int) -> str:
+        return self.core.why(jid)
+
+    def event_cursor(self, jid: int) -> int:
+        """Where a reader of job `jid`'s events starts (0: the grid's, from now)."""
+        now = self.events.cursor()
+        return max(self.events.first_seq, self.first_event.get(jid, now)) if jid else now
+
+    def has_events_coming(self, jid: int) -> bool:
+        """Whether job `jid` has not yet announced its end (nor was removed)."""
+        return jid not in self.announced and jid in self.core.jobs
 
     # ------------------------------------------------------------ jobs
 
@@ -276,7 +296,8 @@ class Grid:
     def lease_text(self, link: WorkerLink, got: list[Assignment], count: int) -> bytes:
         """What a read of /work returns: one record per task, as many as fit in
         `count` bytes (at least one); the rest go back to the queue."""
-        out, size = [], 0
+        out: list[bytes] = []
+        size = 0
         for i, a in enumerate(got):
             record = self.task_text(a)
             if size + len(record) > count:
@@ -391,7 +412,7 @@ class Grid:
                 try:
                     self.spool.write(out.job, out.task, out.stream, out.offset, out.data)
                 except OSError as exc:
-                    log.error("task %s.%s: %s from %s not stored: %s", out.job, out.task,
+                    log.error("job=%s task=%s %s from node=%s not stored: %s", out.job, out.task,
                               out.stream, link.name, exc)
         statements, changed, requeued = [], {}, False
         for done in reports:
@@ -428,7 +449,7 @@ class Grid:
     def vacate(self, name: str) -> None:
         """Drain a node and send its running tasks back to the queue (`disable`)."""
         self.drain(name, True)
-        link = self.links[name]
+        link = self.node(name)
         worker = self.core.workers[name]
         for jid, index in sorted(worker.running):
             link.send(Kill(jid, index))
@@ -450,8 +471,20 @@ class Grid:
         return (f"jobs={len(self.core.jobs)} " + " ".join(parts) +
                 f" workers={len(self.links)} slots={slots} idle={idle}\n")
 
+    def node_names(self) -> list[str]:
+        return sorted(self.links)
+
+    def has_node(self, name: str) -> bool:
+        return name in self.links
+
+    def draining(self) -> list[str]:
+        return [name for name, w in self.core.workers.items() if w.draining]
+
+    def node_index(self) -> str:
+        return "".join(self.node_status(name) for name in sorted(self.links))
+
     def node_status(self, name: str) -> str:
-        link = self.links[name]
+        link = self.node(name)
         worker = self.core.workers[name]
         a = link.attrs
         state = "draining" if worker.draining else "paused" if worker.lease == 0 else \
@@ -463,8 +496,14 @@ class Grid:
                 f"arch={a.get('Arch', '?')} slots={link.slots} lease={worker.lease} running={held} "
                 f"seen={seen:.1f}s\n")
 
+    def node(self, name: str) -> WorkerLink:
+        link = self.links.get(name)
+        if link is None:
+            raise LookupError(f"no node {name}")
+        return link
+
     def node_ad(self, name: str) -> str:
-        attrs = self.links[name].attrs
+        attrs = self.node(name).attrs
         return "".join(f"{k} = {literal(v)}\n" for k, v in sorted(attrs.items()))
 
     def task_status(self, jid: int, index: int) -> str:

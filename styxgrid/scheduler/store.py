@@ -122,7 +122,7 @@ class Store:
                 job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid)
             except Exception as exc:    # whatever it is, the other jobs still load
                 why = f"cannot load this job: {type(exc).__name__}: {str(exc)[:300]}"
-                log.error("job %s: %s", jid, why)
+                log.error("job=%s not loaded: %s", jid, why)
                 found = _TASKS_LINE.search(spec)
                 tasks = min(max(int(found.group(1)), 1), MAX_TASKS) if found else 1
                 job = core.submit_failed(jid, owner, tasks, why)

@@ -18,19 +18,12 @@ from cryptography.x509.oid import NameOID
 
 from ..ninep.client import open_client
 from ..ninep.errors import EPERM, NinePError
-from ..ninep.messages import DMDIR, ORDWR
-from ..ninep.tree import Handle, Node, Session, SyntheticNode
+from ..ninep.messages import ORDWR
+from ..ninep.synthetic import BytesHandle, File, StaticDir, everyone
+from ..ninep.tree import Handle, Node
 from . import tls, tokens
 from .ca import CA, CAError, cert_pem, check_name, identity_of, key_pem, new_key, write_identity
 from .identity import Identity
-
-
-class _CAHandle(Handle):
-    def __init__(self, pem: bytes) -> None:
-        self.pem = pem
-
-    def read_nowait(self, offset: int, count: int) -> bytes:
-        return self.pem[offset:offset + count]
 
 
 class _JoinHandle(Handle):
@@ -66,37 +59,12 @@ class _JoinHandle(Handle):
         return len(data)
 
 
-class _File(SyntheticNode):
-    def __init__(self, name: str, path: int, parent: Node, handle) -> None:
-        super().__init__(name, path, 0o666, parent=parent)
-        self.handle = handle
-
-    def permits(self, session: Session, want: int) -> bool:
-        return True
-
-    def open(self, mode: int, session: Session) -> Handle:
-        return self.handle()
-
-
-class EnrolRoot(SyntheticNode):
+def enrol_root(ca: CA) -> Node:
     """The tree a certificate-less TLS client sees when it attaches `join`."""
-
-    def __init__(self, ca: CA) -> None:
-        super().__init__("/", 0, DMDIR | 0o555)
-        self.files = {"ca": _File("ca", 1, self, lambda: _CAHandle(cert_pem(ca.cert))),
-                      "join": _File("join", 2, self, lambda: _JoinHandle(ca))}
-
-    def permits(self, session: Session, want: int) -> bool:
-        return True
-
-    def walk(self, name: str, session: Session) -> Node:
-        node = self.files.get(name)
-        if node is None:
-            raise NinePError("file does not exist")
-        return node
-
-    def children(self, session: Session) -> list[Node]:
-        return list(self.files.values())
+    root = StaticDir("/", 0, permit=everyone)
+    root.add(File("ca", 1, root, lambda s, m: BytesHandle(cert_pem(ca.cert)), 0o666, everyone))
+    root.add(File("join", 2, root, lambda s, m: _JoinHandle(ca), 0o666, everyone))
+    return root
 
 
 async def enrol(host: str, port: int, token_text: str, name: str, out: Path) -> Identity:

@@ -60,7 +60,7 @@ class Gate:
             with trio.move_on_after(REFUSED_GRACE):
                 await serve_stream(secure, Refused(f"the certificate of {name} is revoked"),
                                    peer=peer, limits=Limits(max_fids=4, max_inflight=4))
-            await trio.aclose_forcefully(secure)
+            await secure.aclose()                  # forceful: no TLS goodbye to wait for
             return
         with trio.CancelScope() as scope:
             if name is not None:

@@ -9,6 +9,7 @@ import pwd
 import subprocess
 
 import pytest
+import trio
 
 from styxgrid.cli.parser import parser
 from styxgrid.ninep.client import open_client
@@ -250,3 +251,27 @@ def test_more_mistakes_are_one_line(grid, cli, tmp_path):
         "styxgrid: ls: unrecognized arguments: -l (see styxgrid ls --help)"]
     out = cli("cat", "x" * 70000)
     assert out.returncode == 2 and len(lines(out)) == 1
+
+
+async def test_verbose_logs_say_what_changed_as_key_values(proc, short_tmp):
+    """-v: a line per job and node change; -vv: per task too; warnings otherwise."""
+    sock = os.path.join(short_tmp, "s.sock")
+    scheduler = proc(["-v", "scheduler", "--state", os.path.join(short_tmp, "state"),
+                      "--listen", sock], r"serving \S+ on")
+    worker = proc(["-vv", "worker", "--scheduler", sock, "--name", "w1", "--slots", "1",
+                   "--workdir", os.path.join(short_tmp, "work")], r"joined")
+    async with open_client(sock) as c:
+        job = await submit(c, "cmd true\nsubmit\n")
+        await wait(c, job)
+    await logged(scheduler, f"INFO: job={job} done")
+    await logged(worker, f"DEBUG: job={job} task=0 ended status=0")
+    said = "".join(scheduler.lines)
+    assert "INFO: node=w1 joined slots=1" in said
+    assert f"INFO: job={job} submitted tasks=1 owner=" in said
+    assert "task=0" not in said                      # tasks only at -vv
+
+
+async def logged(p, text: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        while not any(text in line for line in p.lines):
+            await trio.sleep(0.05)

@@ -1,11 +1,12 @@
-"""A tiny served tree for framework tests: a fast file, a parked file, a file whose
-reads wait on a signal, a directory."""
+"""A tiny served tree for framework tests, built from the kit in ninep/synthetic.py:
+a fast file, a parked file, a file whose reads wait on a signal, a directory."""
 
 from __future__ import annotations
 
 import trio
 
-from styxgrid.ninep import DMDIR, Handle, NinePError, Session, SyntheticNode
+from styxgrid.ninep import Handle, Session, SyntheticNode
+from styxgrid.ninep.synthetic import File, StaticDir
 from styxgrid.ninep.tree import Signal
 
 
@@ -49,15 +50,6 @@ class SignalledHandle(Handle):
         self.tree.signal_cancelled += 1
 
 
-class SignalledNode(SyntheticNode):
-    def __init__(self, tree, parent):
-        super().__init__("signalled", 6, 0o444, parent=parent)
-        self.tree = tree
-
-    def open(self, mode, session):
-        return SignalledHandle(self.tree)
-
-
 class ValueHandle(Handle):
     def __init__(self, node: "ValueNode") -> None:
         self.node = node
@@ -80,33 +72,9 @@ class ValueNode(SyntheticNode):
         return ValueHandle(self)
 
 
-class ParkedNode(SyntheticNode):
-    def __init__(self, tree, parent):
-        super().__init__("parked", 3, 0o444, parent=parent)
-        self.tree = tree
-
-    def open(self, mode, session):
-        return ParkedHandle(self.tree)
-
-
-class DirNode(SyntheticNode):
+class DirNode(StaticDir):
     def __init__(self, name, path, parent=None):
-        super().__init__(name, path, DMDIR | 0o775, parent=parent)
-        self.kids: dict[str, SyntheticNode] = {}
-
-    def add(self, node):
-        node.parent = self
-        self.kids[node.name] = node
-        return node
-
-    def walk(self, name, session):
-        try:
-            return self.kids[name]
-        except KeyError:
-            raise NinePError("file does not exist") from None
-
-    def children(self, session):
-        return list(self.kids.values())
+        super().__init__(name, path, parent, mode=0o775)
 
 
 class TestTree:
@@ -123,8 +91,8 @@ class TestTree:
         self.signal_cancelled = 0
         self.root = DirNode("/", 1)
         self.root.add(ValueNode("fast", 2, b"fast\n"))
-        self.root.add(ParkedNode(self, self.root))
-        self.root.add(SignalledNode(self, self.root))
+        self.root.add(File("parked", 3, None, lambda s, m: ParkedHandle(self)))
+        self.root.add(File("signalled", 6, None, lambda s, m: SignalledHandle(self)))
         self.root.add(ValueNode("ro", 4, b"read only\n", mode=0o444))
         many = self.root.add(DirNode("many", 5))
         for i in range(40):

@@ -1,0 +1,33 @@
+"""Everything a worker can be told, with its default written once: the CLI and
+`styxgrid up` only map their arguments onto a `WorkerConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..security.identity import Identity
+
+
+@dataclass
+class WorkerConfig:
+    scheduler: str
+    name: str
+    slots: int = 1
+    workdir: str = ""                         # default: a folder in the system's temp
+    attrs: dict[str, Any] = field(default_factory=dict)
+    nice: int = 10
+    heartbeat: float = 3.0                    # seconds between heartbeats
+    identity: Identity | None = None          # TLS certificate for a TCP scheduler
+    allow: tuple[str, ...] = ()               # globs of programs this node runs (all if none)
+    run_as: str | None = None                 # started as root: run tasks as this user
+    max_load: float | None = None             # take tasks only while others' load is below
+    # how the exchange is paced (styxgrid-worker(8) explains each)
+    stream_interval: float = 0.25             # how often a running task's new output is sent
+    lease_ahead: float = 0.05                 # seconds of work leased beyond the slots
+    ahead_per_slot: int = 8                   # and at most this many tasks per slot
+    inline_output: int = 64 * 1024            # a finished task's output sent in its report
+    load_window: float = 60.0                 # seconds: the kernel's 1-minute load average
+    reports_per_write: int = 512
+    upload_piece: int = 1 << 20               # bytes of an output file read and sent at once
+    passed_env: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ")

@@ -1,0 +1,286 @@
+"""The worker's side of its tasks: K slot loops that run leased tasks one after
+another, each in its sandbox, and the reports of the tasks that ended.
+
+The runner knows nothing of connections: it fetches inputs and sends output
+through `over_link`, which runs an action on whichever connection is up, and it
+leaves its reports in the outbox for the link to send.  It decides how many tasks
+it wants to hold (`wanted_lease`) from how long the job's tasks take (policy.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Awaitable, Callable, TypeVar
+
+import trio
+
+from ..exchange import Done
+from ..ninep.client import Client
+from ..ninep.errors import NinePError
+from . import policy
+from .config import WorkerConfig
+from .outputs import last_output, send_outputs, upload_streams
+from .process import Process
+from .sandbox import InputCache, Sandboxes, TaskRun, task_user
+
+log = logging.getLogger("styxgrid.worker")
+T = TypeVar("T")
+OverLink = Callable[[Callable[[Client], Awaitable[T]]], Awaitable[T]]
+OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
+
+
+@dataclass(eq=False)
+class Report:
+    """What a finished task's report says (its last output, then its `done` line),
+    and the task."""
+
+    data: bytes
+    run: TaskRun
+
+
+class Runner:
+    def __init__(self, config: WorkerConfig, workdir: str, over_link: OverLink) -> None:
+        self.config = config
+        self.over_link = over_link
+        self.run_as = task_user(config.run_as)
+        if self.run_as is not None:
+            os.setgroups([])                  # tasks get no supplementary groups of root's
+        self.sandboxes = Sandboxes(workdir, keep=2 * config.slots, owner=self.run_as)
+        self.inputs = InputCache(os.path.join(workdir, "inputs"))
+        shutil.rmtree(self.inputs.root, ignore_errors=True)      # an earlier run's
+        self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
+        self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
+        self.outbox: list[Report] = []          # reports for the next write
+        self.outbox_ready = trio.Event()
+        self.mean_run: dict[int, float] = {}    # per job: how long a task holds a slot
+        self.lease = config.slots               # what we want to hold at once
+        self.lease_told = 0                     # what the scheduler was last told
+        self.paused = False                     # the owner's machine is busy: lease 0
+        self.inline = config.inline_output      # output sent in a report, at most
+        self.env = {k: os.environ[k] for k in config.passed_env if k in os.environ}
+        self.nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        """The slots, until cancelled; however it ends, the tasks still running are
+        killed with it."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                for _ in range(self.config.slots):
+                    nursery.start_soon(self.slot)
+        finally:
+            self.kill_all()
+
+    # ------------------------------------------------------------ the lease
+
+    def wanted_lease(self) -> int:
+        """How many tasks to hold: none while paused."""
+        return 0 if self.paused else self.lease
+
+    def queued(self) -> int:
+        """Leased tasks waiting here for a slot."""
+        return self.waiting_in.statistics().current_buffer_used
+
+    def report_due(self) -> bool:
+        return policy.report_due(len(self.outbox), self.queued(), self.lease,
+                                 self.config.slots, self.wanted_lease() != self.lease_told)
+
+    def running(self) -> int:
+        return sum(1 for run in self.tasks.values() if run.running)
+
+    def take(self, run: TaskRun) -> None:
+        """A leased task, to run when a slot is free."""
+        self.tasks[(run.job, run.index)] = run
+        self.waiting_in.send_nowait(run)
+
+    def kill(self, job: int, index: int) -> None:
+        run = self.tasks.get((job, index))
+        if run is not None:
+            run.killed = True
+            if run.process is not None:
+                run.process.kill()
+
+    def kill_all(self) -> None:
+        for run in self.tasks.values():
+            if run.process is not None:
+                run.process.kill()
+
+    def batch(self, room: int) -> list[Report]:
+        """The next reports to send, as many as fit in a write of `room` bytes."""
+        n = policy.batch([len(r.data) for r in self.outbox], room,
+                         self.config.reports_per_write)
+        taken = self.outbox[:n]
+        del self.outbox[:n]
+        return taken
+
+    def reported(self, batch: list[Report], lease: int) -> None:
+        """The scheduler has the batch (or refused it): its tasks are not ours."""
+        self.lease_told = lease
+        for r in batch:
+            self.forget(r.run)
+
+    # ------------------------------------------------------------ one task
+
+    async def slot(self) -> None:
+        """Run leased tasks one after another.  The slot is free again the moment a
+        task's process ends: output still to upload goes up beside the next task,
+        and the `done` is left to the reporter, which forgets the task once the
+        scheduler has taken it.  A task already waiting starts at once, with no
+        pass of the run loop before it."""
+        while True:
+            try:
+                run = self.waiting_out.receive_nowait()
+            except trio.WouldBlock:
+                run = await self.waiting_out.receive()
+            if not self.queued():
+                self.outbox_ready.set()
+            if run.killed:
+                self.forget(run)
+                continue
+            run.sandbox = self.sandboxes.take()
+            started = trio.current_time()
+            log.debug("job=%s task=%s started folder=%s", run.job, run.index, run.cwd)
+            status, reason = await self.execute(run)
+            log.debug("job=%s task=%s ended status=%s%s", run.job, run.index, status,
+                      f" reason={reason}" if reason else "")
+            self.pace(run.job, trio.current_time() - started)
+            if run.killed:
+                self.forget(run)
+                continue
+            output = None if run.spec.outputs else last_output(run, self.inline)
+            if output is None:
+                assert self.nursery is not None
+                self.nursery.start_soon(self.finish, run, status, reason)
+            else:
+                self.post(run, status, reason, output)
+
+    def pace(self, job: int, seconds: float) -> None:
+        """Learn how long the job's tasks take and lease ahead accordingly (the
+        scheduler leases ahead only tasks of the job last reported)."""
+        known = self.mean_run.get(job)
+        if known is None and len(self.mean_run) >= 64:
+            self.mean_run.clear()
+        mean = self.mean_run[job] = policy.mean_run(known, seconds)
+        self.lease = policy.lease_for(self.config.slots, mean, self.config.lease_ahead,
+                                      self.config.ahead_per_slot)
+
+    def forget(self, run: TaskRun) -> None:
+        if self.tasks.get((run.job, run.index)) is run:    # not a later lease of it
+            del self.tasks[(run.job, run.index)]
+        self.clear(run)
+
+    def clear(self, run: TaskRun) -> None:
+        """The task's folder (and its output files beside it) is free for the next
+        task once the task is over and no upload of its output is in flight."""
+        run.over = True
+        if run.sandbox and not run.uploads:
+            self.sandboxes.give_back(run.sandbox)
+            run.sandbox = ""
+
+    def task_env(self, run: TaskRun) -> dict[str, str]:
+        env = dict(self.env)
+        env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
+                   STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name)
+        env.update((k, run.expand(v)) for k, v in run.spec.env)
+        return env
+
+    async def execute(self, run: TaskRun) -> tuple[int, str]:
+        """Fetch the inputs, run the program, stream its output; (status, reason)."""
+        spec, config = run.spec, self.config
+        env = self.task_env(run)
+        resolved = None if "/" in spec.cmd else shutil.which(spec.cmd, path=env.get("PATH"))
+        if not policy.allowed(spec.cmd, run.cwd, resolved, config.allow):
+            return 126, (f"program {spec.cmd} is not allowed on node {config.name} "
+                         f"(allowed: {' '.join(config.allow)})")
+        try:
+            await self.fetch_inputs(run)
+            argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
+            run.process = Process(argv, env, run.cwd, run.local("stdout"),
+                                  run.local("stderr"), config.nice, self.run_as)
+        except OSError as exc:
+            return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
+        except NinePError as exc:
+            return 127, f"cannot fetch inputs: {exc}"
+        except Exception as exc:        # the worker never dies of a task: the task fails
+            log.exception("job=%s task=%s cannot start", run.job, run.index)
+            return 127, f"cannot start the task: {type(exc).__name__}: {str(exc)[:200]}"
+        if run.killed:
+            run.process.kill()
+        return await run.process.wait(), ""
+
+    async def fetch_inputs(self, run: TaskRun) -> None:
+        """Copy the inputs into the task's folder (off the loop): from this worker's
+        copy of the job's input, else from /data over whichever connection is up."""
+        for named in run.spec.inputs:
+            path = run.expand(named)
+            kept = self.inputs.get(run.job, path)
+            local = os.path.join(run.cwd, os.path.basename(path))
+            if kept is not None:
+                await trio.to_thread.run_sync(shutil.copyfile, kept, local)
+            else:
+                data = await self.over_link(
+                    lambda client: client.read_file(f"data/{path.lstrip('/')}"))
+                if path == named:                         # the same for every task
+                    await trio.to_thread.run_sync(self.inputs.put, run.job, path, data)
+                await trio.to_thread.run_sync(_write, local, data)
+            self.sandboxes.chown(local)
+            if os.path.basename(run.spec.cmd) == os.path.basename(path):
+                os.chmod(local, 0o755)
+
+    async def stream_output(self, client: Client) -> None:
+        """Every `stream_interval`, send what running tasks wrote since last time (one
+        loop for all tasks: a tiny task never pays for a timer of its own)."""
+        while True:
+            await trio.sleep(self.config.stream_interval)
+            for run in list(self.tasks.values()):
+                if run.running:
+                    try:
+                        await self.send_output(client, run)
+                    except NinePError as exc:
+                        log.info("job=%s task=%s output not sent: %s", run.job, run.index,
+                                 exc)
+
+    async def send_output(self, client: Client, run: TaskRun) -> None:
+        """Send what the task wrote since last time; its folder stays till then."""
+        run.uploads += 1
+        try:
+            await upload_streams(client, run, self.config.upload_piece)
+        finally:
+            run.uploads -= 1
+            if run.over:
+                self.clear(run)
+
+    async def finish(self, run: TaskRun, status: int, reason: str) -> None:
+        """Output and outputs, then the `done`.  Output the scheduler refuses (the
+        task was given to another worker meanwhile) drops the report and the task;
+        an output file it refuses fails the task with the reason (status 125)."""
+        try:
+            await self.over_link(lambda client: self.send_output(client, run))
+        except NinePError as exc:
+            log.warning("job=%s task=%s output refused: %s", run.job, run.index, exc)
+            self.forget(run)
+            return
+        try:
+            await self.over_link(lambda client: send_outputs(client, run,
+                                                             self.config.upload_piece))
+        except (NinePError, OSError) as exc:
+            log.info("job=%s task=%s %s", run.job, run.index, exc)
+            status, reason = OUTPUT_NOT_STORED, str(exc)
+        self.post(run, status, reason)
+
+    def post(self, run: TaskRun, status: int, reason: str, output: bytes = b"") -> None:
+        """Put the task's report in the outbox: output not sent yet, then `done`."""
+        self.clear(run)
+        done = Done(run.job, run.index, status, reason).encode()
+        self.outbox.append(Report(output + done, run))
+        if self.report_due():
+            self.outbox_ready.set()
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)

@@ -1,0 +1,159 @@
+"""Where and as whom a task runs: its record, its folder (emptied and reused), the
+job's inputs kept once per worker, and the output files it may hand back."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+
+from ..describe import JobSpec
+from ..exchange import STREAMS
+from .process import Process
+
+
+@dataclass(eq=False)
+class TaskRun:
+    """A task this worker holds: waiting for a slot, running, or reported."""
+
+    job: int
+    index: int
+    tasks: int
+    spec: JobSpec
+    sandbox: str = ""                         # given when a slot starts it
+    process: Process | None = None
+    killed: bool = False
+    sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    uploads: int = 0                          # output uploads in flight: keep the folder
+    over: bool = False                        # ended and reported: the folder may go
+
+    def expand(self, text: str) -> str:
+        """$STYXGRID_TASK / $STYXGRID_JOB in args and file names, like Condor's $(Process)."""
+        for name, value in (("STYXGRID_TASK", self.index), ("STYXGRID_JOB", self.job)):
+            text = text.replace("${" + name + "}", str(value)).replace("$" + name, str(value))
+        return text
+
+    @property
+    def cwd(self) -> str:
+        return self.spec.dir or self.sandbox
+
+    def local(self, stream: str) -> str:
+        """Where the task's stdout/stderr go: beside its sandbox, not in it."""
+        return f"{self.sandbox}.{stream}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.status is None
+
+
+def task_user(run_as: str | None) -> tuple[int, int] | None:
+    """Whom tasks run as: a worker started as root runs them as `run_as` (default
+    nobody) and never as root; any other worker runs them as itself."""
+    if os.geteuid() != 0:
+        if run_as not in (None, pwd.getpwuid(os.geteuid()).pw_name):
+            raise ValueError(f"--run-as {run_as} needs the worker to be started as root")
+        return None
+    try:
+        entry = pwd.getpwnam(run_as or "nobody")
+    except KeyError:
+        raise ValueError(f"--run-as: no user {run_as or 'nobody'}") from None
+    if entry.pw_uid == 0:
+        raise ValueError("refusing to run tasks as root: give --run-as an unprivileged user")
+    return entry.pw_uid, entry.pw_gid
+
+
+class Sandboxes:
+    """Task folders, emptied and reused: making and deleting a folder per task costs
+    more than a tiny task does.  A reused folder is empty, as a fresh one is."""
+
+    def __init__(self, root: str, keep: int, owner: tuple[int, int] | None = None) -> None:
+        self.root = root
+        self.keep = keep
+        self.owner = owner                    # the tasks' user, when it is not ours
+        self.free: list[str] = []
+
+    def take(self) -> str:
+        if self.free:
+            return self.free.pop()
+        path = tempfile.mkdtemp(prefix="task.", dir=self.root)
+        if self.owner is not None:
+            os.chown(path, *self.owner)
+        return path
+
+    def chown(self, path: str) -> None:
+        """A file the worker put in a sandbox (an input) belongs to the task's user."""
+        if self.owner is not None:
+            os.chown(path, *self.owner)
+
+    def give_back(self, path: str) -> None:
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        raise IsADirectoryError(entry.path)
+                    os.unlink(entry.path)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        if len(self.free) < self.keep:
+            self.free.append(path)
+        else:
+            os.rmdir(path)
+            for stream in STREAMS:
+                try:
+                    os.unlink(f"{path}.{stream}")
+                except FileNotFoundError:
+                    pass
+
+
+class InputCache:
+    """A job's inputs, fetched once per worker: every task of the job here gets a
+    copy of the same file, as Condor sends a job's input files once.  An input
+    named per task ($STYXGRID_TASK) is not kept.  Files of the last `keep` jobs
+    are kept; older ones are deleted."""
+
+    def __init__(self, root: str, keep: int = 8) -> None:
+        self.root = root
+        self.keep = keep
+        self.files: dict[tuple[int, str], str] = {}     # (job, path in /data) -> here
+        self.jobs: list[int] = []                       # least recently used first
+
+    def get(self, job: int, path: str) -> str | None:
+        return self.files.get((job, path))
+
+    def put(self, job: int, path: str, data: bytes) -> str:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        self.jobs.append(job)
+        while len(self.jobs) > self.keep:
+            old = self.jobs.pop(0)
+            shutil.rmtree(os.path.join(self.root, str(old)), ignore_errors=True)
+            self.files = {k: v for k, v in self.files.items() if k[0] != old}
+        folder = os.path.join(self.root, str(job))
+        os.makedirs(folder, exist_ok=True)
+        fd, local = tempfile.mkstemp(dir=folder, suffix="." + os.path.basename(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.files[(job, path)] = local
+        return local
+
+
+def open_output(folder: str, path: str) -> int:
+    """An output file of the task, opened for reading: a regular file whose real
+    path is inside the task's folder (no symbolic link out of it, no FIFO or
+    device that would hold the worker)."""
+    local = os.path.join(folder, path)
+    real, inside = os.path.realpath(local), os.path.realpath(folder)
+    if not os.path.lexists(local):
+        raise FileNotFoundError(local)
+    if not real.startswith(inside + os.sep):
+        raise OSError(errno.EPERM, "it leads outside the task's folder")
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EPERM, "it is not a regular file")
+    return fd

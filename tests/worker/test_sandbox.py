@@ -1,0 +1,71 @@
+"""A task's folder, inputs kept per job, and the output files a task may hand back
+(worker/sandbox.py), on real files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from styxgrid.describe import JobSpec
+from styxgrid.exchange import TaskRecord
+from styxgrid.ninep.errors import NinePError
+from styxgrid.worker.link import TaskParser
+from styxgrid.worker.sandbox import InputCache, Sandboxes, TaskRun, open_output
+
+
+def test_a_reused_sandbox_is_empty_and_one_with_folders_is_not_reused(tmp_path):
+    boxes = Sandboxes(str(tmp_path), keep=1)
+    first = boxes.take()
+    open(os.path.join(first, "left"), "w").close()
+    boxes.give_back(first)
+    assert boxes.take() == first and os.listdir(first) == []
+    os.mkdir(os.path.join(first, "sub"))
+    boxes.give_back(first)
+    assert not os.path.exists(first) and boxes.free == []
+
+
+def test_input_cache_keeps_the_last_jobs(tmp_path):
+    cache = InputCache(str(tmp_path), keep=2)
+    for job in (1, 2, 3):
+        local = cache.put(job, "/alice/in.dat", b"x" * job)
+        assert open(local, "rb").read() == b"x" * job
+    assert cache.get(1, "/alice/in.dat") is None and not (tmp_path / "1").exists()
+    assert cache.get(3, "/alice/in.dat") is not None
+
+
+def test_open_output_refuses_what_leads_out_or_is_not_a_file(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("fine")
+    (tmp_path / "secret").write_text("key")
+    os.symlink(tmp_path / "secret", folder / "link.txt")
+    os.mkfifo(folder / "fifo")
+    fd = open_output(str(folder), "ok.txt")
+    assert os.read(fd, 10) == b"fine"
+    os.close(fd)
+    with pytest.raises(OSError, match="outside the task's folder"):
+        open_output(str(folder), "link.txt")
+    with pytest.raises(OSError, match="outside the task's folder"):
+        open_output(str(folder), "../secret")
+    with pytest.raises(OSError, match="not a regular file"):
+        open_output(str(folder), "fifo")
+    with pytest.raises(FileNotFoundError):
+        open_output(str(folder), "missing")
+
+
+def test_expand_names_the_task():
+    run = TaskRun(7, 3, 10, JobSpec(cmd="sim"))
+    assert run.expand("out.$STYXGRID_TASK.${STYXGRID_JOB}") == "out.3.7"
+
+
+def test_the_task_parser_reads_records_and_parses_a_job_once():
+    spec = JobSpec(cmd="/bin/echo", args=("hi",), tasks=2)
+    text = spec.lines().encode()
+    data = b"".join(TaskRecord.head(5, i, 2, len(text)) + text for i in range(2))
+    parser = TaskParser()
+    runs = parser.parse(data)
+    assert [(r.job, r.index, r.tasks) for r in runs] == [(5, 0, 2), (5, 1, 2)]
+    assert runs[0].spec is runs[1].spec and runs[0].spec.cmd == "/bin/echo"
+    with pytest.raises(NinePError, match="from the scheduler"):
+        parser.parse(b"task 1 0 1 999\nshort")
