@@ -29,22 +29,19 @@ import trio
 
 from . import errors as E
 from . import memory
-from .codec import Decoder, encode_stat, encode_to
+from .codec import Decoder, encode_to
 from .errors import NinePError, RemoteProtocolError
-from .messages import (DMDIR, IOHDRSZ, NOFID, OEXEC, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE,
-                       VERSION, Message, Qid, Rattach, Rclunk, Rcreate, Rerror, Rflush, Ropen,
-                       Rread, Rremove, Rstat, Rversion, Rwalk, Rwrite, Rwstat, Tattach,
-                       Tauth, Tclunk, Tcreate, Tflush, Topen, Tread, Tremove, Tstat, Tversion,
-                       Twalk, Twrite, Twstat)
+from .messages import (IOHDRSZ, NOFID, ORDWR, OWRITE, Message, Rerror, Rflush, Rread, Rwrite, Tflush,
+                       Tread, Tversion, Twrite)
+from .parking import Parked, Parking
+from .requests import MAX_OFFSET, SYNC_HANDLERS, read_dir
 from .transport import Transport, peer_credentials, transport_for
-from .tree import Handle, Node, Session, Signal
+from .tree import Handle, Node, Session
 
 log = logging.getLogger("styxgrid.ninep")
 A = TypeVar("A", bound=tuple[Any, ...])     # what a request run in a task of its own is given
 
 RECEIVE_SIZE = 65536          # below malloc's mmap threshold: no mmap per receive
-MIN_MSIZE = 256
-MAX_OFFSET = (1 << 63) - 1    # a file offset or length must fit a signed 64-bit off_t
 FAIR_SHARE = 64               # requests one connection is served before others get a turn
 
 
@@ -66,7 +63,7 @@ class FileServer(Protocol):
     def attach(self, session: Session) -> Node: ...
 
 
-class _Fid:
+class Fid:
     __slots__ = ("node", "session", "mode", "handle", "dir_children", "dir_next", "dir_offset",
                  "parked")
 
@@ -78,38 +75,7 @@ class _Fid:
         self.dir_children: Iterator[Node] = iter(())   # entries not read yet
         self.dir_next: bytes | None = None    # an entry that did not fit the last read
         self.dir_offset = 0                   # byte offset the next dir read must use
-        self.parked: dict[_Parked, None] = {}    # its reads waiting on a signal
-
-
-class _Parked:
-    """A read waiting on a `Signal`: a record of a few slots instead of a task, so
-    that many waiting reads (every worker's, every `cat events`) cost little."""
-
-    __slots__ = ("conn", "msg", "fid", "handle", "count", "signal", "interrupted")
-
-    def __init__(self, conn: Connection, msg: Tread, fid: _Fid, handle: Handle,
-                 count: int) -> None:
-        self.conn = conn
-        self.msg = msg
-        self.fid = fid
-        self.handle = handle
-        self.count = count
-        self.signal: Signal | None = None
-        self.interrupted = False
-
-    def wait_on(self, signal: Signal) -> None:
-        self.signal = signal
-        signal.add(self)
-
-    def unwait(self) -> None:
-        if self.signal is not None:
-            self.signal.discard(self)
-            self.signal = None
-
-    def wake(self) -> None:
-        self.signal = None
-        self.conn.woken.append(self)
-        self.conn.answer_soon()
+        self.parked: dict[Parked, None] = {}     # its reads waiting on a signal
 
 
 class _Request:
@@ -121,7 +87,6 @@ class _Request:
         self.flushed = False
 
 
-_OPEN_WANTS = {OREAD: 4, OWRITE: 2, ORDWR: 6, OEXEC: 1}
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -138,11 +103,9 @@ class Connection:
         self.msize = limits.max_msize
         self.decoder = Decoder(limits.max_msize)
         self.versioned = False
-        self.fids: dict[int, _Fid] = {}
+        self.fids: dict[int, Fid] = {}
         self.inflight: dict[int, _Request] = {}     # requests a task works on
-        self.parked: dict[int, _Parked] = {}        # reads waiting on a signal
-        self.woken: list[_Parked] = []        # parked reads to ask again
-        self.answering = False                # a task is answering `woken`
+        self.parking = Parking(self)                # reads waiting on a signal
         self.send_lock = trio.StrictFIFOLock()
         self.room = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -156,7 +119,7 @@ class Connection:
                 try:
                     await self.read_loop()
                 finally:
-                    self.cancel_parked()
+                    self.parking.cancel_all()
                     nursery.cancel_scope.cancel()
         finally:
             memory.released(self.clunk_all())
@@ -233,11 +196,11 @@ class Connection:
             log.debug("<- %s", msg)
         tag = msg.tag
         try:
-            if tag in self.inflight or tag in self.parked:
+            if tag in self.inflight or tag in self.parking.reads:
                 raise NinePError(E.EDUPTAG)
             if not self.versioned and type(msg) is not Tversion:
                 raise NinePError(E.ENOVERSION)
-            handler = _SYNC_HANDLERS.get(type(msg))
+            handler = SYNC_HANDLERS.get(type(msg))
             if handler is not None:
                 self.reply(handler(self, msg), out)
             elif type(msg) is Tread:
@@ -280,94 +243,6 @@ class Connection:
         finally:
             request.done.set()
 
-    # ------------------------------------------------------------ parked reads
-
-    def park(self, msg: Tread, fid: _Fid, handle: Handle, count: int,
-             signal: Signal) -> None:
-        if len(self.parked) >= self.limits.max_waiting:
-            raise NinePError(f"too many reads waiting on this connection "
-                             f"(at most {self.limits.max_waiting})")
-        if len(fid.parked) >= self.limits.max_waiting_fid:
-            raise NinePError(f"too many reads waiting on this fid "
-                             f"(at most {self.limits.max_waiting_fid})")
-        parked = _Parked(self, msg, fid, handle, count)
-        self.parked[msg.tag] = parked
-        fid.parked[parked] = None
-        parked.wait_on(signal)
-
-    def answer_soon(self) -> None:
-        if not self.answering and self.nursery is not None:
-            self.answering = True
-            self.nursery.start_soon(self.answer_woken)
-
-    async def answer_woken(self) -> None:
-        """Ask the handles of woken reads again; send the answers, park the rest."""
-        try:
-            while self.woken:
-                woken = self.woken[:FAIR_SHARE]     # others get a turn in between
-                del self.woken[:FAIR_SHARE]
-                out: list[bytes] = []
-                for parked in woken:
-                    self.retry(parked, out)
-                await self.send(out)
-                await trio.lowlevel.checkpoint()
-        finally:
-            self.answering = False
-
-    def retry(self, parked: _Parked, out: list[bytes]) -> None:
-        msg = parked.msg
-        if self.parked.get(msg.tag) is not parked:
-            return                                  # flushed meanwhile
-        reply: Message
-        if parked.interrupted:
-            reply = Rerror(msg.tag, E.EINTERRUPTED)
-        else:
-            try:
-                data = parked.handle.read_nowait(msg.offset, parked.count)
-                reply = Rread(msg.tag, data[:parked.count])
-            except trio.WouldBlock:
-                signal = parked.handle.read_signal()
-                if signal is not None:
-                    parked.wait_on(signal)
-                    return
-                self.unpark(parked)
-                self.spawn(msg.tag, self.read_file, (msg, parked.handle, parked.count))
-                return
-            except NinePError as exc:
-                reply = Rerror(msg.tag, exc.ename)
-            except Exception as exc:
-                reply = self.failed(msg, exc)
-        self.unpark(parked)
-        self.reply(reply, out)
-
-    def cancel(self, parked: _Parked) -> None:
-        """A parked read is flushed or its connection closes: it gets no answer."""
-        self.interrupt(parked)
-        self.unpark(parked)
-
-    def interrupt(self, parked: _Parked) -> None:
-        """The read stops waiting and its handle is told (a lease hands its tasks
-        back); told once, however the read ends."""
-        parked.unwait()
-        if parked.interrupted:
-            return
-        parked.interrupted = True
-        try:
-            parked.handle.read_cancelled()
-        except Exception:
-            log.exception("cancelling a read of %s for %s failed", parked.fid.node, self.peer)
-
-    def cancel_parked(self) -> None:
-        for parked in list(self.parked.values()):
-            self.cancel(parked)
-        self.woken.clear()
-
-    def unpark(self, parked: _Parked) -> None:
-        """The read is answered or cancelled: its tag may be used again."""
-        del self.parked[parked.msg.tag]
-        del parked.fid.parked[parked]
-        memory.released(1)
-
     def done(self, tag: int) -> None:
         """The request `tag` is answered (or flushed): its tag may be used again."""
         self.inflight.pop(tag, None)
@@ -382,12 +257,12 @@ class Connection:
             self.release(fid)
         return len(fids)
 
-    def release(self, fid: _Fid) -> None:
+    def release(self, fid: Fid) -> None:
         """Close the fid's handle: a fid is clunked even if its handle fails to close
         (clunk(5)); the failure is logged.  Reads parked on it are interrupted."""
         for parked in list(fid.parked):
             if not parked.interrupted:
-                self.interrupt(parked)
+                self.parking.interrupt(parked)
                 parked.wake()                       # answered "interrupted"
         if fid.handle is not None:
             try:
@@ -397,7 +272,7 @@ class Connection:
 
     # ------------------------------------------------------------ helpers
 
-    def fid(self, n: int) -> _Fid:
+    def fid(self, n: int) -> Fid:
         fid = self.fids.get(n)
         if fid is None:
             raise NinePError(E.EBADFID)
@@ -408,7 +283,7 @@ class Connection:
             raise NinePError(E.EDUPFID)
         if len(self.fids) >= self.limits.max_fids:
             raise NinePError(E.ETOOMANYFIDS)
-        self.fids[n] = _Fid(node, session)
+        self.fids[n] = Fid(node, session)
 
     @property
     def iounit(self) -> int:
@@ -430,110 +305,9 @@ class Connection:
 
     # ------------------------------------------------------------ requests
 
-    def version(self, msg: Tversion) -> Message:
-        """A new session: every outstanding request is aborted unanswered (version(5))
-        and every fid clunked."""
-        for request in self.inflight.values():
-            request.flushed = True
-            request.scope.cancel()
-        self.cancel_parked()
-        self.clunk_all()
-        if msg.msize < MIN_MSIZE:
-            raise NinePError(f"msize {msg.msize} too small (minimum {MIN_MSIZE})")
-        self.msize = min(msg.msize, self.limits.max_msize)
-        if not msg.version.startswith(VERSION):
-            self.versioned = False
-            return Rversion(msg.tag, self.msize, "unknown")
-        self.versioned = True
-        self.decoder.msize = self.msize
-        return Rversion(msg.tag, self.msize, VERSION)
-
-    def auth(self, msg: Tauth) -> Message:
-        raise NinePError(E.ENOAUTH)
-
-    def attach(self, msg: Tattach) -> Message:
-        if msg.afid != NOFID:
-            raise NinePError(E.ENOAUTH)
-        if msg.fid in self.fids:
-            raise NinePError(E.EDUPFID)
-        self.check_chars(msg.uname)
-        self.check_chars(msg.aname)
-        session = Session(msg.uname, msg.aname, peer=self.peer)
-        root = self.fs.attach(session)
-        self.new_fid(msg.fid, root, session)
-        return Rattach(msg.tag, root.qid)
-
-    def walk(self, msg: Twalk) -> Message:
-        fid = self.fid(msg.fid)
-        if fid.mode is not None:
-            raise NinePError(E.EWALKOPEN)
-        if msg.newfid != msg.fid and msg.newfid in self.fids:
-            raise NinePError(E.EDUPFID)
-        node, session = fid.node, fid.session
-        qids: list[Qid] = []
-        for name in msg.wnames:
-            try:
-                if not node.is_dir:
-                    raise NinePError(E.ENOTDIR)
-                if not node.permits(session, 1):
-                    raise NinePError(E.EPERM)
-                if name == "..":
-                    node = node.parent or node
-                elif name in ("", ".") or "/" in name:
-                    raise NinePError(E.ENOTFOUND)
-                else:
-                    self.check_chars(name)
-                    node = node.walk(name, session)
-            except NinePError:
-                if not qids:
-                    raise
-                return Rwalk(msg.tag, tuple(qids))
-            qids.append(node.qid)
-        if msg.newfid == msg.fid:
-            fid.node = node
-        else:
-            self.new_fid(msg.newfid, node, session)
-        return Rwalk(msg.tag, tuple(qids))
-
-    def open(self, msg: Topen) -> Message:
-        fid = self.fid(msg.fid)
-        if fid.mode is not None:
-            raise NinePError(E.EOPEN)
-        mode, node = msg.mode, fid.node
-        if mode & ~(3 | OTRUNC | ORCLOSE):
-            raise NinePError(E.EBADMODE)
-        want = _OPEN_WANTS[mode & 3] | (2 if mode & OTRUNC else 0)
-        if node.is_dir and want != 4:
-            raise NinePError(E.EISDIR)
-        if not node.permits(fid.session, want):
-            raise NinePError(E.EPERM)
-        if mode & ORCLOSE and (node.parent is None or not node.parent.permits(fid.session, 2)):
-            raise NinePError(E.EPERM)
-        if not node.is_dir:
-            fid.handle = node.open(mode, fid.session)
-        fid.mode = mode
-        return Ropen(msg.tag, node.qid, self.io_unit(fid))
-
-    def io_unit(self, fid: _Fid) -> int:
+    def io_unit(self, fid: Fid) -> int:
         unit = fid.handle.iounit if fid.handle is not None else 0
         return min(unit, self.iounit) if unit else self.iounit
-
-    def create(self, msg: Tcreate) -> Message:
-        fid = self.fid(msg.fid)
-        if fid.mode is not None:
-            raise NinePError(E.EOPEN)
-        if not fid.node.is_dir:
-            raise NinePError(E.ENOTDIR)
-        self.check_name(msg.name)
-        if msg.mode & ~(3 | OTRUNC | ORCLOSE):
-            raise NinePError(E.EBADMODE)
-        if msg.perm & DMDIR and msg.mode & 3 != OREAD:
-            raise NinePError(E.EISDIR)
-        if not fid.node.permits(fid.session, 2):
-            raise NinePError(E.EPERM)
-        node, handle = fid.node.create(msg.name, msg.perm, msg.mode, fid.session)
-        fid.node, fid.handle, fid.mode = node, handle, msg.mode
-        return Rcreate(msg.tag, node.qid, self.io_unit(fid))
 
     def start_read(self, msg: Tread, out: list[bytes]) -> None:
         fid = self.fid(msg.fid)
@@ -545,7 +319,7 @@ class Connection:
             raise NinePError(E.EBADOFFSETRANGE)
         count = min(msg.count, self.iounit)
         if fid.handle is None:
-            self.reply(Rread(msg.tag, self.read_dir(fid, msg.offset, count)), out)
+            self.reply(Rread(msg.tag, read_dir(self, fid, msg.offset, count)), out)
             return
         handle = fid.handle
         try:
@@ -553,7 +327,7 @@ class Connection:
         except trio.WouldBlock:
             signal = handle.read_signal()
             if signal is not None:
-                self.park(msg, fid, handle, count, signal)
+                self.parking.park(msg, fid, handle, count, signal)
             else:
                 self.spawn(msg.tag, self.read_file, (msg, handle, count))
             return
@@ -563,45 +337,6 @@ class Connection:
         msg, handle, count = args
         data = await handle.read(msg.offset, count)
         return Rread(msg.tag, data[:count])
-
-    def read_dir(self, fid: _Fid, offset: int, count: int) -> bytes:
-        """The next entries that fit in `count`.  Entries are made as they are read,
-        never all at once: listing a directory of a million entries costs each read
-        only what it returns, and other requests go on between the reads."""
-        if offset == 0:
-            fid.dir_children = iter(fid.node.children(fid.session))
-            fid.dir_next, fid.dir_offset = None, 0
-        elif offset != fid.dir_offset:
-            raise NinePError(E.EBADOFFSET)
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            entry = fid.dir_next if fid.dir_next is not None else self.next_entry(fid)
-            if entry is None:
-                break
-            if size + len(entry) > count:
-                fid.dir_next = entry
-                if not parts:
-                    raise NinePError("read count too small for a directory entry")
-                break
-            fid.dir_next = None
-            parts.append(entry)
-            size += len(entry)
-        data = b"".join(parts)
-        fid.dir_offset = offset + len(data)
-        return data
-
-    def next_entry(self, fid: _Fid) -> bytes | None:
-        """The next child's stat entry; a child that went away meanwhile is skipped,
-        and so is one whose stat fails unexpectedly (logged): `ls` shows the rest."""
-        for child in fid.dir_children:
-            try:
-                return encode_stat(child.stat())
-            except NinePError:
-                continue
-            except Exception:
-                log.exception("stat of %s for a directory read by %s failed", child, self.peer)
-        return None
 
     def start_write(self, msg: Twrite, out: list[bytes]) -> None:
         fid = self.fid(msg.fid)
@@ -627,9 +362,9 @@ class Connection:
         if request is not None:
             self.spawn(msg.tag, self.flush, (msg, request))
             return
-        parked = self.parked.get(msg.oldtag)
+        parked = self.parking.reads.get(msg.oldtag)
         if parked is not None:
-            self.cancel(parked)
+            self.parking.cancel(parked)
         self.reply(Rflush(msg.tag), out)
 
     async def flush(self, args: tuple[Tflush, _Request]) -> Message:
@@ -638,72 +373,6 @@ class Connection:
         request.scope.cancel()
         await request.done.wait()
         return Rflush(msg.tag)
-
-    def clunk(self, msg: Tclunk) -> Message:
-        fid = self.fids.pop(msg.fid, None)
-        if fid is None:
-            raise NinePError(E.EBADFID)
-        self.release(fid)
-        if fid.mode is not None and fid.mode & ORCLOSE:
-            try:
-                fid.node.remove(fid.session)
-            except NinePError as exc:
-                log.info("remove-on-close of %s failed: %s", fid.node, exc.ename)
-        return Rclunk(msg.tag)
-
-    def remove(self, msg: Tremove) -> Message:
-        fid = self.fids.pop(msg.fid, None)
-        if fid is None:
-            raise NinePError(E.EBADFID)
-        self.release(fid)
-        parent = fid.node.parent
-        if parent is None or not parent.permits(fid.session, 2):
-            raise NinePError(E.EPERM)
-        fid.node.remove(fid.session)
-        return Rremove(msg.tag)
-
-    def stat(self, msg: Tstat) -> Message:
-        return Rstat(msg.tag, self.fid(msg.fid).node.stat())
-
-    def wstat(self, msg: Twstat) -> Message:
-        fid = self.fid(msg.fid)
-        node, new, session = fid.node, msg.stat, fid.session
-        cur = node.stat()
-        if (new.type not in (0xFFFF, cur.type) or new.dev not in (0xFFFFFFFF, cur.dev)
-                or new.qid.path not in (0xFFFFFFFFFFFFFFFF, cur.qid.path)
-                or new.uid not in ("", cur.uid) or new.muid not in ("", cur.muid)):
-            raise NinePError(E.EBADWSTAT)
-        if new.mode != 0xFFFFFFFF and (new.mode ^ cur.mode) & DMDIR:
-            raise NinePError(E.EBADWSTAT)
-        owner_only = new.mode != 0xFFFFFFFF or new.gid not in ("", cur.gid) \
-            or new.mtime != 0xFFFFFFFF
-        if owner_only and cur.uid != session.uname:
-            raise NinePError(E.EPERM)
-        if new.name and new.name != cur.name:
-            self.check_name(new.name)
-            if node.parent is None or not node.parent.permits(session, 2):
-                raise NinePError(E.EPERM)
-        if new.length != 0xFFFFFFFFFFFFFFFF:
-            if new.length > MAX_OFFSET:
-                raise NinePError(E.EBADLENGTH)
-            if node.is_dir and new.length != 0:
-                raise NinePError(E.EISDIR)
-            if not node.permits(session, 2):
-                raise NinePError(E.EPERM)
-        node.wstat(new, session)
-        return Rwstat(msg.tag)
-
-
-# Plain functions, not bound methods kept on each Connection: those made every
-# connection a reference cycle (conn -> dict -> method -> conn), so a closed
-# connection, its nursery and every request still in `inflight` waited for a full
-# collection, which the scheduler's thresholds make rare.
-_SYNC_HANDLERS: dict[type, Callable[[Connection, Any], Message]] = {
-    Tversion: Connection.version, Tauth: Connection.auth, Tattach: Connection.attach,
-    Twalk: Connection.walk, Topen: Connection.open, Tcreate: Connection.create,
-    Tclunk: Connection.clunk, Tremove: Connection.remove, Tstat: Connection.stat,
-    Twstat: Connection.wstat,
-}
 
 
 async def serve_stream(stream: trio.abc.Stream | Transport, fs: FileServer, *,

@@ -38,7 +38,8 @@ from typing import Iterable
 
 import trio
 
-from .core import FAILED, FINISHED, KILLED, Core, Job
+from .core import Core
+from .model import FAILED, FINISHED, KILLED, Job
 from ..describe import MAX_TASKS, JobSpec
 
 log = logging.getLogger("styxgrid.scheduler")

@@ -2,8 +2,9 @@
 
 import pytest
 
-from styxgrid.scheduler.core import (DONE, FAILED, KILLED, QUEUED, RUNNING, Core, CoreError,
-                                     split_clauses)
+from styxgrid.scheduler.core import Core
+from styxgrid.scheduler.model import DONE, FAILED, KILLED, QUEUED, RUNNING, CoreError, split_clauses
+from styxgrid.scheduler.why import explain
 from styxgrid.describe import JobSpec
 
 LINUX = {"OpSys": "LINUX", "Arch": "X86_64", "Memory": 4096, "Cpus": 2}
@@ -34,7 +35,7 @@ def test_requirements_match_and_why_names_the_failing_clause():
     core.worker_join("small", {**LINUX, "Memory": 1024}, slots=1)
     job = core.submit(JobSpec(cmd="x", requirements='Memory >= 2048 && OpSys == "LINUX"'), "u")
     assert drain(core, "small") == []
-    why = core.why(job.id)
+    why = explain(core, job.id)
     assert "no node matches" in why
     assert "'Memory >= 2048' fails on 1 of 1 nodes" in why
     assert "'OpSys == \"LINUX\"' fails on 0 of 1 nodes" in why
@@ -53,7 +54,7 @@ def test_a_changed_load_changes_what_the_worker_matches():
     assert core.worker_update("w", {"LoadAvg": 9.0}) is False   # in no group naming it
     quiet = core.submit(JobSpec(cmd="x", requirements="LoadAvg < 1"), "u")
     assert drain(core, "w") == []
-    assert "'LoadAvg < 1' fails on 1 of 1 nodes" in core.why(quiet.id)
+    assert "'LoadAvg < 1' fails on 1 of 1 nodes" in explain(core, quiet.id)
     assert core.worker_update("w", {"LoadAvg": 0.5}) is True
     assert [(a.worker, a.job) for a in core.dispatch()] == [("w", quiet.id)]
     assert core.worker_update("w", {"LoadAvg": 0.5}) is False   # no change: nothing asked
@@ -101,7 +102,7 @@ def test_hold_release_kill_remove_and_priority():
     core.hold(job.id)
     core.worker_join("w", LINUX, slots=1)
     assert drain(core, "w") == []
-    assert "held" in core.why(job.id)
+    assert "held" in explain(core, job.id)
     core.release(job.id)
     first = core.dispatch()
     assert len(first) == 1 and job.state[first[0].index] == RUNNING
@@ -123,7 +124,7 @@ def test_busy_explanation():
     core.submit(JobSpec(cmd="a"), "u")
     drain(core, "w")
     waiting = core.submit(JobSpec(cmd="b"), "u")
-    assert "all 1 matching nodes are busy" in core.why(waiting.id)
+    assert "all 1 matching nodes are busy" in explain(core, waiting.id)
 
 
 def test_a_million_task_job_is_compact():

@@ -3,7 +3,8 @@
 import pytest
 import trio
 
-from styxgrid.scheduler.core import DONE, FAILED, KILLED, QUEUED, RUNNING, Core, CoreError
+from styxgrid.scheduler.core import Core
+from styxgrid.scheduler.model import DONE, FAILED, KILLED, QUEUED, RUNNING, CoreError
 from styxgrid.describe import JobSpec
 from styxgrid.scheduler.store import (Store, forget_failed, forget_job, job_row, killed_row,
                                       new_job_row,

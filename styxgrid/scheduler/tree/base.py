@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...ninep.synthetic import Dir, File, Opener, Permit, ReadFn, WriteFn, text_file
 from ...ninep.tree import Node
 from .. import access
-from ..core import CoreError
+from ..model import CoreError
 
 REFUSALS = (LookupError, CoreError)     # the grid's and the core's "no" with their reason
 

@@ -13,7 +13,7 @@ from ...ninep.synthetic import PollHandle
 from ...ninep.tree import Node, Session, Signal
 from ...shellwords import BLANKS
 from .. import access
-from ..core import FINISHED, HELD, QUEUED, RUNNING
+from ..model import FINISHED, HELD, QUEUED, RUNNING
 from ..grid import Grid
 from .base import GridDir, grid_file, grid_text
 from .qids import Kind, qpath

@@ -58,6 +58,6 @@ class NodeDir(GridDir):
         """Every verb of the write is checked before any is carried out."""
         for verb, _ in NODE_VERBS.lines(text):
             if verb == "disable":
-                self.grid.vacate(self.name)
+                self.grid.labour.vacate(self.name)
             else:
-                self.grid.drain(self.name, verb == "drain")
+                self.grid.labour.drain(self.name, verb == "drain")

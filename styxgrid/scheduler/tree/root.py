@@ -86,4 +86,4 @@ class Root(GridDir):
 
     async def grid_ctl(self, text: str) -> None:
         for verb, node in GRID_VERBS.lines(text):
-            self.grid.drain(node, verb == "drain")
+            self.grid.labour.drain(node, verb == "drain")

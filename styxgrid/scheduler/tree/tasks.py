@@ -13,8 +13,9 @@ from ...ninep.messages import ORDWR, OWRITE
 from ...ninep.synthetic import PollHandle
 from ...ninep.tree import Handle, Node, Session, Signal
 from .. import access
-from ..core import EXITED, FINISHED
-from ..grid import Grid, WorkerLink
+from ..model import EXITED, FINISHED
+from ..grid import Grid
+from ..labour import WorkerLink
 from .base import GridDir, grid_file, grid_text
 from .qids import Kind, qpath
 

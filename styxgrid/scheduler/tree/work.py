@@ -10,7 +10,8 @@ from ...ninep.errors import NinePError
 from ...ninep.synthetic import text, words
 from ...ninep.tree import Handle, Session, Signal
 from .. import access
-from ..grid import ENOTJOINED, MIN_RECORD, Grid, WorkerLink, WorkRead
+from ..grid import Grid
+from ..labour import ENOTJOINED, MIN_RECORD, WorkerLink, WorkRead
 
 
 class WorkHandle(Handle):
@@ -48,7 +49,7 @@ class WorkHandle(Handle):
             self.join(text(data))
         elif first == "heartbeat":
             try:
-                self.grid.heartbeat(self.link, Heartbeat.parse(text(data)))
+                self.grid.labour.heartbeat(self.link, Heartbeat.parse(text(data)))
             except (LookupError, ValueError) as exc:
                 raise NinePError(words(exc)) from None
         else:
@@ -64,7 +65,7 @@ class WorkHandle(Handle):
             raise access.denied("a worker joins under its certificate's name "
                                 f"{access.user(self.session)!r}")
         try:
-            link = self.grid.join(Join.parse(line))
+            link = self.grid.labour.join(Join.parse(line))
         except ValueError as exc:
             raise NinePError(str(exc)) from None
         self.session.data["link"] = self.control = link
@@ -83,9 +84,9 @@ class WorkHandle(Handle):
         reports = [r for r in records if isinstance(r, Done)]
         try:
             if leases:
-                self.grid.set_lease(link, leases[-1])
+                self.grid.labour.set_lease(link, leases[-1])
             if reports or outputs:
-                await self.grid.tasks_done(link, reports, outputs)
+                await self.grid.labour.tasks_done(link, reports, outputs)
         except LookupError as exc:
             raise NinePError(words(exc)) from None
         return len(data)
@@ -98,18 +99,18 @@ class WorkHandle(Handle):
             return self.orders(link)
         try:
             if self.waiting is None:
-                got = self.grid.take_work(link, max(1, count // MIN_RECORD))
+                got = self.grid.labour.take_work(link, max(1, count // MIN_RECORD))
                 if isinstance(got, WorkRead):
                     self.waiting = got
                     raise trio.WouldBlock
             else:
                 if not self.waiting.ready:
                     raise trio.WouldBlock
-                got = self.grid.answer(self.waiting)
+                got = self.grid.labour.answer(self.waiting)
                 self.waiting = None
                 if not got:
                     raise LookupError(link.lost_reason)
-            return self.grid.lease_text(link, got, count)
+            return self.grid.labour.lease_text(link, got, count)
         except LookupError as exc:
             raise NinePError(words(exc)) from None
 
@@ -133,10 +134,10 @@ class WorkHandle(Handle):
         A second read that shared it is woken and asks for its own."""
         waiting, self.waiting = self.waiting, None
         if waiting is not None:
-            self.grid.unpark(waiting)
+            self.grid.labour.unpark(waiting)
             waiting.signal.fire()
 
     def clunk(self) -> None:
         self.read_cancelled()
         if self.control is not None:
-            self.grid.lose(self.control, "connection closed")
+            self.grid.labour.lose(self.control, "connection closed")

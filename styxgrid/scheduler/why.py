@@ -1,0 +1,45 @@
+"""Why a job's queued tasks are not running, in a sentence (`jobs/N/why`), like
+condor_q -better-analyze."""
+
+from __future__ import annotations
+
+from .core import Core
+from .model import RUNNING, expression, split_clauses
+
+
+def explain(core: Core, jid: int) -> str:
+    """Why the job's queued tasks are not running, like condor_q -better-analyze."""
+    job = core.job(jid)
+    if job.finished:
+        note = f": {job.note}" if job.note else ""
+        return f"job {jid} is finished ({job.state_name}){note}\n"
+    if job.held:
+        return f"job {jid} is held: 'release' it to let it run\n"
+    if not job.queued:
+        return f"job {jid} has no queued tasks: {job.counts[RUNNING]} running\n"
+    workers = list(core.workers.values())
+    if not workers:
+        return f"job {jid}: no workers are connected\n"
+    group = core.group_of(job)
+    matching = [w for w in workers if group.matches(w)]
+    if not matching:
+        lines = [f"job {jid}: no node matches its requirements ({len(workers)} connected)"]
+        for clause in split_clauses(job.spec.requirements):
+            expr = expression(clause)
+            fails = sum(1 for w in workers if w.eval(expr) is not True)
+            lines.append(f"  clause {clause!r} fails on {fails} of {len(workers)} nodes")
+        return "\n".join(lines) + "\n"
+    usable = [w for w in matching if not w.draining]
+    if not usable:
+        return f"job {jid}: all {len(matching)} matching nodes are draining\n"
+    if all(w.lease == 0 for w in usable):
+        return (f"job {jid}: all {len(usable)} matching nodes are paused: their owners' "
+                f"machines are busy; {job.queued} tasks wait\n")
+    if not any(w.idle for w in usable):
+        busy = sum(len(w.running) for w in usable)
+        if not busy:
+            return (f"job {jid}: {len(usable)} matching nodes are connected but none is "
+                    f"asking for work now; {job.queued} tasks wait for their next read\n")
+        return (f"job {jid}: all {len(usable)} matching nodes are busy "
+                f"({busy} tasks running); {job.queued} tasks wait their turn\n")
+    return f"job {jid}: {job.queued} tasks are being dispatched\n"
