@@ -6,6 +6,7 @@
     serve    exportfs, scheduler, worker, up
     mount    mount, umount
     enrol    ca, token, login
+    session  a user command's connection, and its failures as one line each
     user     submit, q, status, wait, why, cat, ls, write
     data     mkdir, put, get, rm
 """

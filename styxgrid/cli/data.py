@@ -19,7 +19,7 @@ from ..ninep import errors as E
 from ..ninep.client import Client
 from ..ninep.messages import DMDIR, OREAD
 from .common import UserError, os_error
-from .user import client_command, explain
+from .session import client_command, explain
 
 CHUNK = 1 << 20               # bytes read or written per call (the client splits by iounit)
 SHOW_PROGRESS = 1 << 20       # a transfer this large shows progress on a terminal

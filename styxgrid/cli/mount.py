@@ -45,6 +45,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return 1
     if not args.foreground:
         return _mount_in_background(args, mountpoint)
+    from ..fs.config import MountConfig
     from ..fs.mount import serve_mount
 
     def ready() -> None:
@@ -55,8 +56,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
             os.close(devnull)
     try:
         with unwrapped():
-            trio.run(functools.partial(serve_mount, args.addr, mountpoint,
-                                       identity=user_identity(), ready=ready))
+            trio.run(functools.partial(serve_mount, MountConfig(
+                args.addr, mountpoint, identity=user_identity()), ready=ready))
     except (OSError, ConnectionLost, NinePError, RuntimeError, trio.BrokenResourceError) as exc:
         say(f"mount: cannot mount {args.addr} on {mountpoint}: {exc}")
         return 1

@@ -11,24 +11,19 @@ from typing import Callable
 import pyfuse3
 import trio
 
-from ..security.identity import Identity
+from .config import MountConfig
 from .operations import NinePOperations
 from .remote import Remote
 
-# Concurrent FUSE requests: each parked `cat wait` holds one.  Kept under the 9P
-# server's in-flight limit per connection (4096): past it the server stops
-# reading, and a Tflush for an interrupted read could not get through.
-MAX_REQUESTS = 2048
 
-
-async def serve_mount(addr: str, mountpoint: str, *, identity: Identity | None = None,
-                      ready: Callable[[], None] = lambda: None) -> None:
-    """Mount `addr` at `mountpoint` until unmounted or signalled; a TCP address is
-    dialled with TLS and `identity`'s certificate."""
-    remote = Remote(addr, identity)
+async def serve_mount(config: MountConfig, *, ready: Callable[[], None] = lambda: None) -> None:
+    """Mount `config.address` at `config.mountpoint` until unmounted or signalled;
+    a TCP address is dialled with TLS and `config.identity`'s certificate."""
+    remote = Remote(config.address, config.identity, dial_timeout=config.dial_timeout)
+    mountpoint = config.mountpoint
     async with trio.open_nursery() as nursery:
         await nursery.start(remote.run)
-        ops = NinePOperations(remote, nursery)
+        ops = NinePOperations(remote, nursery, config)
         options = {"fsname=styxgrid", "subtype=styxgrid"}
         if os.getuid() == 0:
             options.add("allow_other")          # root mounts for every user of the machine
@@ -42,7 +37,7 @@ async def serve_mount(addr: str, mountpoint: str, *, identity: Identity | None =
                         pyfuse3.terminate()
                         return
             nursery.start_soon(on_signal)
-            await pyfuse3.main(min_tasks=1, max_tasks=MAX_REQUESTS)
+            await pyfuse3.main(min_tasks=1, max_tasks=config.max_requests)
         finally:
             pyfuse3.close(unmount=True)
             nursery.cancel_scope.cancel()

@@ -2,8 +2,9 @@
 
 Inodes are paths: `paths[inode]` and `inodes[path]`, kept while the kernel holds
 a lookup count (`lookups`), dropped on `forget`.  One open FUSE file is one open
-9P fid (`handles[fh]`), so a read after a write on the same descriptor reaches
-the same server file (the clone idiom).  Every open uses direct I/O: the files
+9P fid (`handles[fh]`, an `OpenFile`: openfile.py moves its bytes), so a read
+after a write on the same descriptor reaches the same server file (the clone
+idiom).  Every open uses direct I/O: the files
 are synthetic, their stat length is 0, and each read must reach the server.
 
 Known limits: rename works within one folder only (9P2000 renames by wstat;
@@ -19,53 +20,21 @@ import os
 import pwd
 import stat as st
 import time
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import pyfuse3
 import trio
 
-from ..errgroups import unwrapped
-from ..ninep.client import Client, ConnectionLost, File
+from ..ninep.client import Client, ConnectionLost
 from ..ninep.errors import NinePError
 from ..ninep.messages import DMDIR, OREAD, ORDWR, OTRUNC, OWRITE, Stat
 from .errors import errno_for
-from .interrupt import wait_signal
+from .openfile import OpenFile
+from .config import MountConfig
 from .remote import Remote
 
 ERRSTR = "errstr"
 ERRSTR_INODE = pyfuse3.ROOT_INODE + 1
-DIR_TIMEOUT = 1.0            # names and attributes of folders change rarely
-READAHEAD = 4                # 9P reads kept in flight ahead of a sequential reader
-WRITE_BEHIND = 16           # 9P writes kept in flight behind a sequential writer
-BEHIND_MIN = 64 * 1024       # smaller writes are verbs: always answered in order
-
-
-@dataclass(eq=False)
-class Handle:
-    """An open file: its fid, who opened it, and a read-ahead for plain files."""
-
-    file: File | None
-    path: str
-    pid: int
-    uid: int
-    generation: int
-    size: int = 0                                   # stat length at open (0: synthetic)
-    errstr: bytes = b""
-    ahead: dict[int, "Chunk"] = field(default_factory=dict)
-    next_offset: int = -1
-    behind: list["Chunk"] = field(default_factory=list)     # writes in flight, oldest first
-    next_write: int = -1
-    write_error: str = ""
-
-
-@dataclass(eq=False)
-class Chunk:
-    """One read-ahead 9P read: its data once `ready` is set."""
-
-    ready: trio.Event = field(default_factory=trio.Event)
-    data: bytes = b""
-    error: int = 0
 
 
 def fuse_error(exc: Exception) -> pyfuse3.FUSEError:
@@ -75,16 +44,17 @@ def fuse_error(exc: Exception) -> pyfuse3.FUSEError:
 
 
 class NinePOperations(pyfuse3.Operations):
-    def __init__(self, remote: Remote, nursery: trio.Nursery) -> None:
+    def __init__(self, remote: Remote, nursery: trio.Nursery, config: MountConfig) -> None:
         super().__init__()
         self.remote = remote
+        self.config = config
         self.nursery = nursery
         self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
         self.inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
         self.lookups: dict[int, int] = {}
         self.sizes: dict[int, int] = {}           # stat length last seen (getattr/lookup)
         self.next_inode = itertools.count(ERRSTR_INODE + 1)
-        self.handles: dict[int, Handle] = {}
+        self.handles: dict[int, OpenFile] = {}
         self.dirs: dict[int, tuple[str, list[Stat]]] = {}
         self.next_fh = itertools.count(1)
         self.errors: dict[int, str] = {}          # uid -> last error message (errstr)
@@ -138,8 +108,8 @@ class NinePOperations(pyfuse3.Operations):
         a.st_blocks = (s.length + 511) // 512
         a.st_atime_ns = s.atime * 10**9
         a.st_mtime_ns = a.st_ctime_ns = s.mtime * 10**9
-        a.entry_timeout = DIR_TIMEOUT
-        a.attr_timeout = DIR_TIMEOUT if is_dir else 0
+        a.entry_timeout = self.config.dir_timeout
+        a.attr_timeout = self.config.dir_timeout if is_dir else 0
         return a
 
     def errstr_attributes(self) -> pyfuse3.EntryAttributes:
@@ -149,7 +119,7 @@ class NinePOperations(pyfuse3.Operations):
         a.st_nlink = 1
         a.st_uid, a.st_gid = self.owner
         a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = time.time_ns()
-        a.entry_timeout = DIR_TIMEOUT
+        a.entry_timeout = self.config.dir_timeout
         return a
 
     async def client(self) -> Client:
@@ -357,7 +327,7 @@ class NinePOperations(pyfuse3.Operations):
         mode = {os.O_WRONLY: OWRITE, os.O_RDWR: ORDWR}.get(access, OREAD)
         return mode | (OTRUNC if flags & os.O_TRUNC else 0)
 
-    def add_handle(self, handle: Handle) -> pyfuse3.FileInfo:
+    def add_handle(self, handle: OpenFile) -> pyfuse3.FileInfo:
         fh = next(self.next_fh)
         self.handles[fh] = handle
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
@@ -365,7 +335,7 @@ class NinePOperations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if inode == ERRSTR_INODE:
             text = (self.errors.get(ctx.uid, "") + "\n").encode()
-            return self.add_handle(Handle(None, ERRSTR, ctx.pid, ctx.uid, 0, errstr=text))
+            return self.add_handle(OpenFile(None, ERRSTR, ctx.pid, ctx.uid, 0, errstr=text))
         path = self.path_of(inode)
         try:
             client = await self.client()
@@ -373,7 +343,7 @@ class NinePOperations(pyfuse3.Operations):
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
         size = self.sizes.get(inode, 0) if flags & os.O_ACCMODE == os.O_RDONLY else 0
-        return self.add_handle(Handle(f, path, ctx.pid, ctx.uid, self.remote.generation, size))
+        return self.add_handle(OpenFile(f, path, ctx.pid, ctx.uid, self.remote.generation, size))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
@@ -385,10 +355,10 @@ class NinePOperations(pyfuse3.Operations):
             s = await f.stat()
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
-        info = self.add_handle(Handle(f, path, ctx.pid, ctx.uid, self.remote.generation))
+        info = self.add_handle(OpenFile(f, path, ctx.pid, ctx.uid, self.remote.generation))
         return info, self.attributes(self.remember(path), s)
 
-    def live(self, fh: int) -> Handle:
+    def live(self, fh: int) -> OpenFile:
         handle = self.handles.get(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
@@ -400,144 +370,45 @@ class NinePOperations(pyfuse3.Operations):
         handle = self.live(fh)
         if handle.file is None:
             return handle.errstr[off:off + size]
-        await self.drain_writes(handle)
         try:
+            await handle.drain()
             if handle.size:
-                return await self.read_ahead(handle, off, size)
-            return await self.read_parked(handle, off, size)
+                return await handle.read_ahead(off, size, self.nursery, self.config)
+            return await handle.read_parked(off, size)
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(handle.uid, exc) from None
 
-    async def read_parked(self, handle: Handle, off: int, size: int) -> bytes:
-        """A read of a synthetic file may wait (wait, stdout): it ends with EINTR
-        when the reader gets a signal (see interrupt.py)."""
-        file = handle.file
-        assert file is not None
-        result: list[bytes] = []
-        interrupted = False
-        with unwrapped():
-            async with trio.open_nursery() as nursery:
-                async def read() -> None:
-                    result.append(await file.pread(off, size))
-                    nursery.cancel_scope.cancel()
-
-                async def watch() -> None:
-                    nonlocal interrupted
-                    await wait_signal(handle.pid)
-                    interrupted = True
-                    nursery.cancel_scope.cancel()
-                nursery.start_soon(read)
-                nursery.start_soon(watch)
-        if interrupted and not result:
-            raise pyfuse3.FUSEError(errno.EINTR)
-        return result[0]
-
-    async def read_ahead(self, handle: Handle, off: int, size: int) -> bytes:
-        """Plain files: 9P reads of a whole iounit, READAHEAD of them in flight
-        ahead of a sequential reader; FUSE's smaller reads are served from them."""
-        assert handle.file is not None
-        unit = handle.file.iounit
-        start = off - off % unit
-        if off != handle.next_offset and start not in handle.ahead:
-            handle.ahead.clear()
-        handle.next_offset = off + size
-        for k in range(READAHEAD + 1):
-            at = start + k * unit
-            if at < max(handle.size, off + size) and at not in handle.ahead:
-                handle.ahead[at] = chunk = Chunk()
-                self.nursery.start_soon(self.fetch, handle.file, at, unit, chunk)
-        for at in [a for a in handle.ahead if a < start]:
-            del handle.ahead[at]
-        out = b""
-        while size > 0:
-            waiting = handle.ahead.get(start)
-            if waiting is None:
-                break
-            chunk = waiting
-            await chunk.ready.wait()
-            if chunk.error:
-                raise pyfuse3.FUSEError(chunk.error)
-            piece = chunk.data[off - start:off - start + size]
-            out += piece
-            if len(chunk.data) < unit or not piece:
-                break                                   # end of file
-            off += len(piece)
-            size -= len(piece)
-            start += unit
-        return out
-
-    async def fetch(self, f: File, at: int, count: int, chunk: Chunk) -> None:
-        try:
-            chunk.data = await f.pread(at, count)
-        except NinePError as exc:
-            chunk.error = errno_for(exc.ename)
-        except ConnectionLost:
-            chunk.error = errno.EIO
-        finally:
-            chunk.ready.set()
-
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        """Small writes (verbs) and the first write of a descriptor wait for the
-        server's answer, so a bad verb fails its own write.  Later large sequential
-        writes (a copy) go behind: up to WRITE_BEHIND in flight, an error surfacing
-        at the next write or at close, as on NFS."""
+        """Small writes and a descriptor's first wait for the answer; large
+        sequential ones go behind (openfile.py)."""
         handle = self.live(fh)
         if handle.file is None:
             raise pyfuse3.FUSEError(errno.EACCES)
         handle.ahead.clear()
-        self.raise_write_error(handle)
-        if len(buf) < BEHIND_MIN or off != handle.next_write:
-            await self.drain_writes(handle)
-            try:
-                n = await handle.file.pwrite(off, buf)
-            except (NinePError, ConnectionLost) as exc:
-                raise self.failed(handle.uid, exc) from None
-            handle.next_write = off + n if n == len(buf) else -1
-            return n
-        while len(handle.behind) >= WRITE_BEHIND:
-            await handle.behind[0].ready.wait()
-            handle.behind.pop(0)
-            self.raise_write_error(handle)
-        chunk = Chunk()
-        handle.behind.append(chunk)
-        handle.next_write = off + len(buf)
-        self.nursery.start_soon(self.send_behind, handle, off, buf, chunk)
-        return len(buf)
-
-    async def send_behind(self, handle: Handle, off: int, buf: bytes, chunk: Chunk) -> None:
-        assert handle.file is not None
         try:
-            if await handle.file.pwrite(off, buf) != len(buf):
-                handle.write_error = handle.write_error or "short write"
+            handle.raise_write_error()                  # one that went behind, first
+            if handle.goes_behind(off, len(buf), self.config):
+                await handle.write_behind(off, buf, self.nursery, self.config)
+                return len(buf)
+            await handle.drain()
+            n = await handle.file.pwrite(off, buf)
         except (NinePError, ConnectionLost) as exc:
-            handle.write_error = handle.write_error or \
-                (exc.ename if isinstance(exc, NinePError) else f"i/o error: {exc}")
-        finally:
-            chunk.ready.set()
-
-    def raise_write_error(self, handle: Handle) -> None:
-        if handle.write_error:
-            text, handle.write_error = handle.write_error, ""
-            raise self.failed(handle.uid, NinePError(text))
-
-    async def drain_writes(self, handle: Handle) -> None:
-        """Wait for the writes in flight; raise the first error among them."""
-        while handle.behind:
-            await handle.behind.pop(0).ready.wait()
-        self.raise_write_error(handle)
+            raise self.failed(handle.uid, exc) from None
+        handle.next_write = off + n if n == len(buf) else -1
+        return n
 
     async def flush(self, fh: int) -> None:
         handle = self.handles.get(fh)
         if handle is not None:
-            await self.drain_writes(handle)
+            try:
+                await handle.drain()
+            except NinePError as exc:
+                raise self.failed(handle.uid, exc) from None
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         await self.flush(fh)
 
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh, None)
-        if handle is not None and handle.file is not None:
-            handle.ahead.clear()
-            while handle.behind:
-                await handle.behind.pop(0).ready.wait()
-            await handle.file.close()
+        if handle is not None:
+            await handle.close()

@@ -18,12 +18,11 @@ from ..security.identity import Identity
 
 log = logging.getLogger("styxgrid.fs")
 
-DIAL_TIMEOUT = 3.0
-
-
 class Remote:
-    def __init__(self, addr: str, identity: Identity | None, aname: str = "") -> None:
+    def __init__(self, addr: str, identity: Identity | None, aname: str = "", *,
+                 dial_timeout: float) -> None:
         self.addr = addr
+        self.dial_timeout = dial_timeout
         self.identity = identity                 # certificate for a TCP scheduler
         self.aname = aname
         self.client: Client | None = None
@@ -74,7 +73,7 @@ class Remote:
             return client
         start = self.attempts
         self.wanted.set()
-        with trio.move_on_after(DIAL_TIMEOUT):
+        with trio.move_on_after(self.dial_timeout):
             while self.attempts == start:
                 await self.attempted.wait()
         client = self.client

@@ -48,13 +48,14 @@ class Grid:
         self.end_watchers: dict[int, Signal] = {}  # its end (or its removal)
         self.first_event: dict[int, int] = {}    # where each job's event history starts
         self.announced = {jid for jid, job in self.core.jobs.items() if job.finished}
-        self.nursery: trio.Nursery | None = None
-        self.labour = Labour(self)
+        self.labour = Labour(self.core, self.events, self.store, self.spool,
+                             heartbeat_timeout=config.heartbeat_timeout, notify=self.notify,
+                             announce=self.job_event_if_finished)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """The store's writer and the heartbeat watchdog, until cancelled."""
         async with trio.open_nursery() as nursery:
-            self.nursery = nursery
+            self.labour.nursery = nursery
             await nursery.start(self.store.writer)
             nursery.start_soon(self.labour.watchdog)
             task_status.started()

@@ -13,17 +13,18 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import Callable, Sequence
 
 import trio
 
 from ..exchange import REPLACED, Done, Heartbeat, Join, Kill, Output, TaskRecord
 from ..ninep.tree import Signal
 from . import store as rows
-from .model import FINISHED, STATE_NAMES, Assignment
-
-if TYPE_CHECKING:
-    from .grid import Grid
+from .core import Core
+from .events import EventLog
+from .model import FINISHED, STATE_NAMES, Assignment, Job
+from .spool import Spool
+from .store import Store
 
 log = logging.getLogger("styxgrid.scheduler")
 
@@ -67,12 +68,17 @@ class WorkerLink:
 class Labour:
     """The grid's workers and the tasks handed to them."""
 
-    def __init__(self, grid: "Grid") -> None:
-        self.grid = grid
-        self.core = grid.core
-        self.events = grid.events
-        self.store = grid.store
-        self.spool = grid.spool
+    def __init__(self, core: Core, events: EventLog, store: Store, spool: Spool, *,
+                 heartbeat_timeout: float, notify: Callable[[int], None],
+                 announce: Callable[[Job], None]) -> None:
+        self.core = core
+        self.events = events
+        self.store = store
+        self.spool = spool
+        self.heartbeat_timeout = heartbeat_timeout
+        self.notify = notify                # job N changed: wake who waits for that
+        self.announce = announce            # a job's end, once it is committed
+        self.nursery: trio.Nursery | None = None     # the grid's, once it runs
         self.links: dict[str, WorkerLink] = {}
         self.task_texts: dict[int, bytes] = {}     # per job: its task records' body
 
@@ -106,7 +112,7 @@ class Labour:
     def started(self, a: Assignment) -> None:
         self.spool.reset(a.job, a.index)
         self.events.add(a.job, f"job {a.job} task {a.index} running node={a.worker}")
-        self.grid.notify(a.job)
+        self.notify(a.job)
 
     def take_work(self, link: WorkerLink, most: int) -> list[Assignment] | WorkRead:
         """A read of /work: up to `most` tasks now, or a `WorkRead` to wait on."""
@@ -143,7 +149,7 @@ class Labour:
         for a in unsent:
             self.core.unassign(link.name, a.job, a.index)
             self.events.add(a.job, f"job {a.job} task {a.index} queued ({why})")
-            self.grid.notify(a.job)
+            self.notify(a.job)
         if unsent:
             self.dispatch()
 
@@ -205,7 +211,7 @@ class Labour:
         for jid, index in join.running:
             if self.core.reclaim(name, jid, index):
                 self.events.add(jid, f"job {jid} task {index} running node={name} (reclaimed)")
-                self.grid.notify(jid)
+                self.notify(jid)
             else:
                 link.send(Kill(jid, index))
         return link
@@ -243,23 +249,23 @@ class Labour:
             self.events.add(jid, f"job {jid} task {index} {state} (worker {link.name} lost)")
             if job.state[index] in FINISHED:
                 statements.append(rows.result_row(job, index, link.name))
-                self.grid.job_event_if_finished(job)
-            self.grid.notify(jid)
+                self.announce(job)
+            self.notify(jid)
         while link.parked:
             link.parked.popleft().signal.fire()
         link.command_ready.fire()
-        if statements and self.grid.nursery is not None:
-            self.grid.nursery.start_soon(self.store.write, statements)
+        if statements and self.nursery is not None:
+            self.nursery.start_soon(self.store.write, statements)
         self.dispatch()
 
     async def watchdog(self) -> None:
         """Workers silent for longer than the heartbeat timeout are lost."""
         while True:
-            await trio.sleep(min(1.0, self.grid.config.heartbeat_timeout / 4))
+            await trio.sleep(min(1.0, self.heartbeat_timeout / 4))
             now = trio.current_time()
             for link in list(self.links.values()):
-                if now - link.last_seen > self.grid.config.heartbeat_timeout:
-                    self.lose(link, f"no heartbeat for {self.grid.config.heartbeat_timeout:g}s")
+                if now - link.last_seen > self.heartbeat_timeout:
+                    self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
 
     async def tasks_done(self, link: WorkerLink, reports: Sequence[Done],
                          outputs: Sequence[Output] = ()) -> None:
@@ -293,8 +299,8 @@ class Labour:
         if statements:
             await self.store.write(statements)
         for jid, job in changed.items():
-            self.grid.job_event_if_finished(job)
-            self.grid.notify(jid)
+            self.announce(job)
+            self.notify(jid)
         if requeued:
             self.dispatch()
 
@@ -318,5 +324,5 @@ class Labour:
             link.send(Kill(jid, index))
             self.core.unassign(name, jid, index)
             self.events.add(jid, f"job {jid} task {index} queued (node {name} disabled)")
-            self.grid.notify(jid)
+            self.notify(jid)
         self.dispatch()
