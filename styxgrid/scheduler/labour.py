@@ -98,10 +98,10 @@ class Labour:
     def hand(self, link: WorkerLink, a: Assignment) -> None:
         """Give a task to the worker's first waiting read (the core hands tasks only
         to a worker that has one)."""
-        lease = link.parked[0]
+        read = link.parked[0]
         self.started(a)
-        lease.assignments.append(a)
-        lease.signal.fire()
+        read.assignments.append(a)
+        read.signal.fire()
 
     def fill(self, link: WorkerLink) -> None:
         """The worker has room again: its waiting read gets what fits."""
@@ -124,24 +124,24 @@ class Labour:
                 for a in got:
                     self.started(a)
                 return got
-        lease = WorkRead(link)
-        link.parked.append(lease)
-        return lease
+        read = WorkRead(link)
+        link.parked.append(read)
+        return read
 
-    def answer(self, lease: WorkRead) -> list[Assignment]:
+    def answer(self, read: WorkRead) -> list[Assignment]:
         """A woken read takes its tasks (none: its worker was lost)."""
-        link = lease.link
-        self.forget_lease(lease)
-        return [] if link.gone else lease.assignments
+        link = read.link
+        self.forget_read(read)
+        return [] if link.gone else read.assignments
 
-    def unpark(self, lease: WorkRead) -> None:
+    def unpark(self, read: WorkRead) -> None:
         """A waiting read went away (flushed, connection closed): the tasks handed
         to it go back to the queue."""
-        link = lease.link
-        self.forget_lease(lease)
+        link = read.link
+        self.forget_read(read)
         if not link.gone:
-            self.give_back(link, lease.assignments, "read went away")
-        lease.assignments = []
+            self.give_back(link, read.assignments, "read went away")
+        read.assignments = []
 
     def give_back(self, link: WorkerLink, unsent: list[Assignment], why: str) -> None:
         """Tasks handed to a read that did not return them go back to the queue, with
@@ -153,10 +153,10 @@ class Labour:
         if unsent:
             self.dispatch()
 
-    def forget_lease(self, lease: WorkRead) -> None:
-        link = lease.link
+    def forget_read(self, read: WorkRead) -> None:
+        link = read.link
         try:
-            link.parked.remove(lease)
+            link.parked.remove(read)
         except ValueError:
             return
         if not link.parked and not link.gone:
