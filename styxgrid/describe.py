@@ -173,10 +173,10 @@ def _path(key: str, value: str) -> str:
     value = _unword(key, value)
     if not value:
         raise DescriptionError(f"{key}: needs a path")
-    if key in ("input", "output") and ".." in value.split("/"):
+    if ".." in value.split("/"):
         raise DescriptionError(f"{key}: {quoted(value)} may not contain '..'")
-    if key == "output" and value.startswith("/"):
-        raise DescriptionError(f"output: {quoted(value)} must be a path in the task's "
+    if key in ("output", "dir") and value.startswith("/"):
+        raise DescriptionError(f"{key}: {quoted(value)} must be a path in the task's "
                                "folder, not an absolute one")
     return value
 

@@ -106,6 +106,10 @@ def worker_config(args: argparse.Namespace):
     identity = Identity(Path(args.identity) if args.identity else worker_identity_dir(name))
     scheduler = find_scheduler(args.scheduler, identity)
     parse_address(scheduler)
+    for glob in args.allow:
+        if not glob.startswith(("/", "*")):
+            raise ValueError(f"--allow {glob!r}: a glob matches a program's absolute path "
+                             f"(e.g. /usr/bin/{glob} or */{glob})")
     return WorkerConfig(scheduler=scheduler, name=name, slots=args.slots,
                         workdir=args.workdir or "", attrs=attrs, nice=args.nice,
                         heartbeat=args.heartbeat, identity=identity,

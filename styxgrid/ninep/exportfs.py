@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import trio
 
-from .errors import EEXIST, ELEAVES, ENOTEMPTY, ENOTFOUND, EPERM, NinePError
+from .errors import EBADWSTAT, EEXIST, ELEAVES, ENOTEMPTY, ENOTFOUND, EPERM, NinePError
 from .messages import DMDIR, OEXEC, ORDWR, OTRUNC, OWRITE, QTDIR, Qid, Stat
 from .tree import Handle, Node, Session
 
@@ -245,17 +245,24 @@ class HostNode(Node):
             raise os_error(exc) from None
 
     def wstat(self, stat: Stat, session: Session) -> None:
+        """All or nothing (stat(5)): every change is checked before any is made.
+        Set-user-id, set-group-id and sticky bits are never stored."""
+        target = None
+        if stat.name and stat.name != self.name:
+            target = os.path.join(os.path.dirname(self.path), stat.name)
+            if os.path.lexists(target):
+                raise NinePError(EEXIST)
+        if stat.mode != 0xFFFFFFFF and stat.mode & 0o7000:
+            raise NinePError(f"{EBADWSTAT}: set-user-id, set-group-id and sticky bits "
+                             "are not stored here")
         try:
             if stat.length != 0xFFFFFFFFFFFFFFFF:
                 os.truncate(self.path, stat.length)
             if stat.mode != 0xFFFFFFFF:
-                os.chmod(self.path, stat.mode & 0o7777)
+                os.chmod(self.path, stat.mode & 0o777)
             if stat.mtime != 0xFFFFFFFF:
                 os.utime(self.path, (self.lstat().st_atime, stat.mtime))
-            if stat.name and stat.name != self.name:
-                target = os.path.join(os.path.dirname(self.path), stat.name)
-                if os.path.lexists(target):
-                    raise NinePError(EEXIST)
+            if target is not None:
                 os.rename(self.path, target)
                 self.path, self.name = target, stat.name
             self.lstat()

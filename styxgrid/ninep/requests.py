@@ -112,6 +112,8 @@ def open_file(conn: Connection, msg: Topen) -> Message:
         raise NinePError(E.EISDIR)
     if not node.permits(fid.session, want):
         raise NinePError(E.EPERM)
+    if mode & ORCLOSE and node.is_dir:
+        raise NinePError(f"{E.EISDIR}: a directory cannot be removed on close")
     if mode & ORCLOSE and (node.parent is None or not node.parent.permits(fid.session, 2)):
         raise NinePError(E.EPERM)
     if not node.is_dir:
@@ -129,7 +131,7 @@ def create(conn: Connection, msg: Tcreate) -> Message:
     conn.check_name(msg.name)
     if msg.mode & ~(3 | OTRUNC | ORCLOSE):
         raise NinePError(E.EBADMODE)
-    if msg.perm & DMDIR and msg.mode & 3 != OREAD:
+    if msg.perm & DMDIR and (msg.mode & 3 != OREAD or msg.mode & ORCLOSE):
         raise NinePError(E.EISDIR)
     if not fid.node.permits(fid.session, 2):
         raise NinePError(E.EPERM)
@@ -216,10 +218,15 @@ def wstat(conn: Connection, msg: Twstat) -> Message:
             or new.qid.path not in (0xFFFFFFFFFFFFFFFF, cur.qid.path)
             or new.uid not in ("", cur.uid) or new.muid not in ("", cur.muid)):
         raise NinePError(E.EBADWSTAT)
+    # stat(5): nothing but name, length, mode, mtime and gid may change; this server
+    # has no groups to move a file to, so a gid other than the file's is refused too
+    if new.atime not in (0xFFFFFFFF, cur.atime):
+        raise NinePError(f"{E.EBADWSTAT}: atime cannot be changed")
+    if new.gid not in ("", cur.gid):
+        raise NinePError(f"{E.EBADWSTAT}: the group cannot be changed")
     if new.mode != 0xFFFFFFFF and (new.mode ^ cur.mode) & DMDIR:
         raise NinePError(E.EBADWSTAT)
-    owner_only = new.mode != 0xFFFFFFFF or new.gid not in ("", cur.gid) \
-        or new.mtime != 0xFFFFFFFF
+    owner_only = new.mode != 0xFFFFFFFF or new.mtime != 0xFFFFFFFF
     if owner_only and cur.uid != session.uname:
         raise NinePError(E.EPERM)
     if new.name and new.name != cur.name:

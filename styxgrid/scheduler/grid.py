@@ -43,6 +43,7 @@ class Grid:
         self.spool = Spool(str(self.state_dir / "spool"))
         self.data_dir = str(self.state_dir / "data")
         os.makedirs(self.data_dir, exist_ok=True)
+        keep_private(self.state_dir)
         self.events = EventLog()
         self.watchers: dict[int, Signal] = {}      # any change of a job
         self.end_watchers: dict[int, Signal] = {}  # its end (or its removal)
@@ -242,6 +243,20 @@ class Grid:
         if node is None and job.state[index] in FINISHED:
             node = self.store.task_node(jid, index)
         return (node or "") + "\n" if node else ""
+
+
+def keep_private(folder: Path) -> None:
+    """The state folder is the scheduler's alone: others may only reach the socket
+    in it (0711); the database, the spool and the data are unreadable to them,
+    whatever umask made them (a folder of an earlier version included)."""
+    os.chmod(folder, 0o711)
+    for name in ("spool", "data"):
+        os.chmod(folder / name, 0o700)
+    for name in ("grid.db", "grid.db-wal", "grid.db-shm", "lock"):
+        try:
+            os.chmod(folder / name, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 class StateInUse(OSError):

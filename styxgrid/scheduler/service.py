@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 
 import trio
 
@@ -36,6 +37,7 @@ async def serve_scheduler(config: SchedulerConfig, *,
         raise SetupError("a TCP address needs --ca DIR (TLS with the grid's certificates); "
                          "--insecure serves plain 9P to anyone who can connect")
     gc.set_threshold(*config.gc_thresholds)
+    os.umask(0o077)                 # what the scheduler writes is its own (the socket: 0666)
     grid = Grid(config)
     try:
         listeners = await open_listeners(addr)

@@ -10,6 +10,8 @@ middle learns nothing it can use.  A name already given out is refused.
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 from cryptography import x509
@@ -48,7 +50,7 @@ class _JoinHandle(Handle):
             csr_obj = x509.load_pem_x509_csr(csr.encode())
             names = csr_obj.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             name = check_name(str(names[0].value)) if names else ""
-            if not name or name in self.ca.issued() or name == "scheduler":
+            if not name or name in self.ca.issued() or name in reserved_names():
                 raise CAError(f"{EPERM}: the name {name!r} is taken")
             role = tokens.spend(self.ca, words[1])
             cert = self.ca.sign_csr(csr.encode(), role)
@@ -57,6 +59,12 @@ class _JoinHandle(Handle):
             raise NinePError(str(exc)) from None
         self.issued = cert_pem(cert)
         return len(data)
+
+
+def reserved_names() -> set[str]:
+    """Names no one may enrol under: they would read as someone with more rights
+    (root, the scheduler's own user, the owner of the tree's files)."""
+    return {"root", "scheduler", "grid", "admin", "nobody", pwd.getpwuid(os.getuid()).pw_name}
 
 
 def enrol_root(ca: CA) -> Node:

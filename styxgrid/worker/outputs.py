@@ -63,7 +63,8 @@ async def send_outputs(client: Client, run: TaskRun, piece: int) -> None:
     for path in run.spec.outputs:
         name = os.path.basename(run.expand(path))
         try:
-            fd = open_output(run.cwd, run.expand(path))
+            # inside the task's folder itself: `dir` may be a link the task made
+            fd = open_output(run.sandbox, os.path.join(run.spec.dir, run.expand(path)))
         except FileNotFoundError:
             continue
         except OSError as exc:

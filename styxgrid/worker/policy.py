@@ -58,10 +58,19 @@ def owner_busy(load: float, own: float, max_load: float | None) -> bool:
     return max_load is not None and load - own >= max_load
 
 
-def allowed(cmd: str, cwd: str, resolved: str | None, globs: Sequence[str]) -> bool:
-    """With --allow globs, only programs matching one run: the program as named,
-    or its resolved path (`resolved`: found on the task's PATH)."""
+def program_path(cmd: str, cwd: str, found: str | None) -> str | None:
+    """The absolute path a task's program runs from, with no `..` or `.` left in
+    it: `cmd` itself when it names a path (taken from the task's folder), else
+    where the task's PATH `found` it; None when it was not found."""
+    if "/" in cmd:
+        return os.path.normpath(os.path.join(cwd, cmd))
+    return os.path.normpath(found) if found else None
+
+
+def allowed(path: str | None, globs: Sequence[str]) -> bool:
+    """With --allow globs, only programs whose absolute path (`program_path`)
+    matches one run; the name as written is never matched, so neither
+    `/usr/bin/../../bin/sh` nor a look-alike on the PATH gets past them."""
     if not globs:
         return True
-    path = os.path.normpath(os.path.join(cwd, cmd)) if "/" in cmd else (resolved or cmd)
-    return any(fnmatch.fnmatchcase(name, glob) for glob in globs for name in (cmd, path))
+    return path is not None and any(fnmatch.fnmatchcase(path, glob) for glob in globs)

@@ -25,7 +25,7 @@ from . import policy
 from .config import WorkerConfig
 from .outputs import last_output, send_outputs, upload_streams
 from .process import Process
-from .sandbox import InputCache, Sandboxes, TaskRun, task_user
+from .sandbox import InputCache, Sandboxes, TaskRun, open_folder, place_input, task_user
 
 log = logging.getLogger("styxgrid.worker")
 T = TypeVar("T")
@@ -192,8 +192,8 @@ class Runner:
         """Fetch the inputs, run the program, stream its output; (status, reason)."""
         spec, config = run.spec, self.config
         env = self.task_env(run)
-        resolved = None if "/" in spec.cmd else shutil.which(spec.cmd, path=env.get("PATH"))
-        if not policy.allowed(spec.cmd, run.cwd, resolved, config.allow):
+        found = None if "/" in spec.cmd else shutil.which(spec.cmd, path=env.get("PATH"))
+        if not policy.allowed(policy.program_path(spec.cmd, run.cwd, found), config.allow):
             return 126, (f"program {spec.cmd} is not allowed on node {config.name} "
                          f"(allowed: {' '.join(config.allow)})")
         try:
@@ -213,23 +213,29 @@ class Runner:
         return await run.process.wait(), ""
 
     async def fetch_inputs(self, run: TaskRun) -> None:
-        """Copy the inputs into the task's folder (off the loop): from this worker's
-        copy of the job's input, else from /data over whichever connection is up."""
-        for named in run.spec.inputs:
-            path = run.expand(named)
-            kept = self.inputs.get(run.job, path)
-            local = os.path.join(run.cwd, os.path.basename(path))
-            if kept is not None:
-                await trio.to_thread.run_sync(shutil.copyfile, kept, local)
-            else:
-                data = await self.over_link(
-                    lambda client: client.read_file(f"data/{path.lstrip('/')}"))
-                if path == named:                         # the same for every task
-                    await trio.to_thread.run_sync(self.inputs.put, run.job, path, data)
-                await trio.to_thread.run_sync(_write, local, data)
-            self.sandboxes.chown(local)
-            if os.path.basename(run.spec.cmd) == os.path.basename(path):
-                os.chmod(local, 0o755)
+        """Make `dir` and copy the inputs into it (off the loop), from this worker's
+        copy of the job's input, else from /data over whichever connection is up;
+        never through a link (sandbox.py)."""
+        if not run.spec.inputs and not run.spec.dir:
+            return
+        owner = self.sandboxes.owner
+        folder = await trio.to_thread.run_sync(open_folder, run.sandbox, run.spec.dir, owner)
+        try:
+            for named in run.spec.inputs:
+                path = run.expand(named)
+                kept = self.inputs.get(run.job, path)
+                if kept is not None:
+                    data = await trio.to_thread.run_sync(_read, kept)
+                else:
+                    data = await self.over_link(
+                        lambda client: client.read_file(f"data/{path.lstrip('/')}"))
+                    if path == named:                         # the same for every task
+                        await trio.to_thread.run_sync(self.inputs.put, run.job, path, data)
+                name = os.path.basename(path)
+                mode = 0o755 if os.path.basename(run.spec.cmd) == name else 0o644
+                await trio.to_thread.run_sync(place_input, folder, name, data, owner, mode)
+        finally:
+            os.close(folder)
 
     async def stream_output(self, client: Client) -> None:
         """Every `stream_interval`, send what running tasks wrote since last time (one
@@ -281,6 +287,6 @@ class Runner:
             self.outbox_ready.set()
 
 
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

@@ -39,7 +39,8 @@ class TaskRun:
 
     @property
     def cwd(self) -> str:
-        return self.spec.dir or self.sandbox
+        """Where it runs: its folder, or `dir` inside it."""
+        return os.path.join(self.sandbox, self.spec.dir) if self.spec.dir else self.sandbox
 
     def local(self, stream: str) -> str:
         """Where the task's stdout/stderr go: beside its sandbox, not in it."""
@@ -84,12 +85,15 @@ class Sandboxes:
             os.chown(path, *self.owner)
         return path
 
-    def chown(self, path: str) -> None:
-        """A file the worker put in a sandbox (an input) belongs to the task's user."""
-        if self.owner is not None:
-            os.chown(path, *self.owner)
-
     def give_back(self, path: str) -> None:
+        """Empty the folder for the next task, and its output files beside it: a
+        task that never starts (refused, an input missing) must not report the
+        last one's output as its own."""
+        for stream in STREAMS:
+            try:
+                os.unlink(f"{path}.{stream}")
+            except FileNotFoundError:
+                pass
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
@@ -103,11 +107,6 @@ class Sandboxes:
             self.free.append(path)
         else:
             os.rmdir(path)
-            for stream in STREAMS:
-                try:
-                    os.unlink(f"{path}.{stream}")
-                except FileNotFoundError:
-                    pass
 
 
 class InputCache:
@@ -140,6 +139,52 @@ class InputCache:
             f.write(data)
         self.files[(job, path)] = local
         return local
+
+
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_folder(root: str, inside: str, owner: tuple[int, int] | None) -> int:
+    """The folder `inside` (a relative path) of `root`, made where missing (owned
+    by the task's user) and opened without following any link: a task's own
+    links cannot send the worker's writes anywhere else."""
+    fd = os.open(root, _FOLDER)
+    try:
+        for part in [p for p in inside.split("/") if p not in ("", ".")]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                if owner is not None:
+                    os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            deeper = os.open(part, _FOLDER, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def place_input(folder: int, name: str, data: bytes, owner: tuple[int, int] | None,
+                mode: int = 0o644) -> None:
+    """Write an input as a new regular file `name` of the open `folder` (whatever
+    stood there before is replaced, never followed), owned by the task's user."""
+    try:
+        os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode, dir_fd=folder)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
 
 
 def open_output(folder: str, path: str) -> int:

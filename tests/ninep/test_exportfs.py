@@ -66,3 +66,47 @@ def test_wstat_rename_truncate_mode(proc, export):
             await c.remove("w/h.txt")
             assert sorted(s.name for s in await c.ls("w")) == ["f.txt"]
     trio.run(check)
+
+
+def test_wstat_is_all_or_nothing_and_refuses_what_it_cannot_do(proc, export):
+    """stat(5): a Twstat that fails changes nothing; atime, the group and the
+    set-id bits are refused, not acknowledged and ignored."""
+    from styxgrid.ninep import Stat
+    server = proc(["exportfs", str(export), "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+    target = export / "w" / "g.txt"
+
+    async def check():
+        async with open_client(server.match.group(1), uname="root") as c:
+            await c.write_file("w/g.txt", b"0123456789")
+            os.chmod(target, 0o644)
+            before = target.stat()
+            refused = [
+                (Stat.dont_touch(length=2, mode=0o600, name="f.txt"), "already exists"),
+                (Stat.dont_touch(length=2, mode=0o4755), "set-user-id"),
+                (Stat.dont_touch(length=2, atime=12345), "atime cannot be changed"),
+                (Stat.dont_touch(length=2, gid="nogroup"), "group cannot be changed"),
+            ]
+            for change, why in refused:
+                with pytest.raises(NinePError, match=why):
+                    await c.wstat("w/g.txt", change)
+                after = target.stat()
+                assert (after.st_size, after.st_mode, after.st_mtime_ns) == \
+                    (before.st_size, before.st_mode, before.st_mtime_ns), change
+    trio.run(check)
+
+
+def test_a_directory_is_never_removed_on_close(proc, export):
+    """open(5): ORCLOSE on a directory is refused, at open and at create."""
+    from styxgrid.ninep import DMDIR, ORCLOSE, OREAD
+    server = proc(["exportfs", str(export), "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+
+    async def check():
+        async with open_client(server.match.group(1), uname="root") as c:
+            with pytest.raises(NinePError, match="cannot be removed on close"):
+                await c.open("w", OREAD | ORCLOSE)
+            with pytest.raises(NinePError, match="is a directory"):
+                await c.create("w/d", perm=DMDIR | 0o755, mode=OREAD | ORCLOSE)
+            f = await c.open("w", OREAD)
+            await f.close()
+        assert (export / "w").is_dir() and not (export / "w" / "d").exists()
+    trio.run(check)

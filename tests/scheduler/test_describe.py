@@ -21,7 +21,7 @@ def test_one_shot_submit():
 
 def test_heredoc_description_and_normal_form_round_trips():
     spec = parse("cmd ./sim\nargs --seed 'a b'\ntasks 100\nenv K=V\nenv X=1=2\n"
-                 "dir /tmp\ninput in/a.txt\noutput out.$STYXGRID_TASK.txt\n"
+                 "dir run/here\ninput in/a.txt\noutput out.$STYXGRID_TASK.txt\n"
                  "requirements Memory >= 2048 && OpSys == \"LINUX\"\nrank Cpus\n"
                  "priority 5\nretries 2\nsubmit\n")
     assert spec.tasks == 100 and spec.args == ("--seed", "a b")
@@ -78,8 +78,8 @@ _text = st.text(st.characters(blacklist_characters="\0\n\r", blacklist_categorie
 @given(cmd=_text.filter(bool), args=st.lists(_text, max_size=5),
        env=st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True),
                               _text), max_size=3),
-       dir=_text, inputs=st.lists(_text.filter(lambda p: p and ".." not in p.split("/")),
-                                  max_size=2))
+       dir=_text.filter(lambda p: ".." not in p.split("/") and not p.startswith("/")),
+       inputs=st.lists(_text.filter(lambda p: p and ".." not in p.split("/")), max_size=2))
 def test_any_spec_reads_back_exactly_from_its_lines(cmd, args, env, dir, inputs):
     """What is stored and sent to workers is what was submitted: quotes, spaces,
     `$`, blanks at either end and non-ASCII text included."""
@@ -89,10 +89,10 @@ def test_any_spec_reads_back_exactly_from_its_lines(cmd, args, env, dir, inputs)
 
 def test_quoted_values_are_one_shell_word():
     spec = parse("cmd 'my prog' --x\nenv GREETING='hello world'\nenv RAW=a 'b'\n"
-                 "dir \"/tmp/a b\"\nsubmit\n")
+                 "dir \"a b/c\"\nsubmit\n")
     assert spec.cmd == "my prog" and spec.args == ("--x",)
     assert spec.env == (("GREETING", "hello world"), ("RAW", "a 'b'"))
-    assert spec.dir == "/tmp/a b"
+    assert spec.dir == "a b/c"
 
 
 @pytest.mark.parametrize("text,why", [
@@ -105,6 +105,9 @@ def test_quoted_values_are_one_shell_word():
     ("tasks 99999999999999999999\nsubmit x\n", "is not a whole number"),
     ("env 1X=2\nsubmit x\n", "env: want NAME=VALUE"),
     ("env X='a' 'b'\nsubmit x\n", "env: want one quoted word, got 2"),
+    ("dir /etc\nsubmit x\n", "dir: '/etc' must be a path in the task's folder"),
+    ("dir a/../../etc\nsubmit x\n", "dir: 'a/../../etc' may not contain '..'"),
+    ("output /etc/shadow\nsubmit x\n", "output: '/etc/shadow' must be a path in the task"),
 ])
 def test_limits_and_bad_text_are_refused_by_name(text, why):
     with pytest.raises(DescriptionError, match=why):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -184,6 +185,14 @@ def test_tokens_cannot_be_replayed_or_used_late(tgrid, tmp_path):
     assert taken.returncode == 1 and "taken" in taken.stderr
 
 
+def test_no_one_enrols_as_root_or_as_the_scheduler(tgrid, tmp_path):
+    """A user token spent under a name that reads as more rights is refused."""
+    for i, name in enumerate(("root", "scheduler", "grid", pwd.getpwuid(os.getuid()).pw_name)):
+        out = tgrid.cli("login", "--join", tgrid.token("user"), "--scheduler", tgrid.addr,
+                        "--name", name, env={"XDG_CONFIG_HOME": str(tmp_path / f"r{i}")})
+        assert out.returncode == 1 and f"the name '{name}' is taken" in out.stderr, out.stderr
+
+
 async def test_attach_name_must_be_the_certificates(tgrid):
     alice = tgrid.identity("alice", "user")
     with pytest.raises(NinePError, match="is not the certificate's name 'alice'"):
@@ -270,7 +279,7 @@ async def test_worker_certificate_reaches_only_its_own_things(tgrid):
 
 
 async def test_allowlist_blocks_a_program_and_root_worker_runs_tasks_as_nobody(tgrid):
-    tgrid.worker("picky", "--allow", "/usr/bin/*", "--allow", "sh")
+    tgrid.worker("picky", "--allow", "/usr/bin/*", "--allow", "*/sh")
     alice = tgrid.identity("alice", "user")
     async with tgrid.client(alice) as a:
         ok = await submit(a, "submit sh -c 'id -un'\n")

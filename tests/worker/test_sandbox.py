@@ -69,3 +69,33 @@ def test_the_task_parser_reads_records_and_parses_a_job_once():
     assert runs[0].spec is runs[1].spec and runs[0].spec.cmd == "/bin/echo"
     with pytest.raises(NinePError, match="from the scheduler"):
         parser.parse(b"task 1 0 1 999\nshort")
+
+
+def test_inputs_are_written_in_place_of_a_link_never_through_it(tmp_path):
+    from styxgrid.worker.sandbox import open_folder, place_input
+    box, outside = tmp_path / "box", tmp_path / "outside.txt"
+    (box / "run").mkdir(parents=True)
+    outside.write_text("keep")
+    os.symlink(outside, box / "run" / "in.dat")
+    folder = open_folder(str(box), "run", None)
+    try:
+        place_input(folder, "in.dat", b"new", None)
+    finally:
+        os.close(folder)
+    assert outside.read_text() == "keep"
+    assert not os.path.islink(box / "run" / "in.dat")
+    assert (box / "run" / "in.dat").read_bytes() == b"new"
+
+
+def test_a_task_folder_reached_through_a_link_is_refused(tmp_path):
+    from styxgrid.worker.sandbox import open_folder
+    box, elsewhere = tmp_path / "box", tmp_path / "elsewhere"
+    box.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, box / "run")
+    with pytest.raises(OSError):
+        open_folder(str(box), "run/deeper", None)
+    assert not (elsewhere / "deeper").exists()
+    folder = open_folder(str(box), "new/deeper", None)
+    os.close(folder)
+    assert (box / "new" / "deeper").is_dir()

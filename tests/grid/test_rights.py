@@ -1,0 +1,90 @@
+"""Every role stays inside its rights (issue: users, owners and workers of other
+domains share one grid).  Each test attacks as that role would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from styxgrid.ninep import NinePError
+from styxgrid.ninep.client import open_client
+
+from ..helpers import STYXGRID, submit, wait
+
+
+async def test_a_task_that_never_starts_reports_no_one_elses_output(grid):
+    """A task refused by the owner's --allow reuses the last task's folder; it
+    must not report that task's stdout as its own."""
+    grid.start_worker("w1", 1, "--allow", "/bin/*")
+    async with open_client(grid.sock) as c:
+        first = await submit(c, "cmd /bin/echo a secret\nsubmit\n")
+        assert (await wait(c, first)).split()[1] == "done"
+        assert await c.read_file(f"jobs/{first}/stdout") == b"a secret\n"
+        refused = await submit(c, "cmd /usr/bin/true\nsubmit\n")
+        assert (await wait(c, refused)).split()[1] == "failed"
+        status = (await c.read_file(f"jobs/{refused}/tasks/0/status")).decode()
+        assert "exit=126" in status and "not allowed" in status
+        assert await c.read_file(f"jobs/{refused}/stdout") == b""
+        assert await c.read_file(f"jobs/{refused}/stderr") == b""
+
+
+async def test_a_task_cannot_have_the_worker_upload_a_file_outside_its_folder(grid):
+    """A task that swaps its `dir` for a link to a root-only folder: the worker,
+    which reads outputs as root, must refuse to send what the link reaches."""
+    private = os.path.join(grid.dir, "private")
+    os.mkdir(private, 0o700)
+    with open(os.path.join(private, "secret.txt"), "w") as f:
+        f.write("root only\n")
+    grid.start_worker("w1", 1)
+    async with open_client(grid.sock) as c:
+        job = await submit(c, f"cmd sh -c 'cd .. && rmdir work && ln -s {private} work'\n"
+                              "dir work\noutput secret.txt\nsubmit\n")
+        assert (await wait(c, job)).split()[1] == "failed"
+        status = (await c.read_file(f"jobs/{job}/tasks/0/status")).decode()
+        assert "exit=125" in status and "outside the task's folder" in status, status
+        assert [s.name for s in await c.ls(f"jobs/{job}/outputs")] == []
+
+
+async def test_dir_is_a_folder_inside_the_task_folder(grid):
+    grid.start_worker("w1", 1)
+    async with open_client(grid.sock) as c:
+        await c.write_file("data/in.txt", b"input\n")
+        job = await submit(c, "cmd sh -c 'pwd; cat in.txt'\ndir a/b\ninput in.txt\nsubmit\n")
+        assert (await wait(c, job)).split()[1] == "done"
+        out = (await c.read_file(f"jobs/{job}/stdout")).decode().split("\n")
+        assert out[0].endswith("/a/b") and "task." in out[0] and out[1] == "input"
+        with pytest.raises(NinePError, match="must be a path in the task's folder"):
+            await submit(c, "cmd true\ndir /etc\nsubmit\n")
+
+
+async def test_the_allow_list_is_not_bypassed_by_dots_in_a_path(grid):
+    grid.start_worker("w1", 1, "--allow", "/usr/bin/*")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd /usr/bin/../../bin/sh\nargs -c 'echo escaped'\nsubmit\n")
+        assert (await wait(c, job)).split()[1] == "failed"
+        status = (await c.read_file(f"jobs/{job}/tasks/0/status")).decode()
+        assert "exit=126" in status and "not allowed" in status
+        assert await c.read_file(f"jobs/{job}/stdout") == b""
+
+
+def test_an_allow_glob_that_names_no_path_is_refused_at_start(grid):
+    out = subprocess.run([*STYXGRID, "worker", "--scheduler", grid.sock, "--allow", "sh"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "--allow 'sh': a glob matches a program's absolute path" in out.stderr
+
+
+def test_the_state_folder_is_the_schedulers_alone(grid):
+    """Another local user can reach the socket and nothing else of the state."""
+    state = grid.state
+    assert os.stat(state).st_mode & 0o777 == 0o711
+    for name in ("spool", "data"):
+        assert os.stat(os.path.join(state, name)).st_mode & 0o777 == 0o700
+    for name in ("grid.db", "lock"):
+        assert os.stat(os.path.join(state, name)).st_mode & 0o777 == 0o600
+    assert os.stat(grid.sock).st_mode & 0o777 == 0o666
+    reads = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "cat", os.path.join(state, "grid.db")], capture_output=True)
+    assert reads.returncode != 0 and reads.stdout == b""
