@@ -72,3 +72,12 @@ def attribute(name: str, text: str) -> Any:
         raise ValueError(f"attribute {name}: a string of at most {MAX_ATTR_TEXT} characters, "
                          "no NUL")
     return value
+
+
+def shown(text: str) -> str:
+    """Text a peer chose, made safe for a log line: what is not printable (control
+    characters, escape sequences, line and paragraph separators) is written as
+    its Python escape, so no one forges a line, a key or a terminal command."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -26,7 +26,7 @@ import pyfuse3
 import trio
 
 from ..ninep.client import Client, ConnectionLost
-from ..ninep.errors import NinePError
+from ..ninep.errors import EPERM, NinePError
 from ..ninep.messages import DMDIR, OREAD, ORDWR, OTRUNC, OWRITE, Stat
 from .errors import errno_for
 from .openfile import OpenFile
@@ -189,14 +189,22 @@ class NinePOperations(pyfuse3.Operations):
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
                       fields: pyfuse3.SetattrFields, fh: int | None,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        """Truncate, chmod and mtime become one Twstat; the rest is ignored."""
+        """Truncate, chmod and mtime become one Twstat, which the server takes whole
+        or refuses (set-id bits included).  What 9P cannot change is refused
+        here, never dropped: a new owner or group, or atime alone (`touch`, which
+        sets both times, sets the mtime)."""
         if inode == ERRSTR_INODE:
             return self.errstr_attributes()
+        if fields.update_uid or fields.update_gid:
+            raise self.failed(ctx.uid, NinePError(f"{EPERM}: files here keep their owner "
+                                                  "and group"))
+        if fields.update_atime and not fields.update_mtime:
+            raise self.failed(ctx.uid, NinePError(f"{EPERM}: atime cannot be changed"))
         changes: dict[str, int] = {}
         if fields.update_size:
             changes["length"] = attr.st_size
         if fields.update_mode:
-            changes["mode"] = attr.st_mode & 0o777
+            changes["mode"] = attr.st_mode & 0o7777
         if fields.update_mtime:
             changes["mtime"] = attr.st_mtime_ns // 10**9
         path = self.path_of(inode)

@@ -16,6 +16,7 @@ import re
 import time
 from collections import deque
 
+from ..checks import shown
 from ..ninep.tree import Signal
 
 
@@ -25,6 +26,7 @@ _SUBJECT = re.compile(r"(job|node) (\S+)(?: task (\d+))?")
 
 def key_values(text: str) -> str:
     """`job 3 task 0 running node=w1` as `job=3 task=0 running node=w1`."""
+    text = shown(text)
     m = _SUBJECT.match(text)
     if m is None:
         return text

@@ -66,9 +66,10 @@ def identity_of(cert: x509.Certificate) -> tuple[str, str]:
 
 
 def check_name(name: str) -> str:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) \
-            or name.startswith("."):
-        raise CAError(f"bad name {name!r}: use letters, digits, '-', '_' and '.'")
+    if not name or len(name) > 64 or name.startswith(".") or \
+            not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+        raise CAError(f"bad name {name!r}: use ASCII letters, digits, '-', '_' and '.' "
+                      "(no look-alikes of another name)")
     return name
 
 

@@ -64,7 +64,7 @@ def program_path(cmd: str, cwd: str, found: str | None) -> str | None:
     where the task's PATH `found` it; None when it was not found."""
     if "/" in cmd:
         return os.path.normpath(os.path.join(cwd, cmd))
-    return os.path.normpath(found) if found else None
+    return os.path.normpath(os.path.join(cwd, found)) if found else None
 
 
 def allowed(path: str | None, globs: Sequence[str]) -> bool:

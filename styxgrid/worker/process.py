@@ -36,22 +36,23 @@ def _death_signal() -> tuple[int, int]:
 class Process:
     """A started task process."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, stdout: str,
-                 stderr: str, nice: int = 0, user: tuple[int, int] | None = None) -> None:
+    def __init__(self, program: str, argv: list[str], env: dict[str, str], cwd: str,
+                 stdout: str, stderr: str, nice: int = 0,
+                 user: tuple[int, int] | None = None) -> None:
+        """Start `program` (an absolute path: the one the owner's allow list was
+        checked against, never looked up again) with `argv`."""
         out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         out = os.open(stdout, out_flags, 0o644)     # opened by us: the task's user may not
         err = os.open(stderr, out_flags, 0o644)     # be able to reach the worker's folder
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
-        program = argv[0]
-        spawn = os.posix_spawn if "/" in program else os.posix_spawnp
         death, parent = _death_signal() if user is not None else (0, 0)
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
             if user is not None:
                 os.setresgid(user[1], user[1], 0)
                 os.setresuid(user[0], user[0], 0)
-            self.pid = spawn(program, argv, env, file_actions=actions, setpgroup=0)
+            self.pid = os.posix_spawn(program, argv, env, file_actions=actions, setpgroup=0)
         finally:
             if user is not None:
                 os.setresuid(0, 0, 0)
@@ -72,12 +73,17 @@ class Process:
                 pass
 
     async def wait(self) -> int:
-        """The exit status: the exit code, or minus the signal that killed it."""
+        """The exit status: the exit code, or minus the signal that killed it.
+        What the task left running in its process group ends with it."""
         if self.status is None:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, raw = os.waitpid(self.pid, 0)
             os.close(self.pidfd)
             self.status = os.waitstatus_to_exitcode(raw)
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return self.status
 
     def kill(self) -> None:

@@ -18,12 +18,14 @@ from typing import Awaitable, Callable, TypeVar
 
 import trio
 
+from ..checks import shown
 from ..exchange import Done
 from ..ninep.client import Client
 from ..ninep.errors import NinePError
 from . import policy
 from .config import WorkerConfig
 from .outputs import last_output, send_outputs, upload_streams
+from .keeper import Keeper
 from .process import Process
 from .sandbox import InputCache, Sandboxes, TaskRun, open_folder, place_input, task_user
 
@@ -63,6 +65,7 @@ class Runner:
         self.inline = config.inline_output      # output sent in a report, at most
         self.env = {k: os.environ[k] for k in config.passed_env if k in os.environ}
         self.nursery: trio.Nursery | None = None
+        self.keeper = Keeper()                  # ends the tasks if this process is killed
 
     async def run(self) -> None:
         """The slots, until cancelled; however it ends, the tasks still running are
@@ -143,10 +146,14 @@ class Runner:
                 continue
             run.sandbox = self.sandboxes.take()
             started = trio.current_time()
-            log.debug("job=%s task=%s started folder=%s", run.job, run.index, run.cwd)
+            tell = log.isEnabledFor(logging.DEBUG)         # -vv: each task, as key=value
+            if tell:
+                log.debug("job=%s task=%s started folder=%s", run.job, run.index,
+                          shown(run.cwd))
             status, reason = await self.execute(run)
-            log.debug("job=%s task=%s ended status=%s%s", run.job, run.index, status,
-                      f" reason={reason}" if reason else "")
+            if tell:
+                log.debug("job=%s task=%s ended status=%s%s", run.job, run.index, status,
+                          f" reason={shown(reason)!r}" if reason else "")
             self.pace(run.job, trio.current_time() - started)
             if run.killed:
                 self.forget(run)
@@ -193,14 +200,18 @@ class Runner:
         spec, config = run.spec, self.config
         env = self.task_env(run)
         found = None if "/" in spec.cmd else shutil.which(spec.cmd, path=env.get("PATH"))
-        if not policy.allowed(policy.program_path(spec.cmd, run.cwd, found), config.allow):
+        program = policy.program_path(spec.cmd, run.cwd, found)
+        if not policy.allowed(program, config.allow):
             return 126, (f"program {spec.cmd} is not allowed on node {config.name} "
                          f"(allowed: {' '.join(config.allow)})")
+        if program is None:
+            return 127, f"cannot run {spec.cmd}: not found on the task's PATH"
         try:
             await self.fetch_inputs(run)
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
-            run.process = Process(argv, env, run.cwd, run.local("stdout"),
+            run.process = Process(program, argv, env, run.cwd, run.local("stdout"),
                                   run.local("stderr"), config.nice, self.run_as)
+            self.keeper.add(run.process.pid)
         except OSError as exc:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
         except NinePError as exc:
@@ -210,7 +221,10 @@ class Runner:
             return 127, f"cannot start the task: {type(exc).__name__}: {str(exc)[:200]}"
         if run.killed:
             run.process.kill()
-        return await run.process.wait(), ""
+        try:
+            return await run.process.wait(), ""
+        finally:
+            self.keeper.remove(run.process.pid)
 
     async def fetch_inputs(self, run: TaskRun) -> None:
         """Make `dir` and copy the inputs into it (off the loop), from this worker's

@@ -144,19 +144,24 @@ class InputCache:
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_folder(root: str, inside: str, owner: tuple[int, int] | None) -> int:
+def open_folder(root: str, inside: str, owner: tuple[int, int] | None,
+                make: bool = True) -> int:
     """The folder `inside` (a relative path) of `root`, made where missing (owned
-    by the task's user) and opened without following any link: a task's own
-    links cannot send the worker's writes anywhere else."""
+    by the task's user) and opened one part at a time without following any
+    link: a task's own links, even swapped in meanwhile, cannot send the
+    worker's reads or writes anywhere else."""
     fd = os.open(root, _FOLDER)
     try:
         for part in [p for p in inside.split("/") if p not in ("", ".")]:
-            try:
-                os.mkdir(part, 0o755, dir_fd=fd)
-                if owner is not None:
-                    os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
-            except FileExistsError:
-                pass
+            if part == "..":
+                raise OSError(errno.EPERM, "'..' leads outside the task's folder")
+            if make:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    if owner is not None:
+                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
             deeper = os.open(part, _FOLDER, dir_fd=fd)
             os.close(fd)
             fd = deeper
@@ -188,16 +193,28 @@ def place_input(folder: int, name: str, data: bytes, owner: tuple[int, int] | No
 
 
 def open_output(folder: str, path: str) -> int:
-    """An output file of the task, opened for reading: a regular file whose real
-    path is inside the task's folder (no symbolic link out of it, no FIFO or
-    device that would hold the worker)."""
-    local = os.path.join(folder, path)
-    real, inside = os.path.realpath(local), os.path.realpath(folder)
-    if not os.path.lexists(local):
-        raise FileNotFoundError(local)
-    if not real.startswith(inside + os.sep):
-        raise OSError(errno.EPERM, "it leads outside the task's folder")
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    """An output file of the task, opened for reading: a regular file reached
+    from the task's folder one part at a time, never through a link (one the
+    task swaps in while the worker looks is refused too), and no FIFO or
+    device that would hold the worker."""
+    parent, name = os.path.split(path)
+    try:
+        where = open_folder(folder, parent, None, make=False)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        raise OSError(errno.EPERM, "it leads outside the task's folder") from None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=where)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(errno.EPERM, "it leads outside the task's folder") from None
+        raise
+    finally:
+        os.close(where)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EPERM, "it is not a regular file")

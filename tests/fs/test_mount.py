@@ -130,6 +130,21 @@ def test_data_copy_in_and_out_and_folder_operations(mounted, tmp_path):
     assert sh(f"ls {g}/data").stdout == ""
 
 
+def test_what_9p_cannot_change_is_refused_through_the_mount(mounted):
+    """chmod u+s, chgrp and touch -a fail with a message, not silently."""
+    g = mounted
+    sh(f"echo data > {g}/data/f && chmod 755 {g}/data/f")
+    for command, why in ((f"chmod 4755 {g}/data/f", "set-user-id"),
+                         (f"chgrp nogroup {g}/data/f", "keep their owner and group"),
+                         (f"touch -a -d 2001-01-01 {g}/data/f", "atime cannot be changed")):
+        out = sh(command, check=False)
+        assert out.returncode != 0, command
+        assert why in sh(f"cat {g}/errstr").stdout, command
+    assert os.stat(f"{g}/data/f").st_mode & 0o7777 == 0o755
+    sh(f"touch {g}/data/f && chmod 600 {g}/data/f")        # both times, and plain bits: fine
+    assert os.stat(f"{g}/data/f").st_mode & 0o777 == 0o600
+
+
 def test_sweep_example(mounted):
     out = sh(f"{REPO}/scripts/examples/sweep.sh {mounted} 50").stdout
     assert out == f"tasks=50 sum={sum(t * t for t in range(50))} best_param=49 best={49 * 49}\n"

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+import trio
 
 from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
@@ -88,3 +89,70 @@ def test_the_state_folder_is_the_schedulers_alone(grid):
     reads = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                             "cat", os.path.join(state, "grid.db")], capture_output=True)
     assert reads.returncode != 0 and reads.stdout == b""
+
+
+async def test_a_sigkilled_worker_leaves_no_process_of_its_tasks(grid):
+    """Its tasks, and what they started in the background, end with it."""
+    worker = grid.start_worker("w1", 2)
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd sh -c 'sleep 301 & sleep 302 & wait'\ntasks 2\nsubmit\n")
+        with trio.fail_after(30):
+            while len(pids := tasks_of(("sleep 301", "sleep 302"))) < 4:
+                await trio.sleep(0.05)
+        shells = {parent(pid) for pid in pids}
+        assert len(shells) == 2
+        worker.popen.kill()
+        worker.popen.wait()
+        with trio.fail_after(10):
+            while alive(pids | shells):
+                await trio.sleep(0.05)
+        assert (await c.read_file(f"jobs/{job}/status")).split()[1] != b"done"
+
+
+def parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def tasks_of(commands: tuple[str, ...]) -> set[int]:
+    found = set()
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if line in commands:
+            found.add(int(pid))
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """The pids still running (a zombie is not running)."""
+    left = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    left.add(pid)
+        except OSError:
+            pass
+    return left
+
+
+async def test_the_program_checked_against_the_allow_list_is_the_one_that_runs(grid):
+    """A bare name is looked up on the task's PATH once; that file is checked and
+    run (not another one the worker's own PATH finds)."""
+    bin_dir = os.path.join(grid.dir, "bin")
+    os.mkdir(bin_dir)
+    with open(os.path.join(bin_dir, "id"), "w") as f:
+        f.write("#!/bin/sh\necho the allowed one\n")
+    os.chmod(os.path.join(bin_dir, "id"), 0o755)
+    grid.start_worker("w1", 1, "--allow", f"{bin_dir}/*")
+    async with open_client(grid.sock) as c:
+        ok = await submit(c, f"cmd id\nenv PATH={bin_dir}\nsubmit\n")
+        assert (await wait(c, ok)).split()[1] == "done"
+        assert await c.read_file(f"jobs/{ok}/stdout") == b"the allowed one\n"
+        refused = await submit(c, "cmd id\nsubmit\n")
+        assert (await wait(c, refused)).split()[1] == "failed"
+        assert "not allowed" in (await c.read_file(f"jobs/{refused}/tasks/0/status")).decode()

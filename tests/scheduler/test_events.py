@@ -27,3 +27,12 @@ async def test_a_read_stops_at_the_count_but_gives_at_least_one_line():
         log.add(1, f"line {i}")
     data, cursor = log.take(0, 0, 1)
     assert data.decode().count("\n") == 1 and cursor == 1
+
+
+def test_the_operators_log_shows_what_a_peer_wrote_escaped():
+    from styxgrid.scheduler.events import key_values
+    forged = "job 3 submitted tasks=1 owner=eve\x1b]0;pwned\x07\u2028node=evil\x85x"
+    line = key_values(forged)
+    assert line.startswith("job=3 submitted tasks=1 owner=eve")
+    assert all(c.isprintable() for c in line)
+    assert "\\x1b" in line and "\\u2028" in line and "\\x85" in line

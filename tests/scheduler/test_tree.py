@@ -121,6 +121,11 @@ async def test_ctl_verbs_refused_with_the_table_help(tmp_path):
             await user.write_file("ctl", b"drain a b\n")
         with pytest.raises(NinePError, match="^no node ghost$"):
             await user.write_file("ctl", b"drain ghost\n")
+        worker = await connect("w1", "worker")
+        await join(worker, "w1")
+        with pytest.raises(NinePError, match="^no node ghost$"):
+            await user.write_file("ctl", b"drain w1\ndrain ghost\n")
+        assert await user.read_file("ctl") == b"running\n"      # nothing was drained
         await user.write_file(f"jobs/{job}/ctl", b"priority 5\n")
         assert grid.job(job).priority == 5
 
@@ -158,7 +163,9 @@ def test_verbs_parse(line, parsed):
 @pytest.mark.parametrize("line, message", [
     ("", "unknown verb '': expected go, wait [S] or set N"),
     ("go now", "unknown verb 'go now': expected go, wait [S] or set N"),
-    ("\u00a0", "unknown verb '': expected go, wait [S] or set N"),
+    ("\u00a0", "unknown verb '\\xa0': expected go, wait [S] or set N"),
+    ("go\u00a0", "unknown verb 'go\\xa0': expected go, wait [S] or set N"),
+    ("set\u20285", "unknown verb 'set\\u20285': expected go, wait [S] or set N"),
     ("set", "bad verb 'set': want 'set N' with N a number"),
     ("set x", "bad verb 'set x': want 'set N' with N a number"),
     ("wait 1 2", "bad verb 'wait 1 2': want 'wait [S]'"),

@@ -191,6 +191,10 @@ def test_no_one_enrols_as_root_or_as_the_scheduler(tgrid, tmp_path):
         out = tgrid.cli("login", "--join", tgrid.token("user"), "--scheduler", tgrid.addr,
                         "--name", name, env={"XDG_CONFIG_HOME": str(tmp_path / f"r{i}")})
         assert out.returncode == 1 and f"the name '{name}' is taken" in out.stderr, out.stderr
+    lookalike = tgrid.cli("login", "--join", tgrid.token("user"), "--scheduler", tgrid.addr,
+                          "--name", "\uff52\uff4f\uff4f\uff54",
+                          env={"XDG_CONFIG_HOME": str(tmp_path / "look")})
+    assert lookalike.returncode != 0 and "use ASCII letters" in lookalike.stderr
 
 
 async def test_attach_name_must_be_the_certificates(tgrid):

@@ -99,3 +99,13 @@ def test_a_task_folder_reached_through_a_link_is_refused(tmp_path):
     folder = open_folder(str(box), "new/deeper", None)
     os.close(folder)
     assert (box / "new" / "deeper").is_dir()
+
+
+def test_an_output_reached_through_a_linked_folder_is_refused(tmp_path):
+    folder, elsewhere = tmp_path / "task", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "secret").write_text("key")
+    os.symlink(elsewhere, folder / "sub")
+    with pytest.raises(OSError, match="outside the task's folder"):
+        open_output(str(folder), "sub/secret")

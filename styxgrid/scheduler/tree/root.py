@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from ...ninep.errors import NinePError
 from ...ninep.exportfs import ExportFS
 from ...ninep.tree import Node, Session
 from .. import access
@@ -85,5 +86,10 @@ class Root(GridDir):
         return f"draining {' '.join(draining)}\n" if draining else "running\n"
 
     async def grid_ctl(self, text: str) -> None:
-        for verb, node in GRID_VERBS.lines(text):
+        """Every verb and every node named is checked before any is carried out."""
+        verbs = GRID_VERBS.lines(text)
+        for _, node in verbs:
+            if node is not None and not self.grid.has_node(node):
+                raise NinePError(f"no node {node}")
+        for verb, node in verbs:
             self.grid.labour.drain(node, verb == "drain")

@@ -3,10 +3,14 @@ that a refused line is answered with."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ...ninep.errors import NinePError, quoted
+from ...shellwords import BLANKS
+
+_BLANK_RUN = re.compile(f"[{re.escape(BLANKS)}]+")    # words: ASCII blanks only, as a shell
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,8 @@ class Verbs:
 
     def parse(self, line: str) -> tuple[str, Any]:
         """(verb, its argument's value or None) of one line."""
-        line = line.strip()
-        words = line.split()
+        line = line.strip(BLANKS)
+        words = _BLANK_RUN.split(line) if line else []
         verb = self.table.get(words[0]) if words else None
         if verb is None or (not verb.arg and len(words) > 1):
             raise NinePError(f"unknown verb {quoted(line)}: expected {self.help}")
@@ -53,4 +57,4 @@ class Verbs:
 
     def lines(self, text: str) -> list[tuple[str, Any]]:
         """Every verb of a write, all checked before any is carried out."""
-        return [self.parse(line) for line in text.split("\n") if line.strip()]
+        return [self.parse(line) for line in text.split("\n") if line.strip(BLANKS)]
