@@ -152,8 +152,8 @@ def run() -> None:
         sched = Server(["scheduler", "--state", os.path.join(d, "state"),
                         "--listen", os.path.join(d, "s.sock")])
         secure = Server(["scheduler", "--ca", os.path.join(d, "ca"), "--state",
-                         os.path.join(d, "tls-state"), "--listen", "127.0.0.1:0"])
-        export = Server(["exportfs", export_dir, "--listen", "127.0.0.1:0"])
+                         os.path.join(d, "tls-state"), "--listen", "127.0.0.1:0", "--insecure"])
+        export = Server(["exportfs", export_dir, "--listen", "127.0.0.1:0", "--insecure"])
         try:
             trio.run(main, args, sched, secure, export)
         finally:

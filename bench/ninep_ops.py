@@ -108,7 +108,7 @@ def main() -> int:
         sport, dport = free_port(), free_port()
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "styxgrid", "exportfs", str(folder), "--listen",
-             f"127.0.0.1:{sport}"], stderr=subprocess.DEVNULL, cwd=REPO))
+             f"127.0.0.1:{sport}", "--insecure"], stderr=subprocess.DEVNULL, cwd=REPO))
         procs.append(subprocess.Popen(
             ["diod", "-f", "-n", "-l", f"127.0.0.1:{dport}", "-e", str(folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

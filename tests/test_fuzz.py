@@ -35,12 +35,12 @@ async def test_fuzzers_never_end_a_server_and_honest_requests_are_answered(grid,
     export = tmp_path / "export"
     export.mkdir()
     (export / "f").write_text("data\n")
-    exportfs = proc(["exportfs", str(export), "--listen", "127.0.0.1:0"],
+    exportfs = proc(["exportfs", str(export), "--listen", "127.0.0.1:0", "--insecure"],
                     r"serving \S+ on (\S+)")
     subprocess.run(STYXGRID + ["ca", "init", "--dir", str(tmp_path / "ca")], check=True,
                    capture_output=True)
     secure = proc(["scheduler", "--ca", str(tmp_path / "ca"), "--state",
-                   str(tmp_path / "tls-state"), "--listen", "127.0.0.1:0"],
+                   str(tmp_path / "tls-state"), "--listen", "127.0.0.1:0", "--insecure"],
                   r"serving \S+ on (\S+)")
     host, port = secure.match.group(1).rsplit(":", 1)
     targets = [

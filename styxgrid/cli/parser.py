@@ -112,6 +112,12 @@ def servers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="the folder to serve")
     p.add_argument("--listen", required=True, metavar="ADDRESS",
                    help="HOST:PORT or a unix socket path")
+    p.add_argument("--socket-mode", type=lambda text: int(text, 8), default=0o600,
+                   metavar="MODE", help="who may connect to a unix socket, in octal "
+                   "(default 600: only this user; run as root, 666 serves each user "
+                   "with that user's rights)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow TCP, where every attach name is believed")
 
     p = sub.add_parser("mount", help="mount a 9P server (a scheduler, exportfs) with FUSE")
     p.add_argument("addr", metavar="ADDRESS", help="HOST:PORT or a unix socket path")

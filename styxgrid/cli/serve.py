@@ -38,9 +38,16 @@ def cmd_exportfs(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         say(f"exportfs: {exc}")
         return 2
+    if addr.path is None and not args.insecure:
+        say("exportfs: TCP cannot tell who connects: every attach name would be believed "
+            "(give --insecure to serve it anyway, or use a unix socket)")
+        return 2
+    if not 0 <= args.socket_mode <= 0o777:
+        say(f"exportfs: --socket-mode {args.socket_mode:o}: want an octal mode up to 777")
+        return 2
 
     async def run() -> None:
-        listeners = await open_listeners(addr)
+        listeners = await open_listeners(addr, mode=args.socket_mode)
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(serve_listeners, fs, listeners,
                                                   trace=args.trace))

@@ -20,6 +20,7 @@ import grp
 import os
 import pwd
 import stat as st_mod
+from dataclasses import dataclass
 from functools import lru_cache
 
 import trio
@@ -161,7 +162,17 @@ class HostNode(Node):
 
     def permits(self, session: Session, want: int) -> bool:
         s = self.seen
-        if _user(s.st_uid) == session.uname:
+        user: LocalUser | None = session.data.get("local_user")
+        if user is not None:                     # a root server acts for each user
+            if user.uid == 0:
+                return True
+            if s.st_uid == user.uid:
+                bits = s.st_mode >> 6
+            elif s.st_gid in user.gids:
+                bits = s.st_mode >> 3
+            else:
+                bits = s.st_mode
+        elif _user(s.st_uid) == session.uname:
             bits = s.st_mode >> 6
         elif _group(s.st_gid) == session.uname:
             bits = s.st_mode >> 3
@@ -225,12 +236,17 @@ class HostNode(Node):
     def create(self, name: str, perm: int, mode: int, session: Session) -> tuple[Node, Handle | None]:
         path = os.path.join(self.path, name)
         dir_mode = st_mod.S_IMODE(self.lstat().st_mode)
+        user: LocalUser | None = session.data.get("local_user")
         try:
             if perm & DMDIR:
                 os.mkdir(path, perm & (~0o777 | dir_mode) & 0o777)
+                if user is not None:
+                    os.lchown(path, user.uid, user.gid)
                 return type(self)(self.export, path, name, self), None
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC,
                          perm & (~0o666 | (dir_mode & 0o666)) & 0o777)
+            if user is not None:
+                os.fchown(fd, user.uid, user.gid)
         except OSError as exc:
             raise os_error(exc) from None
         return type(self)(self.export, path, name, self), FileHandle(fd)
@@ -270,16 +286,51 @@ class HostNode(Node):
             raise os_error(exc) from None
 
 
+@dataclass(frozen=True)
+class LocalUser:
+    """Whom an attach acts for when the server runs as root: the files it may
+    reach are those this uid and these groups may, and what it makes is theirs."""
+
+    name: str
+    uid: int
+    gid: int
+    gids: frozenset[int]
+
+    @classmethod
+    def named(cls, name: str) -> "LocalUser":
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise NinePError(f"{EPERM}: no local user {name!r}") from None
+        return cls(name, entry.pw_uid, entry.pw_gid,
+                   frozenset(os.getgrouplist(name, entry.pw_gid)))
+
+
 class ExportFS:
-    """The FileServer for one exported folder; every attach sees its root."""
+    """The FileServer for one exported folder; every attach sees its root.
+
+    Who attaches: on a unix socket the peer's uid says (root may attach as any
+    user); elsewhere the attach name is believed, which the command allows on
+    TCP only when asked (--insecure).  A server run as root acts for each attach
+    with that user's rights; any other server checks the attach name against the
+    files' mode bits, and the kernel holds it to its own user's rights."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a directory")
+        self.as_root = os.geteuid() == 0
 
     def contains(self, path: str) -> bool:
         return path == self.root or path.startswith(self.root.rstrip("/") + "/")
 
     def attach(self, session: Session) -> Node:
+        peer = session.peer
+        if peer.get("transport") == "unix" and peer.get("uid") != 0:
+            name = _user(peer["uid"])
+            if session.uname != name:
+                raise NinePError(f"{EPERM}: attach name {session.uname!r} is not your user "
+                                 f"{name!r}")
+        if self.as_root:
+            session.data["local_user"] = LocalUser.named(session.uname)
         return HostNode(self, self.root, "/", None)

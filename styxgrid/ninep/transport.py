@@ -64,8 +64,9 @@ async def _socket_is_live(path: str) -> bool:
     return True
 
 
-async def open_listeners(addr: Address) -> list[trio.SocketListener]:
-    """Listen on `addr`; a stale unix socket file is removed first."""
+async def open_listeners(addr: Address, *, mode: int = 0o666) -> list[trio.SocketListener]:
+    """Listen on `addr`; a stale unix socket file is removed first, and a new one
+    gets `mode` (who may connect at all)."""
     if addr.path is None:
         assert addr.port is not None
         return await trio.open_tcp_listeners(addr.port, host=addr.host)
@@ -84,7 +85,7 @@ async def open_listeners(addr: Address) -> list[trio.SocketListener]:
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await sock.bind(path)
-        os.chmod(path, 0o666)
+        os.chmod(path, mode)
         sock.listen(socket.SOMAXCONN)
     except BaseException:
         sock.close()

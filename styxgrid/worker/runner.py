@@ -206,6 +206,10 @@ class Runner:
                          f"(allowed: {' '.join(config.allow)})")
         if program is None:
             return 127, f"cannot run {spec.cmd}: not found on the task's PATH"
+        if "/" in spec.cmd and not spec.cmd.startswith("/"):
+            # the same file, named from the task's folder as the job names it (a
+            # script's $0 reads ./sim, not the worker's path to its folder)
+            program = "./" + os.path.relpath(program, run.cwd)
         try:
             await self.fetch_inputs(run)
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]

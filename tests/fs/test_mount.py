@@ -153,7 +153,7 @@ def test_sweep_example(mounted):
 def test_mount_of_exportfs_copies_a_tree_exactly(proc, short_tmp):
     export = os.path.join(short_tmp, "export")
     os.mkdir(export)
-    server = proc(["exportfs", export, "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+    server = proc(["exportfs", export, "--listen", "127.0.0.1:0", "--insecure"], r"serving \S+ on (\S+)")
     mnt = os.path.join(short_tmp, "mnt")
     os.mkdir(mnt)
     m = proc(["mount", "--foreground", server.match.group(1), mnt], r"mounted on")

@@ -183,7 +183,7 @@ async def test_exportfs_survives_nul_names_and_huge_offsets(proc, tmp_path):
     root = tmp_path / "export"
     root.mkdir()
     (root / "f").write_text("data\n")
-    server = proc(["exportfs", str(root), "--listen", "127.0.0.1:0"], r"serving \S+ on (\S+)")
+    server = proc(["exportfs", str(root), "--listen", "127.0.0.1:0", "--insecure"], r"serving \S+ on (\S+)")
     addr = server.match.group(1)
     async with open_client(addr, uname="root") as c:
         for bad in ("a\0b", "x" * 300):
