@@ -11,6 +11,7 @@ from typing import Callable
 import pyfuse3
 import trio
 
+from ..ninep.transport import parse_address
 from .config import MountConfig
 from .operations import NinePOperations
 from .remote import Remote
@@ -23,10 +24,15 @@ async def serve_mount(config: MountConfig, *, ready: Callable[[], None] = lambda
     mountpoint = config.mountpoint
     async with trio.open_nursery() as nursery:
         await nursery.start(remote.run)
-        ops = NinePOperations(remote, nursery, config)
+        # A root mount of a unix socket serves every local user, each attached under
+        # his own name (the scheduler lets root speak for a user and gives that
+        # attach the user's rights only).  Any other mount serves its own user only:
+        # a certificate names one user, and a user's mount is his.
+        per_user = os.getuid() == 0 and parse_address(config.address).path is not None
+        ops = NinePOperations(remote, nursery, config, per_user=per_user)
         options = {"fsname=styxgrid", "subtype=styxgrid"}
-        if os.getuid() == 0:
-            options.add("allow_other")          # root mounts for every user of the machine
+        if per_user:
+            options.add("allow_other")
         pyfuse3.init(ops, mountpoint, options)
         try:
             ready()

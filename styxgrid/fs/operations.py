@@ -44,9 +44,13 @@ def fuse_error(exc: Exception) -> pyfuse3.FUSEError:
 
 
 class NinePOperations(pyfuse3.Operations):
-    def __init__(self, remote: Remote, nursery: trio.Nursery, config: MountConfig) -> None:
+    def __init__(self, remote: Remote, nursery: trio.Nursery, config: MountConfig, *,
+                 per_user: bool = False) -> None:
         super().__init__()
         self.remote = remote
+        self.per_user = per_user                  # a root mount: each uid attaches as itself
+        self.remotes: dict[int, Remote] = {os.getuid(): remote}
+        self.dialling: dict[int, trio.Event] = {}
         self.config = config
         self.nursery = nursery
         self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
@@ -89,6 +93,13 @@ class NinePOperations(pyfuse3.Operations):
         self.lookups[inode] = self.lookups.get(inode, 0) + 1
         return inode
 
+    @staticmethod
+    def user_name(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
+
     def user_id(self, name: str) -> int:
         try:
             return pwd.getpwnam(name).pw_uid
@@ -122,12 +133,38 @@ class NinePOperations(pyfuse3.Operations):
         a.entry_timeout = self.config.dir_timeout
         return a
 
-    async def client(self) -> Client:
-        return await self.remote.get()
+    async def remote_for(self, uid: int) -> Remote:
+        """The connection of the user `uid`: on a root mount each local user has
+        his own, attached under his name (made at his first request; the server
+        gives it that user's rights, not root's)."""
+        if not self.per_user:
+            return self.remote
+        while (remote := self.remotes.get(uid)) is None:
+            dialling = self.dialling.get(uid)
+            if dialling is not None:
+                await dialling.wait()
+                continue
+            self.dialling[uid] = dialling = trio.Event()
+            try:
+                remote = Remote(self.remote.addr, None, dial_timeout=self.config.dial_timeout,
+                                uname=self.user_name(uid))
+                try:
+                    await self.nursery.start(remote.run)
+                except (OSError, ConnectionLost, NinePError, trio.BrokenResourceError,
+                        trio.TooSlowError) as exc:
+                    raise self.failed(uid, exc) from None
+                self.remotes[uid] = remote
+            finally:
+                del self.dialling[uid]
+                dialling.set()
+        return remote
+
+    async def client(self, uid: int) -> Client:
+        return await (await self.remote_for(uid)).get()
 
     async def stat_path(self, path: str, uid: int) -> Stat:
         try:
-            return await (await self.client()).stat(path)
+            return await (await self.client(uid)).stat(path)
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(uid, exc) from None
 
@@ -144,7 +181,7 @@ class NinePOperations(pyfuse3.Operations):
         else:
             path = self.join(self.path_of(parent_inode), name)
         try:
-            s = await (await self.client()).stat(path)
+            s = await (await self.client(ctx.uid)).stat(path)
         except (NinePError, ConnectionLost) as exc:
             # not remembered for /errstr: the kernel and the shell look names up all the
             # time (after a failed write, before ln, for completion), and the message that
@@ -211,9 +248,9 @@ class NinePOperations(pyfuse3.Operations):
         if changes:
             try:
                 if "mode" in changes:
-                    current = await (await self.client()).stat(path)
+                    current = await (await self.client(ctx.uid)).stat(path)
                     changes["mode"] |= current.mode & DMDIR
-                await (await self.client()).wstat(path, Stat.dont_touch(**changes))
+                await (await self.client(ctx.uid)).wstat(path, Stat.dont_touch(**changes))
             except (NinePError, ConnectionLost) as exc:
                 raise self.failed(ctx.uid, exc) from None
         return await self.getattr(inode, ctx)
@@ -231,7 +268,7 @@ class NinePOperations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         path = self.path_of(inode)
         try:
-            entries = await (await self.client()).ls(path)
+            entries = await (await self.client(ctx.uid)).ls(path)
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
         fh = next(self.next_fh)
@@ -280,7 +317,7 @@ class NinePOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         path = self.join(self.path_of(parent_inode), name)
         try:
-            client = await self.client()
+            client = await self.client(ctx.uid)
             f = await client.create(path, perm=DMDIR | (mode & 0o777), mode=OREAD)
             s = await f.stat()
             await f.close()
@@ -291,7 +328,7 @@ class NinePOperations(pyfuse3.Operations):
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         path = self.join(self.path_of(parent_inode), name)
         try:
-            await (await self.client()).remove(path)
+            await (await self.client(ctx.uid)).remove(path)
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
 
@@ -308,7 +345,7 @@ class NinePOperations(pyfuse3.Operations):
         parent = self.path_of(parent_inode_old)
         old, new = self.join(parent, name_old), self.join(parent, name_new)
         try:
-            client = await self.client()
+            client = await self.client(ctx.uid)
             try:
                 await client.remove(new)
             except NinePError as exc:
@@ -346,31 +383,34 @@ class NinePOperations(pyfuse3.Operations):
             return self.add_handle(OpenFile(None, ERRSTR, ctx.pid, ctx.uid, 0, errstr=text))
         path = self.path_of(inode)
         try:
-            client = await self.client()
+            client = await self.client(ctx.uid)
             f = await client.open(path, self.nine_mode(flags))
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
         size = self.sizes.get(inode, 0) if flags & os.O_ACCMODE == os.O_RDONLY else 0
-        return self.add_handle(OpenFile(f, path, ctx.pid, ctx.uid, self.remote.generation, size))
+        generation = self.remotes[ctx.uid].generation if self.per_user else self.remote.generation
+        return self.add_handle(OpenFile(f, path, ctx.pid, ctx.uid, generation, size))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
                                                            pyfuse3.EntryAttributes]:
         path = self.join(self.path_of(parent_inode), name)
         try:
-            client = await self.client()
+            client = await self.client(ctx.uid)
             f = await client.create(path, perm=mode & 0o777, mode=self.nine_mode(flags) & ~OTRUNC)
             s = await f.stat()
         except (NinePError, ConnectionLost) as exc:
             raise self.failed(ctx.uid, exc) from None
-        info = self.add_handle(OpenFile(f, path, ctx.pid, ctx.uid, self.remote.generation))
+        generation = self.remotes[ctx.uid].generation if self.per_user else self.remote.generation
+        info = self.add_handle(OpenFile(f, path, ctx.pid, ctx.uid, generation))
         return info, self.attributes(self.remember(path), s)
 
     def live(self, fh: int) -> OpenFile:
         handle = self.handles.get(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        if handle.file is not None and handle.generation != self.remote.generation:
+        remote = self.remotes.get(handle.uid, self.remote) if self.per_user else self.remote
+        if handle.file is not None and handle.generation != remote.generation:
             raise pyfuse3.FUSEError(errno.EIO)       # opened on a connection since lost
         return handle
 

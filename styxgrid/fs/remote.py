@@ -20,8 +20,9 @@ log = logging.getLogger("styxgrid.fs")
 
 class Remote:
     def __init__(self, addr: str, identity: Identity | None, aname: str = "", *,
-                 dial_timeout: float) -> None:
+                 dial_timeout: float, uname: str | None = None) -> None:
         self.addr = addr
+        self.uname = uname                       # whom to attach as (default: who we are)
         self.dial_timeout = dial_timeout
         self.identity = identity                 # certificate for a TCP scheduler
         self.aname = aname
@@ -39,7 +40,8 @@ class Remote:
             try:
                 with unwrapped():
                     stream, uname = await dial(self.addr, self.identity)
-                    async with open_client(stream, uname=uname, aname=self.aname) as client:
+                    async with open_client(stream, uname=self.uname or uname,
+                                           aname=self.aname) as client:
                         self.client = client
                         self.generation += 1
                         self.attempt_over()

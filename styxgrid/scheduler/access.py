@@ -56,15 +56,19 @@ def identify(session: Session) -> None:
             name = pwd.getpwuid(uid).pw_name
         except KeyError:
             name = str(uid)
-        if session.uname != name and uid != 0:
+        trusted = uid in (0, os.getuid())
+        if session.uname != name and not trusted:
             raise NinePError(f"{EPERM}: attach name {session.uname!r} is not your user "
                              f"{name!r}")
-        trusted = uid in (0, os.getuid())
         if session.aname == "worker" and not trusted:
             raise NinePError(f"{EPERM}: only {pwd.getpwuid(os.getuid()).pw_name} or root "
                              "may attach local workers")
-        chosen = WORKER if session.aname == "worker" else ADMIN if trusted else USER
-        session.data.update(user=session.uname if uid == 0 else name, role=chosen)
+        # root and the scheduler's own user are admins as themselves, and may speak
+        # for any other user (a root mount serving each local user): that attach
+        # gets exactly that user's rights
+        admin = trusted and session.uname in ("root", pwd.getpwuid(os.getuid()).pw_name)
+        chosen = WORKER if session.aname == "worker" else ADMIN if admin else USER
+        session.data.update(user=session.uname if trusted else name, role=chosen)
         return
     # --insecure TCP (or a test's in-memory stream): the attach name is believed
     session.data.update(user=session.uname, role=WORKER if session.aname == "worker" else ADMIN)

@@ -145,6 +145,28 @@ def test_what_9p_cannot_change_is_refused_through_the_mount(mounted):
     assert os.stat(f"{g}/data/f").st_mode & 0o777 == 0o600
 
 
+def test_a_root_mount_gives_every_local_user_his_own_rights_only(mounted):
+    """Through root's mount `nobody` is nobody: no admin verbs, no other user's
+    jobs or data, and what he submits is his."""
+    g = mounted
+    os.chmod(os.path.dirname(g), 0o755)
+    sh(f"echo 'submit sleep 30' > {g}/new")                 # root's job 1
+    sh(f"mkdir -p {g}/data/root && echo mine > {g}/data/root/f")
+    nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups "
+    for attack in (f"echo drain w1 > {g}/ctl", f"echo kill > {g}/jobs/1/ctl",
+                   f"echo planted > {g}/data/root/f", f"echo new > {g}/data/root/g"):
+        out = sh(nobody + f"sh -c '{attack}'", check=False)
+        assert out.returncode != 0, attack
+    assert sh(f"cat {g}/data/root/f").stdout == "mine\n"
+    assert not os.path.exists(f"{g}/data/root/g")
+    assert "running" in sh(f"cat {g}/ctl").stdout
+    assert sh(f"cat {g}/jobs/1/status").stdout.split()[1] in ("queued", "running")
+    own = sh(nobody + f"sh -c 'exec 3<>{g}/new; echo \"submit true\" >&3; read id <&3; "
+             f"echo $id'").stdout.strip()
+    assert "owner=nobody" in sh(f"cat {g}/jobs/{own}/status").stdout
+    sh(f"echo kill > {g}/jobs/1/ctl")                       # root still may
+
+
 def test_sweep_example(mounted):
     out = sh(f"{REPO}/scripts/examples/sweep.sh {mounted} 50").stdout
     assert out == f"tasks=50 sum={sum(t * t for t in range(50))} best_param=49 best={49 * 49}\n"
