@@ -29,7 +29,7 @@ MAX_LINE = 128 * 1024             # bytes of one line
 MAX_ARGS = 128 * 1024             # bytes of all arguments together
 MAX_LIST = 256                    # env, input and output lines of one job, each
 KEYS = ("cmd", "args", "tasks", "env", "dir", "input", "output", "requirements", "rank",
-        "priority", "retries", "submit")
+        "priority", "retries", "share", "submit")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUOTES = ("'", '"')
 
@@ -64,6 +64,7 @@ class JobSpec:
     rank: str = ""
     priority: int = 0
     retries: int = 0
+    share: bool = False                 # every user may read its files, not only its owner
 
     def __post_init__(self) -> None:
         if not self.cmd:
@@ -115,6 +116,8 @@ class JobSpec:
             out.append(f"rank {self.rank}")
         out.append(f"priority {self.priority}")
         out.append(f"retries {self.retries}")
+        if self.share:
+            out.append("share all")
         return "\n".join(out) + "\n"
 
     @classmethod
@@ -263,6 +266,10 @@ class Description:
             f["priority"] = _int(key, value, -1000, 1000)
         elif key == "retries":
             f["retries"] = _int(key, value, 0, 1000)
+        elif key == "share":
+            if value not in ("all", "none"):
+                raise DescriptionError(f"share: want 'all' or 'none', got {quoted(value)}")
+            f["share"] = value == "all"
         return None
 
     def finish(self) -> JobSpec:

@@ -180,6 +180,8 @@ def user_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", metavar="EXPR", help="ClassAd: which nodes it prefers")
     p.add_argument("--priority", type=int, metavar="P", help="-1000..1000 (default 0)")
     p.add_argument("--retries", type=int, metavar="R", help="re-runs of a failed task")
+    p.add_argument("--share", action="store_true",
+                   help="let every user read the job's files (default: you and admins)")
     send = p.add_mutually_exclusive_group()
     send.add_argument("--send", action="store_true", default=None,
                       help="send the program along even when its path is absolute")

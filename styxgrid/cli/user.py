@@ -37,7 +37,7 @@ def description(args: argparse.Namespace) -> str:
                        env=tuple(env), dir=args.dir or "", inputs=tuple(args.input),
                        outputs=tuple(args.output), requirements=args.requirements or "",
                        rank=args.rank or "", priority=args.priority or 0,
-                       retries=args.retries or 0)
+                       retries=args.retries or 0, share=args.share)
         JobSpec.from_lines(spec.lines())      # every line's check, as the scheduler's
         check_new(spec)
     except DescriptionError as exc:

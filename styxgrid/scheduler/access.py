@@ -11,12 +11,14 @@ scheduler's own user are admins); with --insecure the attach name is believed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 from typing import Callable
 
 from ..ninep.errors import EPERM, NinePError
 from ..ninep.exportfs import ExportFS, HostNode
+from ..ninep.messages import Stat
 from ..ninep.tree import Session
 
 USER, WORKER, ADMIN = "user", "worker", "admin"
@@ -129,11 +131,27 @@ def node_files(name: str) -> Policy:
     return policy
 
 
-def task_output(session: Session, want: int) -> bool:
-    """People read a task's output; a worker writes it (the lease is checked at open)."""
-    if role(session) in PEOPLE:
-        return not want & WRITE
-    return role(session) == WORKER and want == WRITE
+def owner_reads(owner: str, shared: bool) -> Policy:
+    """A job's own files (description, output, events, inputs): its owner and the
+    admins read them, and every user when the job is shared; nobody writes."""
+    def policy(session: Session, want: int) -> bool:
+        if want & WRITE:
+            return False
+        return role(session) == ADMIN or (role(session) == USER and
+                                          (shared or user(session) == owner))
+    return policy
+
+
+def task_output(owner: str, shared: bool) -> Policy:
+    """A task's output: read as the job's files are; the worker the task is
+    leased to writes it (the lease is checked at open)."""
+    readers = owner_reads(owner, shared)
+
+    def policy(session: Session, want: int) -> bool:
+        if role(session) == WORKER:
+            return want == WRITE
+        return readers(session, want)
+    return policy
 
 
 def denied(what: str) -> NinePError:
@@ -143,37 +161,53 @@ def denied(what: str) -> NinePError:
 # ------------------------------------------------------------------ disk-backed folders
 
 class DataNode(HostNode):
-    """/data: everyone reads; a user writes only under /data/USER; admins anywhere;
-    workers read only."""
+    """/data: /data/USER and all below it belong to USER, with the files' own mode
+    bits (owner, and everyone else as "other"): private unless the owner shares
+    (a user's folder is made 0700).  Admins reach everything; workers read (the
+    inputs of their tasks); /data itself is listed by all and written by none."""
+
+    def owner(self) -> str | None:
+        rel = os.path.relpath(self.path, self.export.root)
+        return None if rel == "." else rel.split("/", 1)[0]
 
     def permits(self, session: Session, want: int) -> bool:
-        if not want & WRITE:
-            return True
         if role(session) == ADMIN:
             return True
+        owner = self.owner()
+        if owner is None or role(session) == WORKER:
+            return not want & WRITE
         if role(session) != USER:
             return False
-        rel = os.path.relpath(self.path, self.export.root)
-        me = user(session)
-        return rel == me or rel.startswith(me + "/")
+        bits = self.seen.st_mode >> 6 if user(session) == owner else self.seen.st_mode
+        return (bits & want) == want
+
+    def stat(self) -> Stat:
+        """Owned by the user whose folder it is (so he may chmod and touch it)."""
+        s = super().stat()
+        owner = self.owner()
+        return s if owner is None else dataclasses.replace(s, uid=owner, muid=owner)
 
 
 class OutputsExport(ExportFS):
     """A job's outputs folder; `may_write(worker_name)` says whether that worker
     holds a task of the job now (then it may write there)."""
 
-    def __init__(self, root: str, may_write: Callable[[str], bool]) -> None:
+    def __init__(self, root: str, may_write: Callable[[str], bool], readers: Policy) -> None:
         super().__init__(root)
         self.may_write = may_write
+        self.readers = readers
 
 
 class OutputsNode(HostNode):
-    """/jobs/N/outputs: people read; a worker with a task of the job leased writes."""
+    """/jobs/N/outputs: read as the job's files are; admins may also tidy them; a
+    worker with a task of the job leased writes."""
 
     export: OutputsExport
 
     def permits(self, session: Session, want: int) -> bool:
-        if role(session) in PEOPLE:
-            return role(session) == ADMIN or not want & WRITE
+        if role(session) == ADMIN:
+            return True
+        if role(session) == USER:
+            return self.export.readers(session, want)
         name = worker_name(session)
         return role(session) == WORKER and name is not None and self.export.may_write(name)

@@ -11,6 +11,7 @@ import trio
 
 from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
+from styxgrid.ninep.messages import Stat
 
 from ..helpers import STYXGRID, submit, wait
 
@@ -156,3 +157,34 @@ async def test_the_program_checked_against_the_allow_list_is_the_one_that_runs(g
         refused = await submit(c, "cmd id\nsubmit\n")
         assert (await wait(c, refused)).split()[1] == "failed"
         assert "not allowed" in (await c.read_file(f"jobs/{refused}/tasks/0/status")).decode()
+
+
+async def test_a_users_jobs_and_data_are_hers_unless_she_shares_them(grid):
+    """Root's socket speaks for alice and bob here (as a root mount does): each
+    gets that user's rights."""
+    grid.start_worker("w1", 1)
+    async with open_client(grid.sock, uname="alice") as alice, \
+            open_client(grid.sock, uname="bob") as bob, open_client(grid.sock) as admin:
+        job = await submit(alice, "cmd sh -c 'echo result > out.txt; echo $API_KEY'\n"
+                                   "env API_KEY=s3cret\noutput out.txt\nsubmit\n")
+        assert (await wait(alice, job)).split()[1] == "done"
+        for path in ("desc", "stdout", "stderr", "events", "tasks/0/stdout",
+                     "outputs/out.txt"):
+            with pytest.raises(NinePError, match="permission denied"):
+                await bob.read_file(f"jobs/{job}/{path}")
+            assert await admin.read_file(f"jobs/{job}/{path}") is not None
+        assert b"API_KEY=s3cret" in await alice.read_file(f"jobs/{job}/desc")
+        assert await alice.read_file(f"jobs/{job}/stdout") == b"s3cret\n"
+        assert (await bob.read_file(f"jobs/{job}/status")).split()[1] == b"done"
+        shared = await submit(alice, "cmd echo for all\nshare all\nsubmit\n")
+        await wait(alice, shared)
+        assert await bob.read_file(f"jobs/{shared}/stdout") == b"for all\n"
+        # data: hers; she may chmod and touch it, and share it by its mode bits
+        await alice.write_file("data/alice/notes.txt", b"mine\n")
+        with pytest.raises(NinePError, match="permission denied"):
+            await bob.read_file("data/alice/notes.txt")
+        await alice.wstat("data/alice/notes.txt", Stat.dont_touch(mode=0o755, mtime=1))
+        st = await alice.stat("data/alice/notes.txt")
+        assert (st.mode & 0o777, st.mtime, st.uid) == (0o755, 1, "alice")
+        with pytest.raises(NinePError, match="permission denied"):
+            await bob.wstat("data/alice/notes.txt", Stat.dont_touch(mode=0o777))

@@ -17,7 +17,7 @@ import trio
 
 from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import ConnectionLost, open_client
-from styxgrid.ninep.messages import ORDWR
+from styxgrid.ninep.messages import DMDIR, ORDWR, Stat
 from styxgrid.security import tls
 from styxgrid.security.ca import CA, cert_pem, key_pem, new_key, write_identity
 from styxgrid.security.dial import dial
@@ -226,8 +226,13 @@ async def test_users_control_only_their_own_jobs_and_admins_any(tgrid):
         await root.write_file(f"jobs/{job}/ctl", b"kill\n")
         assert " killed " in await wait(a, job)
         await root.write_file("ctl", b"resume\n")
-        # /data: everyone reads, a user writes only under /data/USER
+        # /data: /data/USER is USER's, private until he shares it by its mode bits;
+        # a user writes only under /data/USER
         await a.write_file("data/alice/mine.txt", b"mine\n")
+        with pytest.raises(NinePError, match="permission denied"):
+            await b.read_file("data/alice/mine.txt")
+        await a.wstat("data/alice", Stat.dont_touch(mode=DMDIR | 0o755))
+        await a.wstat("data/alice/mine.txt", Stat.dont_touch(mode=0o644))
         assert await b.read_file("data/alice/mine.txt") == b"mine\n"
         with pytest.raises(NinePError, match="permission denied"):
             await b.write_file("data/alice/theirs.txt", b"x")

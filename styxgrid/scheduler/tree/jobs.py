@@ -38,7 +38,9 @@ class JobsDir(GridDir):
     def child(self, name: str) -> Node | None:
         jid = checks.index(name)
         job = self.grid.find_job(jid) if jid is not None else None
-        return JobDir(self.grid, job.id, job.owner, self) if job is not None else None
+        if job is None:
+            return None
+        return JobDir(self.grid, job.id, job.owner, job.spec.share, self)
 
 
 def parse_job_verb(text: str) -> tuple[str, int | None]:
@@ -53,11 +55,13 @@ def parse_job_verb(text: str) -> tuple[str, int | None]:
 
 
 class JobDir(GridDir):
-    def __init__(self, grid: Grid, jid: int, owner: str, parent: Node) -> None:
+    def __init__(self, grid: Grid, jid: int, owner: str, shared: bool, parent: Node) -> None:
         super().__init__(str(jid), qpath(Kind.JOB, jid), parent)
         self.grid = grid
         self.jid = jid
         self.owner = owner
+        self.readers = access.owner_reads(owner, shared)     # its private files
+        self.task_output = access.task_output(owner, shared)
 
     def ctl(self) -> Node:
         return grid_text("ctl", qpath(Kind.JOBCTL, self.jid), self, lambda: f"{self.jid}\n",
@@ -65,7 +69,7 @@ class JobDir(GridDir):
 
     def desc(self) -> Node:
         return grid_text("desc", qpath(Kind.DESC, self.jid), self,
-                         lambda: self.grid.job(self.jid).spec.lines())
+                         lambda: self.grid.job(self.jid).spec.lines(), permit=self.readers)
 
     def status(self) -> Node:
         return grid_text("status", qpath(Kind.STATUS, self.jid), self,
@@ -81,24 +85,27 @@ class JobDir(GridDir):
 
     def stdout(self) -> Node:
         return grid_file("stdout", qpath(Kind.STDOUT, self.jid), self,
-                         lambda s, m: JobStream(self.grid, self.jid, "stdout"))
+                         lambda s, m: JobStream(self.grid, self.jid, "stdout"),
+                         permit=self.readers)
 
     def stderr(self) -> Node:
         return grid_file("stderr", qpath(Kind.STDERR, self.jid), self,
-                         lambda s, m: JobStream(self.grid, self.jid, "stderr"))
+                         lambda s, m: JobStream(self.grid, self.jid, "stderr"),
+                         permit=self.readers)
 
     def events(self) -> Node:
         return grid_file("events", qpath(Kind.JEVENTS, self.jid), self,
-                         lambda s, m: EventStream(self.grid, self.jid))
+                         lambda s, m: EventStream(self.grid, self.jid), permit=self.readers)
 
     def tasks(self) -> Node:
-        return TasksDir(self.grid, self.jid, self)
+        return TasksDir(self.grid, self.jid, self, self.task_output)
 
     def inputs(self) -> Node:
-        return InputsDir(self.grid, self.jid, self)
+        return InputsDir(self.grid, self.jid, self, self.readers)
 
     def outputs(self) -> Node:
-        export = access.OutputsExport(self.grid.spool.outputs_dir(self.jid), self.may_write)
+        export = access.OutputsExport(self.grid.spool.outputs_dir(self.jid), self.may_write,
+                                      self.readers)
         return access.OutputsNode(export, export.root, "outputs", self)
 
     ENTRIES = {"ctl": ctl, "desc": desc, "status": status, "wait": wait, "stdout": stdout,
@@ -209,14 +216,17 @@ class EventStream(PollHandle):
 
 
 class InputsDir(GridDir):
-    """The job's declared inputs, as they are in /data now (read-only)."""
+    """The job's declared inputs, as they are in /data now (read-only; read as the
+    job's files are)."""
 
-    permit = staticmethod(access.people_read)
-
-    def __init__(self, grid: Grid, jid: int, parent: Node) -> None:
+    def __init__(self, grid: Grid, jid: int, parent: Node, readers: access.Policy) -> None:
         super().__init__("inputs", qpath(Kind.INPUTS, jid), parent)
         self.grid = grid
         self.jid = jid
+        self.readers = readers
+
+    def permits(self, session: Session, want: int) -> bool:
+        return self.readers(session, want)
 
     def inputs(self) -> tuple[str, ...]:
         job = self.grid.find_job(self.jid)

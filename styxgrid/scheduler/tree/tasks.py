@@ -21,10 +21,11 @@ from .qids import Kind, qpath
 
 
 class TasksDir(GridDir):
-    def __init__(self, grid: Grid, jid: int, parent: Node) -> None:
+    def __init__(self, grid: Grid, jid: int, parent: Node, output: access.Policy) -> None:
         super().__init__("tasks", qpath(Kind.TASKS, jid), parent)
         self.grid = grid
         self.jid = jid
+        self.output = output                    # who reads and writes its tasks' output
 
     def count(self) -> int:
         job = self.grid.find_job(self.jid)
@@ -37,15 +38,17 @@ class TasksDir(GridDir):
         index = checks.index(name)
         if index is None or index >= self.count():
             return None
-        return TaskDir(self.grid, self.jid, index, self)
+        return TaskDir(self.grid, self.jid, index, self, self.output)
 
 
 class TaskDir(GridDir):
-    def __init__(self, grid: Grid, jid: int, index: int, parent: Node) -> None:
+    def __init__(self, grid: Grid, jid: int, index: int, parent: Node,
+                 output: access.Policy) -> None:
         super().__init__(str(index), qpath(Kind.TASK, jid, index), parent)
         self.grid = grid
         self.jid = jid
         self.index = index
+        self.output = output
 
     def status(self) -> Node:
         return grid_text("status", qpath(Kind.TSTATUS, self.jid, self.index), self,
@@ -75,7 +78,7 @@ class TaskDir(GridDir):
                 return UploadHandle(grid, session, jid, index, name)
             return TaskStream(grid, jid, index, name)
         return grid_file(name, qpath(kind, jid, index), self, opener, 0o666,
-                         access.task_output)
+                         self.output)
 
     def exit_text(self) -> str:
         """A killed task did not end by itself: it has no exit status (nor has one
