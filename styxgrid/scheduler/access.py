@@ -167,8 +167,12 @@ class DataNode(HostNode):
     inputs of their tasks); /data itself is listed by all and written by none."""
 
     def owner(self) -> str | None:
+        """The user whose folder this is in (None: /data itself, or a file an
+        admin left at its top)."""
         rel = os.path.relpath(self.path, self.export.root)
-        return None if rel == "." else rel.split("/", 1)[0]
+        if rel == "." or ("/" not in rel and not self.is_dir):
+            return None
+        return rel.split("/", 1)[0]
 
     def permits(self, session: Session, want: int) -> bool:
         if role(session) == ADMIN:
