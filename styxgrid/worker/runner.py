@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pwd
 import shutil
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
@@ -32,6 +33,7 @@ from .sandbox import InputCache, Sandboxes, TaskRun, open_folder, place_input, t
 log = logging.getLogger("styxgrid.worker")
 T = TypeVar("T")
 OverLink = Callable[[Callable[[Client], Awaitable[T]]], Awaitable[T]]
+PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"      # a task's PATH when it runs as another user
 OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
 
 
@@ -64,6 +66,9 @@ class Runner:
         self.paused = False                     # the owner's machine is busy: lease 0
         self.inline = config.inline_output      # output sent in a report, at most
         self.env = {k: os.environ[k] for k in config.passed_env if k in os.environ}
+        if self.run_as is not None:             # not root's home, name and PATH
+            name = pwd.getpwuid(self.run_as[0]).pw_name
+            self.env.update(USER=name, LOGNAME=name, PATH=PLAIN_PATH)
         self.nursery: trio.Nursery | None = None
         self.keeper = Keeper()                  # ends the tasks if this process is killed
 
@@ -190,6 +195,8 @@ class Runner:
 
     def task_env(self, run: TaskRun) -> dict[str, str]:
         env = dict(self.env)
+        if self.run_as is not None:
+            env["HOME"] = run.sandbox               # a home the task's user may write
         env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
                    STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name)
         env.update((k, run.expand(v)) for k, v in run.spec.env)

@@ -188,3 +188,16 @@ async def test_a_users_jobs_and_data_are_hers_unless_she_shares_them(grid):
         assert (st.mode & 0o777, st.mtime, st.uid) == (0o755, 1, "alice")
         with pytest.raises(NinePError, match="permission denied"):
             await bob.wstat("data/alice/notes.txt", Stat.dont_touch(mode=0o777))
+
+
+async def test_a_task_gets_its_own_users_name_home_and_a_plain_path(grid):
+    if os.geteuid() != 0:
+        pytest.skip("tasks run as another user only under a root worker")
+    grid.start_worker("w1", 1)
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd sh -c 'echo $USER $LOGNAME; echo $HOME; echo $PATH; pwd'\n"
+                              "submit\n")
+        await wait(c, job)
+        user, home, path, cwd = (await c.read_file(f"jobs/{job}/stdout")).decode().split("\n")[:4]
+        assert user == "nobody nobody" and home == cwd and "/task." in home
+        assert path == "/usr/local/bin:/usr/bin:/bin"
