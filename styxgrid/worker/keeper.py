@@ -1,57 +1,70 @@
 """The keeper: a small process beside the worker that ends the worker's tasks
 when the worker ends in a way that lets it do nothing itself (SIGKILL, a crash).
 
-The worker writes `+PGID` when a task starts and `-PGID` when it is over on the
-keeper's standard input.  When that pipe reaches its end (the kernel closes it
-however the worker ends) the keeper kills every process group still listed and
-exits.  It sits in a session of its own and ignores SIGINT and SIGTERM, so a
-Ctrl-C or a signal meant for the worker does not take it first.
+Every task the worker starts carries `STYXGRID_KEEPER=TOKEN` in its environment,
+a token this worker's keeper alone knows, and so does whatever the task starts
+(unless it clears its environment on purpose).  The keeper waits for the end of
+its standard input, a pipe from the worker that the kernel closes however the
+worker ends; then it kills every process whose starting environment carries the
+token, until none is left.  Nothing passes between them while tasks run, so a
+task costs the worker nothing more.  The keeper sits in a session of its own and
+ignores SIGINT and SIGTERM, so a Ctrl-C meant for the worker does not take it.
 
-    python -m styxgrid.worker.keeper
+    python -m styxgrid.worker.keeper TOKEN
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 
+VARIABLE = "STYXGRID_KEEPER"
+
 
 class Keeper:
-    """The worker's side: start the keeper, tell it of each task's group."""
+    """The worker's side: start the keeper; `env` marks a task as the worker's."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "styxgrid.worker.keeper"],
-                                        stdin=subprocess.PIPE, start_new_session=True)
-        assert self.process.stdin is not None
-        self.fd = self.process.stdin.fileno()
+        self.token = secrets.token_hex(16)
+        self.process = subprocess.Popen([sys.executable, "-m", "styxgrid.worker.keeper",
+                                         self.token], stdin=subprocess.PIPE,
+                                        start_new_session=True)
+        self.env = {VARIABLE: self.token}
 
-    def add(self, pgid: int) -> None:
-        os.write(self.fd, b"+%d\n" % pgid)
 
-    def remove(self, pgid: int) -> None:
-        os.write(self.fd, b"-%d\n" % pgid)
+def marked(token: str) -> list[int]:
+    """The processes whose environment carries the token."""
+    mark = f"{VARIABLE}={token}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    groups: set[int] = set()
-    for line in sys.stdin.buffer:
-        try:
-            pgid = int(line[1:])
-        except ValueError:
-            continue
-        if line[:1] == b"+":
-            groups.add(pgid)
-        else:
-            groups.discard(pgid)
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
+    token = sys.argv[1]
+    sys.stdin.buffer.read()                 # until the worker is gone
+    for _ in range(10):                     # a task may fork while we look
+        left = [pid for pid in marked(token) if pid != os.getpid()]
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

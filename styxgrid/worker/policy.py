@@ -62,6 +62,8 @@ def program_path(cmd: str, cwd: str, found: str | None) -> str | None:
     """The absolute path a task's program runs from, with no `..` or `.` left in
     it: `cmd` itself when it names a path (taken from the task's folder), else
     where the task's PATH `found` it; None when it was not found."""
+    if cmd.startswith("/") and "/." not in cmd and "//" not in cmd:
+        return cmd                              # already absolute and normal (the usual)
     if "/" in cmd:
         return os.path.normpath(os.path.join(cwd, cmd))
     return os.path.normpath(os.path.join(cwd, found)) if found else None

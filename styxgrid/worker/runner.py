@@ -163,6 +163,9 @@ class Runner:
             if run.killed:
                 self.forget(run)
                 continue
+            if run.process is None:             # never started: the files beside its
+                self.post(run, status, reason)  # folder are an earlier task's
+                continue
             output = None if run.spec.outputs else last_output(run, self.inline)
             if output is None:
                 assert self.nursery is not None
@@ -200,6 +203,7 @@ class Runner:
         env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
                    STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name)
         env.update((k, run.expand(v)) for k, v in run.spec.env)
+        env.update(self.keeper.env)             # last: a job cannot unmark itself
         return env
 
     async def execute(self, run: TaskRun) -> tuple[int, str]:
@@ -222,7 +226,7 @@ class Runner:
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
             run.process = Process(program, argv, env, run.cwd, run.local("stdout"),
                                   run.local("stderr"), config.nice, self.run_as)
-            self.keeper.add(run.process.pid)
+
         except OSError as exc:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
         except NinePError as exc:
@@ -232,10 +236,7 @@ class Runner:
             return 127, f"cannot start the task: {type(exc).__name__}: {str(exc)[:200]}"
         if run.killed:
             run.process.kill()
-        try:
-            return await run.process.wait(), ""
-        finally:
-            self.keeper.remove(run.process.pid)
+        return await run.process.wait(), ""
 
     async def fetch_inputs(self, run: TaskRun) -> None:
         """Make `dir` and copy the inputs into it (off the loop), from this worker's

@@ -86,14 +86,8 @@ class Sandboxes:
         return path
 
     def give_back(self, path: str) -> None:
-        """Empty the folder for the next task, and its output files beside it: a
-        task that never starts (refused, an input missing) must not report the
-        last one's output as its own."""
-        for stream in STREAMS:
-            try:
-                os.unlink(f"{path}.{stream}")
-            except FileNotFoundError:
-                pass
+        """Empty the folder for the next task (its output files beside it are
+        emptied when the next task starts; one that never starts reports none)."""
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
@@ -107,6 +101,11 @@ class Sandboxes:
             self.free.append(path)
         else:
             os.rmdir(path)
+            for stream in STREAMS:
+                try:
+                    os.unlink(f"{path}.{stream}")
+                except FileNotFoundError:
+                    pass
 
 
 class InputCache:
