@@ -26,6 +26,7 @@ class Proc:
             STYXGRID + args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
             env={**os.environ, **(env or {})})
         self.lines: list[str] = []
+        self.more = threading.Condition()     # notified with each line read after ready
         self.match = self.wait_for(ready)
         # keep reading its stderr: a server that logs much must never block on a full pipe
         threading.Thread(target=self.keep_reading, daemon=True).start()
@@ -34,9 +35,17 @@ class Proc:
         assert self.popen.stderr is not None
         try:
             for line in self.popen.stderr:
-                self.lines.append(line)
+                with self.more:
+                    self.lines.append(line)
+                    self.more.notify_all()
         except (ValueError, OSError):          # closed by stop()
             pass
+
+    def said(self, text: str, timeout: float = 60) -> bool:
+        """Wait (blocking) until a line of its stderr holds `text`."""
+        with self.more:
+            return self.more.wait_for(lambda: any(text in line for line in self.lines),
+                                      timeout)
 
     def wait_for(self, pattern: str) -> re.Match:
         """Read stderr lines (blocking) until one matches; fail if the process ends."""

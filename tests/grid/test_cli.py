@@ -9,7 +9,6 @@ import pwd
 import subprocess
 
 import pytest
-import trio
 
 from styxgrid.cli.parser import parser
 from styxgrid.ninep.client import open_client
@@ -263,15 +262,10 @@ async def test_verbose_logs_say_what_changed_as_key_values(proc, short_tmp):
     async with open_client(sock) as c:
         job = await submit(c, "cmd true\nsubmit\n")
         await wait(c, job)
-    await logged(scheduler, f"INFO: job={job} done")
-    await logged(worker, f"DEBUG: job={job} task=0 ended status=0")
+    assert scheduler.said(f"INFO: job={job} done", TIMEOUT)
+    assert worker.said(f"DEBUG: job={job} task=0 ended status=0", TIMEOUT)
     said = "".join(scheduler.lines)
     assert "INFO: node=w1 joined slots=1" in said
     assert f"INFO: job={job} submitted tasks=1 owner=" in said
     assert "task=0" not in said                      # tasks only at -vv
 
-
-async def logged(p, text: str) -> None:
-    with trio.fail_after(TIMEOUT):
-        while not any(text in line for line in p.lines):
-            await trio.sleep(0.05)
