@@ -55,6 +55,15 @@ def node_name(name: str) -> str:
     return name
 
 
+def user_name(name: str) -> str:
+    """A user's name as the grid knows it (a job's owner, a /data folder): 1 to
+    64 ASCII letters, digits, '-', '_' and '.', not starting with '.'."""
+    if not _NODE.match(name):
+        raise ValueError(f"bad user name {quoted(name)}: use 1 to 64 letters, digits, "
+                         "'-', '_' and '.' (not starting with '.')")
+    return name
+
+
 def attribute(name: str, text: str) -> Any:
     """A ClassAd attribute of a worker's ad: an identifier, and a literal that
     ClassAds can hold (a 64-bit integer, a finite real, a bool, a short string)."""

@@ -29,7 +29,10 @@ MAX_LINE = 128 * 1024             # bytes of one line
 MAX_ARGS = 128 * 1024             # bytes of all arguments together
 MAX_LIST = 256                    # env, input and output lines of one job, each
 KEYS = ("cmd", "args", "tasks", "env", "dir", "input", "output", "requirements", "rank",
-        "priority", "retries", "share", "submit")
+        "priority", "retries", "share", "speculate", "max_runtime", "submit")
+SPECULATE = 3.0                   # a copy of a task running this many times the median
+MAX_RUNTIME = 366 * 86400         # seconds: a max_runtime is at most a year
+_FACTOR = re.compile(r"[0-9]{1,4}(\.[0-9]{1,2})?\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUOTES = ("'", '"')
 
@@ -65,6 +68,8 @@ class JobSpec:
     priority: int = 0
     retries: int = 0
     share: bool = False                 # every user may read its files, not only its owner
+    speculate: float = SPECULATE        # copy a task past this times the median run; 0: off
+    max_runtime: int = 0                # seconds a task may run, then it fails; 0: no limit
 
     def __post_init__(self) -> None:
         if not self.cmd:
@@ -87,9 +92,14 @@ class JobSpec:
                 raise DescriptionError(f"env: {quoted(name)} is not a variable name")
         for key, number, low, high in (("tasks", self.tasks, 1, MAX_TASKS),
                                        ("priority", self.priority, -1000, 1000),
-                                       ("retries", self.retries, 0, 1000)):
+                                       ("retries", self.retries, 0, 1000),
+                                       ("max_runtime", self.max_runtime, 0, MAX_RUNTIME)):
             if type(number) is not int or not low <= number <= high:
                 raise DescriptionError(f"{key}: {number} is out of range ({low}..{high})")
+        if type(self.speculate) is not float or \
+                not (self.speculate == 0 or 1.1 <= self.speculate <= 1000):
+            raise DescriptionError(f"speculate: {self.speculate} is out of range (1.1..1000, "
+                                   "or off)")
         text = self._normal_form()
         if len(text) > MAX_DESCRIPTION // 4 and len(text.encode()) > MAX_DESCRIPTION:
             raise DescriptionError(f"description longer than {MAX_DESCRIPTION // 1024} KiB")
@@ -118,6 +128,10 @@ class JobSpec:
         out.append(f"retries {self.retries}")
         if self.share:
             out.append("share all")
+        if self.speculate != SPECULATE:
+            out.append(f"speculate {self.speculate:g}" if self.speculate else "speculate off")
+        if self.max_runtime:
+            out.append(f"max_runtime {self.max_runtime}")
         return "\n".join(out) + "\n"
 
     @classmethod
@@ -270,6 +284,16 @@ class Description:
             if value not in ("all", "none"):
                 raise DescriptionError(f"share: want 'all' or 'none', got {quoted(value)}")
             f["share"] = value == "all"
+        elif key == "speculate":
+            if value == "off":
+                f["speculate"] = 0.0
+            elif _FACTOR.match(value) and 1.1 <= float(value) <= 1000:
+                f["speculate"] = float(value)
+            else:
+                raise DescriptionError(f"speculate: want F (a number, 1.1..1000) or 'off', "
+                                       f"got {quoted(value)}")
+        elif key == "max_runtime":
+            f["max_runtime"] = _int(key, value, 1, MAX_RUNTIME)
         return None
 
     def finish(self) -> JobSpec:

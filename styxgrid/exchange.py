@@ -257,23 +257,31 @@ def parse_orders(data: bytes) -> list[Kill]:
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """`task J T N SIZE` and SIZE bytes of the job's description: one task leased
-    (N is the job's number of tasks)."""
+    """`task J T N OWNER SIZE` and SIZE bytes of the job's description: one task
+    leased (N is the job's number of tasks; OWNER the user whose job it is, so
+    that a worker never runs two users' tasks as one uid)."""
 
     job: int
     task: int
     tasks: int
+    owner: str
     description: bytes
 
+    def __post_init__(self) -> None:
+        try:
+            checks.user_name(self.owner)
+        except ValueError as exc:
+            raise ExchangeError(f"task record: {exc}") from None
+
     def encode(self) -> bytes:
-        return self.head(self.job, self.task, self.tasks, len(self.description)) \
-            + self.description
+        return self.head(self.job, self.task, self.tasks, self.owner,
+                         len(self.description)) + self.description
 
     @staticmethod
-    def head(job: int, task: int, tasks: int, size: int) -> bytes:
+    def head(job: int, task: int, tasks: int, owner: str, size: int) -> bytes:
         """The record's first line alone: the scheduler sends one description,
         made once per job, after each task's own line."""
-        return f"task {job} {task} {tasks} {size}\n".encode()
+        return f"task {job} {task} {tasks} {owner} {size}\n".encode()
 
 
 def parse_tasks(data: bytes) -> list[TaskRecord]:
@@ -282,15 +290,16 @@ def parse_tasks(data: bytes) -> list[TaskRecord]:
         end = data.find(b"\n", at)
         words = data[at:end].split() if end >= 0 else []
         try:
-            if len(words) != 5 or words[0] != b"task":
+            if len(words) != 6 or words[0] != b"task":
                 raise ValueError
-            job, task, tasks, size = int(words[1]), int(words[2]), int(words[3]), int(words[4])
+            job, task, tasks, size = int(words[1]), int(words[2]), int(words[3]), int(words[5])
             if min(job, task, tasks, size) < 0:
                 raise ValueError
+            owner = words[4].decode("ascii")
         except ValueError:
             raise ExchangeError(f"bad task record {data[at:at + 80]!r}") from None
         text, at = data[end + 1:end + 1 + size], end + 1 + size
         if len(text) != size:
             raise ExchangeError(f"task record cut short: {len(text)} of {size} bytes")
-        out.append(TaskRecord(job, task, tasks, text))
+        out.append(TaskRecord(job, task, tasks, owner, text))
     return out

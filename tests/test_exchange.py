@@ -28,7 +28,8 @@ CASES = [
      lambda b: parse_reports(b)[0]),
     (Done(3, 1, 0), b"done 3 1 0\n", lambda b: parse_reports(b)[0]),
     (Kill(5, 4294967295), b"kill 5 4294967295\n", lambda b: parse_orders(b)[0]),
-    (TaskRecord(5, 2, 10, b"cmd sh\n"), b"task 5 2 10 7\ncmd sh\n", lambda b: parse_tasks(b)[0]),
+    (TaskRecord(5, 2, 10, "alice", b"cmd sh\n"), b"task 5 2 10 alice 7\ncmd sh\n",
+     lambda b: parse_tasks(b)[0]),
 ]
 
 
@@ -45,7 +46,7 @@ def test_table_decode(record, wire, parse):
 def test_one_report_write_carries_many_records_in_order():
     records = [Lease(16), Output(1, 0, "stdout", 0, b"x\n"), Done(1, 0, 0), Done(1, 1, 2, "no")]
     assert parse_reports(b"".join(r.encode() for r in records)) == records
-    tasks = [TaskRecord(1, i, 3, b"cmd true\n") for i in range(3)]
+    tasks = [TaskRecord(1, i, 3, "bob", b"cmd true\n") for i in range(3)]
     assert parse_tasks(b"".join(t.encode() for t in tasks)) == tasks
     assert parse_orders(b"kill 1 2\nsomething later\nkill 3 4\n") == [Kill(1, 2), Kill(3, 4)]
 
@@ -76,7 +77,10 @@ REFUSED = [
     (parse_reports, b"lease -1\n", "lease: -1 is out of range"),
     (parse_reports, b"done 1 2 0\nexplode\n", "bad report 'explode'"),
     (parse_tasks, b"task 1 2 3\n", "bad task record"),
-    (parse_tasks, b"task 1 2 3 10\nshort", "task record cut short: 5 of 10 bytes"),
+    (parse_tasks, b"task 1 2 3 10\nx", "bad task record"),
+    (parse_tasks, b"task 1 2 3 al/ice 1\nx", "task record: bad user name 'al/ice'"),
+    (parse_tasks, b"task 1 2 3 \xc3\xa9 1\nx", "bad task record"),
+    (parse_tasks, b"task 1 2 3 bob 10\nshort", "task record cut short: 5 of 10 bytes"),
     (parse_orders, b"kill 1 99999999999\n", "kill: task: 99999999999 is out of range"),
 ]
 
@@ -108,7 +112,9 @@ def test_reports_round_trip(records):
     assert parse_reports(b"".join(r.encode() for r in records)) == records
 
 
-@given(st.builds(TaskRecord, tasks, tasks, st.integers(1, 10_000_000), st.binary(max_size=80)))
+@given(st.builds(TaskRecord, tasks, tasks, st.integers(1, 10_000_000),
+                 st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", fullmatch=True),
+                 st.binary(max_size=80)))
 def test_task_records_round_trip(record):
     assert parse_tasks(record.encode()) == [record]
 

@@ -102,8 +102,9 @@ def servers(sub: argparse._SubParsersAction) -> None:
                    help="key and certificate (default ~/.config/styxgrid/worker-NAME)")
     p.add_argument("--allow", action="append", default=[], metavar="GLOB",
                    help="run only programs matching (repeatable; default: any)")
-    p.add_argument("--run-as", metavar="USER",
-                   help="started as root: run tasks as USER (default nobody)")
+    p.add_argument("--task-users", default="", metavar="USER,...",
+                   help="started as root: the accounts tasks run as, one grid user's at "
+                        "a time each (default: one per slot, made on first start)")
     p.add_argument("--max-load", type=float, metavar="L",
                    help="take tasks only while the load not from this worker's tasks "
                         "is below L (default: always)")

@@ -114,13 +114,16 @@ def worker_config(args: argparse.Namespace):
     scheduler = find_scheduler(args.scheduler, identity)
     parse_address(scheduler)
     for glob in args.allow:
+        if any(c.isspace() for c in glob):
+            raise ValueError(f"--allow {glob!r}: a glob has no blanks (match one with ?)")
         if not glob.startswith(("/", "*")):
             raise ValueError(f"--allow {glob!r}: a glob matches a program's absolute path "
                              f"(e.g. /usr/bin/{glob} or */{glob})")
     return WorkerConfig(scheduler=scheduler, name=name, slots=args.slots,
                         workdir=args.workdir or "", attrs=attrs, nice=args.nice,
                         heartbeat=args.heartbeat, identity=identity,
-                        allow=tuple(args.allow), run_as=args.run_as, max_load=args.max_load)
+                        allow=tuple(args.allow), max_load=args.max_load,
+                        task_users=tuple(n for n in args.task_users.split(",") if n))
 
 
 @command

@@ -16,6 +16,7 @@ import os
 import pwd
 from typing import Callable
 
+from .. import checks
 from ..ninep.errors import EPERM, NinePError
 from ..ninep.exportfs import ExportFS, HostNode
 from ..ninep.messages import Stat
@@ -38,7 +39,12 @@ def user(session: Session) -> str:
 
 def identify(session: Session) -> None:
     """Set session.data user and role from what the transport proved; a claim the
-    transport does not back is refused."""
+    transport does not back is refused, and so is a name the grid cannot hold
+    (it names the user's jobs, /data folder and, on workers, task accounts)."""
+    try:
+        checks.user_name(session.uname)
+    except ValueError as exc:
+        raise NinePError(f"attach: {exc}") from None
     peer = session.peer
     transport = peer.get("transport")
     if transport == "tls":

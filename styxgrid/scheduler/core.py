@@ -1,8 +1,9 @@
 """The scheduler's pure core: jobs of tasks, workers' slots, matchmaking.
 
-No I/O and no clock: the 9P tree and the store feed it events (submit, a slot asks
-for work, a task ends, a worker is lost, a ctl verb) and act on what it returns.
-Its records (jobs, groups, workers) are in model.py.
+No I/O: the 9P tree and the store feed it events (submit, a slot asks for work, a
+task ends, a worker is lost, a ctl verb) and act on what it returns; its clock
+is given (the grid's trio clock).  Its records (jobs, groups, workers) are in
+model.py; copies of slow tasks and run-time limits are in runs.py.
 
 A worker holds at most `lease` tasks at once (running, or leased and waiting their
 turn on the worker; 0 while its owner's machine is busy: it is *paused*); while one
@@ -16,23 +17,38 @@ read or report: a worker leases ahead only work it has just seen to be short
 from __future__ import annotations
 
 import heapq
+import time
 from array import array
-from typing import Any
+from typing import Any, Callable, Protocol
 
+from .. import allowlist
 from ..describe import JobSpec
+from . import runs
 from .model import (DONE, FAILED, HELD, HOLD, KILL, KILLED, MAX_LOSSES, QUEUED, RELEASE,
                     RETRY, RUNNING, Assignment, CoreError, Group, Job, Worker, classad_of,
                     expression)
 
 
+class CopyFiles(Protocol):
+    """Where the output of a task's copies is kept apart (the spool)."""
+
+    def promote(self, jid: int, index: int, copy: str) -> None: ...
+
+    def discard(self, jid: int, index: int, copy: str) -> None: ...
+
+
 class Core:
     """All jobs and workers of one scheduler."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 copy_files: CopyFiles | None = None) -> None:
         self.jobs: dict[int, Job] = {}
         self.next_job = 1
-        self.groups: dict[str, Group] = {}
+        self.groups: dict[tuple[str, allowlist.Program], Group] = {}  # (requirements, program)
         self.workers: dict[str, Worker] = {}
+        self.clock = clock
+        self.copy_files = copy_files
+        self.timed: dict[int, None] = {}        # jobs with a max_runtime, till they finish
 
     # ------------------------------------------------------------ jobs
 
@@ -51,6 +67,8 @@ class Core:
         self.group_of(job)                      # may fail (an expression): nothing is kept
         self.next_job = max(self.next_job, jid + 1)
         self.jobs[jid] = job
+        if spec.max_runtime:
+            self.timed[jid] = None
         self.enqueue(job)
         return job
 
@@ -64,10 +82,11 @@ class Core:
         return job
 
     def group_of(self, job: Job) -> Group:
-        key = job.spec.requirements
+        spec = job.spec
+        key = (spec.requirements, allowlist.job_program(spec.cmd, spec.dir, spec.env))
         group = self.groups.get(key)
         if group is None:
-            group = Group(key, expression(key) if key else None)
+            group = Group(*key, expression(key[0]) if key[0] else None)
             self.groups[key] = group
             for worker in self.workers.values():        # once per new group, not per dispatch
                 if group.matches(worker):
@@ -103,7 +122,14 @@ class Core:
             heapq.heappop(heap)
             if job is not None and job.heap_key == key:
                 job.heap_key = None
+                self.tail(group, job)
         return None
+
+    @staticmethod
+    def tail(group: Group, job: Job) -> None:
+        """A job out of queued tasks with some running: its slow ones may be copied."""
+        if job.counts[RUNNING] and job.spec.speculate:
+            group.tails[job.id] = None
 
     def next_task(self, group: Group) -> tuple[Job, int] | None:
         """The best queued task of `group`, taken off the queue."""
@@ -114,6 +140,7 @@ class Core:
                 return job, index
             heapq.heappop(group.jobs)
             job.heap_key = None
+            self.tail(group, job)
         return None
 
     def best_group(self, worker: Worker) -> Group | None:
@@ -128,9 +155,62 @@ class Core:
     def start(self, worker: Worker, job: Job, index: int) -> Assignment:
         job.set_state(index, RUNNING)
         job.running[index] = worker.name
+        job.started[index] = self.clock()
         worker.running.add((job.id, index))
         self.refresh(worker)
         return Assignment(worker.name, job.id, index)
+
+    def start_copy(self, worker: Worker, job: Job, index: int) -> Assignment:
+        """Another run of a running task, on another worker: the first to finish
+        well decides the task."""
+        job.copies.setdefault(index, []).append(worker.name)
+        worker.running.add((job.id, index))
+        self.refresh(worker)
+        return Assignment(worker.name, job.id, index, copy=True)
+
+    def runners(self, job: Job, index: int) -> list[str]:
+        """The workers running the task: the first run, then its copies."""
+        first = job.running.get(index)
+        return ([first] if first else []) + job.copies.get(index, [])
+
+    def drop_run(self, job: Job, index: int, name: str) -> bool:
+        """One run of a task that has copies ends without deciding it (lost,
+        failed, given back): True when another run goes on (the first copy then
+        takes the place of the first run, output and all)."""
+        copies = job.copies.get(index)
+        if not copies:
+            return False
+        if name in copies:
+            copies.remove(name)
+            if self.copy_files is not None:
+                self.copy_files.discard(job.id, index, name)
+        elif job.running.get(index) == name:
+            job.running[index] = copies.pop(0)
+            if self.copy_files is not None:
+                self.copy_files.promote(job.id, index, job.running[index])
+        else:
+            return False
+        if not copies:
+            del job.copies[index]
+        return True
+
+    def end_runs(self, job: Job, index: int, winner: str | None) -> None:
+        """The task is decided (by `winner`'s run, or a verb): no run of it goes on;
+        the winner's output becomes the task's."""
+        for name in self.runners(job, index):
+            worker = self.workers.get(name)
+            if worker is not None and name != winner:
+                worker.running.discard((job.id, index))
+                self.refresh(worker)
+        copies = job.copies.pop(index, [])
+        if self.copy_files is not None:
+            for name in copies:
+                if name == winner:
+                    self.copy_files.promote(job.id, index, name)
+                else:
+                    self.copy_files.discard(job.id, index, name)
+        job.running.pop(index, None)
+        job.started.pop(index, None)
 
     def ask(self, name: str, most: int) -> list[Assignment]:
         """A read of worker `name` asks for up to `most` tasks: those it can have now,
@@ -161,6 +241,10 @@ class Core:
             if picked is None:
                 break
             got.append(self.start(worker, *picked))
+        if not got and len(worker.running) < worker.slots:
+            copy = runs.copy_for(self, worker)
+            if copy is not None:
+                got.append(copy)
         return got
 
     def fill(self, name: str) -> list[Assignment]:
@@ -273,9 +357,10 @@ class Core:
         lost = sorted(worker.running)
         for jid, index in lost:
             job = self.jobs.get(jid)
-            if job is None or job.running.get(index) != name:
+            if job is None or self.drop_run(job, index, name) or job.running.get(index) != name:
                 continue
             del job.running[index]
+            job.started.pop(index, None)
             job.losses[index] = job.losses.get(index, 0) + 1
             if job.losses[index] >= MAX_LOSSES:
                 job.reasons[index] = f"lost {MAX_LOSSES} times (last on worker {name})"
@@ -300,12 +385,25 @@ class Core:
             worker.running.discard((jid, index))
             worker.recent = jid
             self.refresh(worker)
-        if job is None or job.running.get(index) != name:
+        if job is None:
             return False
-        del job.running[index]
+        if index not in job.copies:             # the usual: one run
+            if job.running.get(index) != name:
+                return False
+            del job.running[index]
+            began = job.started.pop(index, None)
+        else:
+            if name not in self.runners(job, index):
+                return False
+            if status != 0 and self.drop_run(job, index, name):
+                return True                     # another run of it goes on
+            began = job.started.get(index)
+            self.end_runs(job, index, name)
         if status == 0:
             job.exit[index] = status
             job.set_state(index, DONE)
+            if began is not None:
+                job.runtimes.append(self.clock() - began)
         elif job.failures.get(index, 0) < job.spec.retries:
             job.failures[index] = job.failures.get(index, 0) + 1
             self.requeue(job, index)                # its exit stays -1 until it ends
@@ -315,6 +413,13 @@ class Core:
                                             else f"killed by signal {-status}")
             job.set_state(index, FAILED)
         return True
+
+    def end_task(self, job: Job, index: int, reason: str) -> None:
+        """A running task fails for a reason of the scheduler's (every run of it
+        is to be killed), with no retry: it would end the same way."""
+        self.end_runs(job, index, None)
+        job.reasons[index] = reason
+        job.set_state(index, FAILED)
 
     def reclaim(self, name: str, jid: int, index: int) -> bool:
         """A worker rejoining (say, after a scheduler restart) still runs this task:
@@ -326,6 +431,7 @@ class Core:
             return False
         job.set_state(index, RUNNING)
         job.running[index] = name
+        job.started[index] = self.clock()
         worker.running.add((jid, index))
         self.refresh(worker)
         return True
@@ -338,8 +444,10 @@ class Core:
         if worker is not None:
             worker.running.discard((jid, index))
             self.refresh(worker)
-        if job is not None and job.running.get(index) == name:
+        if job is not None and not self.drop_run(job, index, name) \
+                and job.running.get(index) == name:
             del job.running[index]
+            job.started.pop(index, None)
             self.requeue(job, index)
 
     def set_draining(self, name: str, draining: bool) -> None:
@@ -355,13 +463,10 @@ class Core:
         pass in C over the states, whatever the number of tasks: an unfinished task's
         exit is already -1, and a killed task's reason goes without saying."""
         job = self.job(jid)
-        stop = [(name, index) for index, name in job.running.items()]
-        for name, index in stop:
-            worker = self.workers.get(name)
-            if worker is not None:
-                worker.running.discard((jid, index))
-                self.refresh(worker)
-        job.running.clear()
+        stop = [(name, index) for index in list(job.running)
+                for name in self.runners(job, index)]
+        for index in list(job.running):
+            self.end_runs(job, index, None)
         job.killed = True
         job.state = job.state.translate(KILL)    # one pass; nothing keeps the old one
         c = job.counts

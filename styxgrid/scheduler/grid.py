@@ -37,10 +37,10 @@ class Grid:
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_state(self.state_dir)
-        self.core = Core()
+        self.spool = Spool(str(self.state_dir / "spool"))
+        self.core = Core(clock=trio.current_time, copy_files=self.spool)
         self.store = Store(self.state_dir / "grid.db")
         self.store.load(self.core)
-        self.spool = Spool(str(self.state_dir / "spool"))
         self.data_dir = str(self.state_dir / "data")
         os.makedirs(self.data_dir, exist_ok=True)
         keep_private(self.state_dir)
@@ -229,6 +229,8 @@ class Grid:
         line = f"{index} {STATE_NAMES[state]}"
         if index in job.running:
             line += f" node={job.running[index]}"
+        if index in job.copies:
+            line += f" copies={','.join(job.copies[index])}"
         if state in EXITED:
             line += f" exit={job.exit_of(index)}"
         reason = job.reasons.get(index) or ("killed" if state == KILLED else "") or \
@@ -242,7 +244,7 @@ class Grid:
         node = job.running.get(index)
         if node is None and job.state[index] in FINISHED:
             node = self.store.task_node(jid, index)
-        return (node or "") + "\n" if node else ""
+        return " ".join([node, *job.copies.get(index, [])]) + "\n" if node else ""
 
 
 def keep_private(folder: Path) -> None:

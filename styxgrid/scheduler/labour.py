@@ -22,7 +22,8 @@ from ..ninep.tree import Signal
 from . import store as rows
 from .core import Core
 from .events import EventLog
-from .model import FINISHED, STATE_NAMES, Assignment, Job
+from . import runs
+from .model import FINISHED, RUNNING, STATE_NAMES, Assignment, Job
 from .spool import Spool
 from .store import Store
 
@@ -110,8 +111,16 @@ class Labour:
                 self.hand(link, a)
 
     def started(self, a: Assignment) -> None:
-        self.spool.reset(a.job, a.index)
-        self.events.add(a.job, f"job {a.job} task {a.index} running node={a.worker}")
+        if not a.copy:
+            self.spool.reset(a.job, a.index)
+            self.events.add(a.job, f"job {a.job} task {a.index} running node={a.worker}")
+        else:
+            self.spool.reset(a.job, a.index, a.worker)
+            job = self.core.jobs[a.job]
+            ran = self.core.clock() - job.started[a.index]
+            self.events.add(a.job, f"job {a.job} task {a.index} copy running node={a.worker} "
+                            f"(slow: {ran:.1f}s on {job.running[a.index]}, over "
+                            f"{job.spec.speculate:g} x the median {runs.median_run(job):.2f}s)")
         self.notify(a.job)
 
     def take_work(self, link: WorkerLink, most: int) -> list[Assignment] | WorkRead:
@@ -180,16 +189,16 @@ class Labour:
         return b"".join(out)
 
     def task_text(self, a: Assignment) -> bytes:
-        """One task's record: `task J T N SIZE` (N: the job's task count), then SIZE
-        bytes of the job's description lines, less requirements and rank."""
+        """One task's record: `task J T N OWNER SIZE` (N: the job's task count),
+        then SIZE bytes of the job's description lines, less requirements and rank."""
         text = self.task_texts.get(a.job)
         if text is None:
             spec = self.core.jobs[a.job].spec
             lines = [line for line in spec.lines().split("\n")
                      if line and not line.startswith(("requirements ", "rank "))]
             text = self.task_texts[a.job] = ("\n".join(lines) + "\n").encode()
-        tasks = self.core.jobs[a.job].spec.tasks
-        return TaskRecord.head(a.job, a.index, tasks, len(text)) + text
+        job = self.core.jobs[a.job]
+        return TaskRecord.head(a.job, a.index, job.spec.tasks, job.owner, len(text)) + text
 
     # ------------------------------------------------------------ workers
 
@@ -266,6 +275,7 @@ class Labour:
             for link in list(self.links.values()):
                 if now - link.last_seen > self.heartbeat_timeout:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
+            self.ticks()
 
     async def tasks_done(self, link: WorkerLink, reports: Sequence[Done],
                          outputs: Sequence[Output] = ()) -> None:
@@ -277,19 +287,30 @@ class Labour:
         link.last_seen = trio.current_time()
         for out in outputs:
             job = self.core.jobs.get(out.job)
-            if job is not None and job.running.get(out.task) == link.name:
-                try:
-                    self.spool.write(out.job, out.task, out.stream, out.offset, out.data)
-                except OSError as exc:
-                    log.error("job=%s task=%s %s from node=%s not stored: %s", out.job, out.task,
-                              out.stream, link.name, exc)
+            if job is None:
+                continue
+            if job.running.get(out.task) == link.name:
+                copy = ""
+            elif link.name in job.copies.get(out.task, ()):
+                copy = link.name
+            else:
+                continue
+            try:
+                self.spool.write(out.job, out.task, out.stream, out.offset, out.data, copy)
+            except OSError as exc:
+                log.error("job=%s task=%s %s from node=%s not stored: %s", out.job, out.task,
+                          out.stream, link.name, exc)
         statements, changed, requeued = [], {}, False
         for done in reports:
             jid, index, status = done.job, done.task, done.status
+            job = self.core.jobs.get(jid)
+            copied = self.core.runners(job, index) if job and index in job.copies else None
             if not self.core.task_done(link.name, jid, index, status, done.reason):
                 continue
             job = changed[jid] = self.core.jobs[jid]
             state = job.state[index]
+            if copied is not None and self.copy_ended(link.name, job, index, status, copied):
+                continue
             self.events.add(jid, f"job {jid} task {index} {STATE_NAMES[state]} exit={status}")
             if state in FINISHED:
                 statements.append(rows.result_row(job, index, link.name))
@@ -303,6 +324,50 @@ class Labour:
             self.notify(jid)
         if requeued:
             self.dispatch()
+
+    def copy_ended(self, name: str, job: Job, index: int, status: int,
+                   runners: list[str]) -> bool:
+        """One run of a task that had copies ended (`runners`: all its runs, before):
+        if it decided the task, the other runs are killed; if not (it failed, the
+        others go on), that is all there is to say (True)."""
+        others = [w for w in runners if w != name]
+        if job.state[index] == RUNNING:
+            self.events.add(job.id, f"job {job.id} task {index} run on {name} ended "
+                            f"exit={status}; its other run goes on")
+            return True
+        for other in others:
+            self.order(other, Kill(job.id, index))
+        self.events.add(job.id, f"job {job.id} task {index} {STATE_NAMES[job.state[index]]} "
+                        f"exit={status} node={name} (first of {len(runners)} runs to end; "
+                        f"killed on {','.join(others)})")
+        return False
+
+    def ticks(self) -> None:
+        """What time alone brings: copies of tasks that became slow, and the end of
+        tasks past their max_runtime."""
+        for a in runs.copies(self.core):
+            self.hand(self.links[a.worker], a)
+        late = runs.overdue(self.core)
+        statements = []
+        for job, index in late:
+            runners = self.core.runners(job, index)
+            limit = job.spec.max_runtime
+            self.core.end_task(job, index, f"ran past its max_runtime of {limit}s (killed)")
+            for name in runners:
+                self.order(name, Kill(job.id, index))
+            self.events.add(job.id, f"job {job.id} task {index} failed (past max_runtime "
+                            f"{limit}s on {','.join(runners)})")
+            statements.append(rows.result_row(job, index, runners[0] if runners else ""))
+        if statements and self.nursery is not None:
+            self.nursery.start_soon(self.commit_ends, statements, list({j for j, _ in late}))
+        if late:
+            self.dispatch()
+
+    async def commit_ends(self, statements: list, jobs: list[Job]) -> None:
+        await self.store.write(statements)
+        for job in jobs:
+            self.announce(job)
+            self.notify(job.id)
 
     def drain(self, name: str | None, draining: bool) -> None:
         """Stop (or resume) handing tasks to one worker, or to all."""

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import allowlist
 from ..describe import JobSpec
 
 QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
@@ -94,6 +95,11 @@ class Job:
     next_fresh: int = 0                       # tasks >= this index were never handed out
     requeued: deque = field(default_factory=deque)
     running: dict[int, str] = field(default_factory=dict)    # task -> worker
+    # task -> when it was leased, oldest first (so a scan for slow ones stops early)
+    started: dict[int, float] = field(default_factory=dict)
+    copies: dict[int, list[str]] = field(default_factory=dict)   # task -> workers of copies
+    runtimes: deque = field(default_factory=lambda: deque(maxlen=1001))  # of done tasks
+    median: tuple[int, float] = (0, 0.0)     # (runtimes it was worked out of, median)
     losses: dict[int, int] = field(default_factory=dict)
     failures: dict[int, int] = field(default_factory=dict)
     reasons: dict[int, str] = field(default_factory=dict)
@@ -159,19 +165,26 @@ class Job:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Task `index` of `job` is leased to `worker`."""
+    """Task `index` of `job` is leased to `worker` (`copy`: as a copy of a slow
+    task that runs elsewhere too)."""
 
     worker: str
     job: int
     index: int
+    copy: bool = False
 
 
 @dataclass(eq=False)
 class Group:
+    """Jobs with the same requirements and program (allowlist.job_program): a
+    worker matches all of them or none."""
+
     requirements: str
+    program: allowlist.Program
     expr: Any
     jobs: list = field(default_factory=list)           # heap of (-priority, job id)
     idle: dict[str, None] = field(default_factory=dict)  # matching workers that would take one
+    tails: dict[int, None] = field(default_factory=dict)  # jobs running with none queued
 
     @property
     def lowered(self) -> str:
@@ -179,6 +192,8 @@ class Group:
         return self.requirements.lower()
 
     def matches(self, worker: "Worker") -> bool:
+        if not worker.runs(self.program):
+            return False
         if self.expr is None:
             return True
         return worker.eval(self.expr) is True
@@ -197,6 +212,19 @@ class Worker:
     asking: bool = False                      # a read of /work waits for tasks
     listed: bool = False                      # in its groups' `idle`
     recent: int = 0                           # the job it last reported a task of
+    allow: tuple[str, ...] = ()               # its owner's allow list (from its ad)
+
+    def __post_init__(self) -> None:
+        allow = self.attrs.get("Allow")
+        self.allow = allowlist.parse_globs(allow) if isinstance(allow, str) else ()
+
+    def runs(self, program: allowlist.Program) -> bool:
+        """Whether its owner's allow list may let it run `program`."""
+        if not self.allow:
+            return True
+        path, folders = self.attrs.get("TaskPath"), self.attrs.get("TaskFolders")
+        return allowlist.could_run(program, self.allow, path if isinstance(path, str) else "",
+                                   folders if isinstance(folders, str) else "")
 
     @property
     def idle(self) -> int:

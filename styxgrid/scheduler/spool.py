@@ -3,7 +3,9 @@
 Workers write a task's stdout and stderr at explicit offsets (so an upload repeated
 after a reconnect lands in the same place); readers read them back by offset.  A
 file that was never written reads as empty.  A task's files are emptied when it is
-handed out again, so a re-run does not append to a lost attempt's output.
+handed out again, so a re-run does not append to a lost attempt's output.  A copy
+of a slow task (runs.py) writes beside them, T.stdout.NODE, till it wins (its
+files take the task's place) or loses (they go).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class Spool:
     def job_dir(self, jid: int) -> str:
         return os.path.join(self.root, str(jid))
 
-    def path(self, jid: int, index: int, stream: str) -> str:
-        return os.path.join(self.root, str(jid), f"{index}.{stream}")
+    def path(self, jid: int, index: int, stream: str, copy: str = "") -> str:
+        name = f"{index}.{stream}.{copy}" if copy else f"{index}.{stream}"
+        return os.path.join(self.root, str(jid), name)
 
     def outputs_dir(self, jid: int) -> str:
         path = os.path.join(self.root, str(jid), "outputs")
@@ -38,19 +41,34 @@ class Spool:
         self.with_files.add(jid)
         return path
 
-    def reset(self, jid: int, index: int) -> None:
-        """Empty a task's stdout and stderr before it runs (again)."""
+    def reset(self, jid: int, index: int, copy: str = "") -> None:
+        """Empty a task's stdout and stderr (or a copy's) before it runs (again)."""
         if jid not in self.with_files:
             return
         for stream in STREAMS:
             try:
-                os.unlink(self.path(jid, index, stream))
+                os.unlink(self.path(jid, index, stream, copy))
             except FileNotFoundError:
                 pass
 
-    def open_for_write(self, jid: int, index: int, stream: str) -> int:
+    discard = reset                     # a copy that lost: its files go
+
+    def promote(self, jid: int, index: int, copy: str) -> None:
+        """A copy's output becomes the task's."""
+        if jid not in self.with_files:
+            return
+        for stream in STREAMS:
+            try:
+                os.replace(self.path(jid, index, stream, copy), self.path(jid, index, stream))
+            except FileNotFoundError:
+                try:
+                    os.unlink(self.path(jid, index, stream))
+                except FileNotFoundError:
+                    pass
+
+    def open_for_write(self, jid: int, index: int, stream: str, copy: str = "") -> int:
         """A descriptor for a worker's upload; the caller closes it."""
-        path = self.path(jid, index, stream)
+        path = self.path(jid, index, stream, copy)
         self.with_files.add(jid)
         marks = self.marks.get(jid)
         if marks is not None and index < len(marks):
@@ -61,9 +79,10 @@ class Spool:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
-    def write(self, jid: int, index: int, stream: str, offset: int, data: bytes) -> None:
+    def write(self, jid: int, index: int, stream: str, offset: int, data: bytes,
+              copy: str = "") -> None:
         """A piece of a task's output that came with its report."""
-        fd = self.open_for_write(jid, index, stream)
+        fd = self.open_for_write(jid, index, stream, copy)
         try:
             os.pwrite(fd, data, offset)
         finally:

@@ -16,7 +16,9 @@ def explain(core: Core, jid: int) -> str:
     if job.held:
         return f"job {jid} is held: 'release' it to let it run\n"
     if not job.queued:
-        return f"job {jid} has no queued tasks: {job.counts[RUNNING]} running\n"
+        copies = sum(len(c) for c in job.copies.values())
+        extra = f" ({copies} of them copied to another node: slow)" if copies else ""
+        return f"job {jid} has no queued tasks: {job.counts[RUNNING]} running{extra}\n"
     workers = list(core.workers.values())
     if not workers:
         return f"job {jid}: no workers are connected\n"
@@ -24,7 +26,12 @@ def explain(core: Core, jid: int) -> str:
     matching = [w for w in workers if group.matches(w)]
     if not matching:
         lines = [f"job {jid}: no node matches its requirements ({len(workers)} connected)"]
-        for clause in split_clauses(job.spec.requirements):
+        refusing = sum(1 for w in workers if not w.runs(group.program))
+        if refusing:
+            lines.append(f"  program {job.spec.cmd!r} is not on the allow list of {refusing} "
+                         f"of {len(workers)} nodes (their owners' --allow)")
+        clauses = split_clauses(job.spec.requirements) if job.spec.requirements else []
+        for clause in clauses:
             expr = expression(clause)
             fails = sum(1 for w in workers if w.eval(expr) is not True)
             lines.append(f"  clause {clause!r} fails on {fails} of {len(workers)} nodes")

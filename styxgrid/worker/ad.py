@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from ..adtext import parse_literal
+from .config import WorkerConfig
 
 
 def memory_mb() -> int:
@@ -21,15 +22,22 @@ def memory_mb() -> int:
     return 0
 
 
-def machine_ad(name: str, slots: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """Name, Cpus, Memory (MiB), OpSys, Arch, LoadAvg, Slots, then the owner's own."""
+def machine_ad(config: WorkerConfig, task_users: int, task_path: str,
+               folders: str) -> dict[str, Any]:
+    """Name, Cpus, Memory (MiB), OpSys, Arch, LoadAvg, Slots, then the owner's own
+    attributes; last, what matchmaking must be able to believe: how many task
+    users keep users' tasks apart (0: tasks run as the worker's user) and the
+    owner's allow list with what it is matched against (allowlist.py)."""
     ad: dict[str, Any] = {
-        "Name": name, "Machine": socket.gethostname(), "Cpus": os.cpu_count() or 1,
+        "Name": config.name, "Machine": socket.gethostname(), "Cpus": os.cpu_count() or 1,
         "Memory": memory_mb(), "OpSys": platform.system().upper(),
         "Arch": platform.machine().upper(), "LoadAvg": round(os.getloadavg()[0], 2),
-        "Slots": slots,
+        "Slots": config.slots,
     }
-    ad.update(extra)
+    ad.update(config.attrs)
+    ad["TaskUsers"] = task_users
+    if config.allow:
+        ad.update(Allow=" ".join(config.allow), TaskPath=task_path, TaskFolders=folders)
     return ad
 
 

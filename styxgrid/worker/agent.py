@@ -40,17 +40,24 @@ class Worker:
         self.workdir = os.path.abspath(config.workdir or os.path.join(
             tempfile.gettempdir(), f"styxgrid-worker-{config.name}"))
         os.makedirs(self.workdir, exist_ok=True)
+        os.chmod(self.workdir, 0o711)           # task users reach their folders, list nothing
         self.runner = Runner(config, self.workdir, self.over_link)
-        self.linker = Linker(config, self.runner, machine_ad(config.name, config.slots,
-                                                            config.attrs))
+        users = self.runner.users
+        ad = machine_ad(config, len(users.pool) if users else 0,
+                        self.runner.env.get("PATH", ""), self.workdir)
+        self.linker = Linker(config, self.runner, ad)
 
     def over_link(self, action: Callable[[Client], Awaitable[T]]) -> Awaitable[T]:
         return self.linker.over_link(action)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Serve the grid until cancelled (or replaced); ready once joined.  However
-        it ends, the tasks it still runs are killed with it."""
+        """Serve the grid until cancelled (or replaced); ready once joined and its
+        task users are its own (accounts.py).  However it ends, the tasks it
+        still runs are killed with it."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.linker.run)
+            if self.runner.users is not None:   # tasks leased meanwhile wait their slot
+                await self.runner.users.claim(self.config.name)
             nursery.start_soon(self.runner.run)
-            await self.linker.run(task_status)
+            task_status.started()

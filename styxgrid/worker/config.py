@@ -20,7 +20,7 @@ class WorkerConfig:
     heartbeat: float = 3.0                    # seconds between heartbeats
     identity: Identity | None = None          # TLS certificate for a TCP scheduler
     allow: tuple[str, ...] = ()               # globs of programs this node runs (all if none)
-    run_as: str | None = None                 # started as root: run tasks as this user
+    task_users: tuple[str, ...] = ()          # started as root: the accounts tasks run as
     max_load: float | None = None             # take tasks only while others' load is below
     # how the exchange is paced (styxgrid-worker(8) explains each)
     stream_interval: float = 0.25             # how often a running task's new output is sent

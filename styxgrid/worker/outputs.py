@@ -64,7 +64,8 @@ async def send_outputs(client: Client, run: TaskRun, piece: int) -> None:
         name = os.path.basename(run.expand(path))
         try:
             # inside the task's folder itself: `dir` may be a link the task made
-            fd = open_output(run.sandbox, os.path.join(run.spec.dir, run.expand(path)))
+            fd = open_output(run.sandbox, os.path.join(run.spec.dir, run.expand(path)),
+                             run.user)
         except FileNotFoundError:
             continue
         except OSError as exc:

@@ -1,12 +1,10 @@
 """The worker's decisions as arithmetic, with no I/O: how many tasks to lease,
-when reports go, which reports fit one write, whether the owner is busy, and
-whether the owner allows a program.  The agent feeds them what it observes."""
+when reports go, which reports fit one write, and whether the owner is busy
+(whether the owner allows a program is in allowlist.py).  The agent feeds them what it observes."""
 
 from __future__ import annotations
 
-import fnmatch
 import math
-import os
 from typing import Sequence
 
 
@@ -56,23 +54,3 @@ def owner_busy(load: float, own: float, max_load: float | None) -> bool:
     """The owner's say: with a --max-load, whether the load that is not from our
     own tasks is at or above it."""
     return max_load is not None and load - own >= max_load
-
-
-def program_path(cmd: str, cwd: str, found: str | None) -> str | None:
-    """The absolute path a task's program runs from, with no `..` or `.` left in
-    it: `cmd` itself when it names a path (taken from the task's folder), else
-    where the task's PATH `found` it; None when it was not found."""
-    if cmd.startswith("/") and "/." not in cmd and "//" not in cmd:
-        return cmd                              # already absolute and normal (the usual)
-    if "/" in cmd:
-        return os.path.normpath(os.path.join(cwd, cmd))
-    return os.path.normpath(os.path.join(cwd, found)) if found else None
-
-
-def allowed(path: str | None, globs: Sequence[str]) -> bool:
-    """With --allow globs, only programs whose absolute path (`program_path`)
-    matches one run; the name as written is never matched, so neither
-    `/usr/bin/../../bin/sh` nor a look-alike on the PATH gets past them."""
-    if not globs:
-        return True
-    return path is not None and any(fnmatch.fnmatchcase(path, glob) for glob in globs)

@@ -4,33 +4,19 @@
 stdout and stderr going straight to files beside its sandbox; a pidfd tells the
 trio loop when it has ended.  Killing a task kills its whole process group.
 
-A worker running as root starts each task as an unprivileged user with no extra
-exec: around the spawn it sets its real and effective ids to that user, keeping
-root only as its saved id; execve then makes the saved id the user's too, so the
-task holds no way back to root, and the worker takes root back at once.  That
-change of ids clears the worker's own parent-death signal (`styxgrid up` sets one
-so that its worker ends with it), so the signal is set again after each spawn.
+A worker running as root starts each task as its task user with no extra exec:
+around the spawn the spawning thread acts as that user (credentials.py); execve
+makes the task's saved id the user's too, so the task holds no way back to root.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 
 import trio
 
-PR_SET_PDEATHSIG, PR_GET_PDEATHSIG = 1, 2
-_libc = ctypes.CDLL(None, use_errno=True)
-_death: list[tuple[int, int]] = []     # (parent-death signal, parent), read once
-
-
-def _death_signal() -> tuple[int, int]:
-    if not _death:
-        sig = ctypes.c_int(0)
-        _libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig))
-        _death.append((sig.value, os.getppid()))
-    return _death[0]
+from .credentials import acting_as
 
 
 class Process:
@@ -42,25 +28,16 @@ class Process:
         """Start `program` (an absolute path: the one the owner's allow list was
         checked against, never looked up again) with `argv`."""
         out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        out = os.open(stdout, out_flags, 0o644)     # opened by us: the task's user may not
-        err = os.open(stderr, out_flags, 0o644)     # be able to reach the worker's folder
+        out = os.open(stdout, out_flags, 0o600)     # opened by us, beside the folder:
+        err = os.open(stderr, out_flags, 0o600)     # no task user reaches them by name
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
-        death, parent = _death_signal() if user is not None else (0, 0)
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
-            if user is not None:
-                os.setresgid(user[1], user[1], 0)
-                os.setresuid(user[0], user[0], 0)
-            self.pid = os.posix_spawn(program, argv, env, file_actions=actions, setpgroup=0)
+            with acting_as(user):
+                self.pid = os.posix_spawn(program, argv, env, file_actions=actions,
+                                          setpgroup=0)
         finally:
-            if user is not None:
-                os.setresuid(0, 0, 0)
-                os.setresgid(0, 0, 0)
-                if death:
-                    _libc.prctl(PR_SET_PDEATHSIG, death)
-                    if os.getppid() != parent:         # the parent went meanwhile
-                        os.kill(os.getpid(), death)
             os.chdir("/")                     # the worker itself never uses relative paths
             os.close(out)
             os.close(err)

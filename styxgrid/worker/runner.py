@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pwd
 import shutil
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
 import trio
 
+from .. import allowlist
 from ..checks import shown
 from ..exchange import Done
 from ..ninep.client import Client
@@ -26,9 +26,10 @@ from ..ninep.errors import NinePError
 from . import policy
 from .config import WorkerConfig
 from .outputs import last_output, send_outputs, upload_streams
+from .accounts import task_users
 from .keeper import Keeper
 from .process import Process
-from .sandbox import InputCache, Sandboxes, TaskRun, open_folder, place_input, task_user
+from .sandbox import InputCache, Sandboxes, TaskRun, make_folder, place_input
 
 log = logging.getLogger("styxgrid.worker")
 T = TypeVar("T")
@@ -50,12 +51,13 @@ class Runner:
     def __init__(self, config: WorkerConfig, workdir: str, over_link: OverLink) -> None:
         self.config = config
         self.over_link = over_link
-        self.run_as = task_user(config.run_as)
-        if self.run_as is not None:
+        self.users = task_users(config.task_users, config.name, config.slots)
+        if self.users is not None:
             os.setgroups([])                  # tasks get no supplementary groups of root's
-        self.sandboxes = Sandboxes(workdir, keep=2 * config.slots, owner=self.run_as)
+        self.sandboxes = Sandboxes(workdir, keep=2 * config.slots)
         self.inputs = InputCache(os.path.join(workdir, "inputs"))
         shutil.rmtree(self.inputs.root, ignore_errors=True)      # an earlier run's
+        os.mkdir(self.inputs.root, 0o700)
         self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
         self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
         self.outbox: list[Report] = []          # reports for the next write
@@ -66,11 +68,12 @@ class Runner:
         self.paused = False                     # the owner's machine is busy: lease 0
         self.inline = config.inline_output      # output sent in a report, at most
         self.env = {k: os.environ[k] for k in config.passed_env if k in os.environ}
-        if self.run_as is not None:             # not root's home, name and PATH
-            name = pwd.getpwuid(self.run_as[0]).pw_name
-            self.env.update(USER=name, LOGNAME=name, PATH=PLAIN_PATH)
+        if self.users is not None:              # not root's PATH
+            self.env["PATH"] = PLAIN_PATH
         self.nursery: trio.Nursery | None = None
-        self.keeper = Keeper()                  # ends the tasks if this process is killed
+        # ends the tasks if this process is killed
+        users = self.users
+        self.keeper = Keeper([a.uid for a in users.pool], users.lock) if users else Keeper([])
 
     async def run(self) -> None:
         """The slots, until cancelled; however it ends, the tasks still running are
@@ -149,7 +152,9 @@ class Runner:
             if run.killed:
                 self.forget(run)
                 continue
-            run.sandbox = self.sandboxes.take()
+            if self.users is not None:
+                run.account = await self.users.take(run.owner)
+            run.sandbox = self.sandboxes.take(run.account)
             started = trio.current_time()
             tell = log.isEnabledFor(logging.DEBUG)         # -vv: each task, as key=value
             if tell:
@@ -193,13 +198,17 @@ class Runner:
         task once the task is over and no upload of its output is in flight."""
         run.over = True
         if run.sandbox and not run.uploads:
-            self.sandboxes.give_back(run.sandbox)
+            self.sandboxes.give_back(run.sandbox, run.account)
             run.sandbox = ""
+            if run.account is not None and self.users is not None:
+                self.users.give_back(run.account)
+                run.account = None
 
     def task_env(self, run: TaskRun) -> dict[str, str]:
         env = dict(self.env)
-        if self.run_as is not None:
-            env["HOME"] = run.sandbox               # a home the task's user may write
+        if run.account is not None:             # its user's name; a home it may write
+            env.update(USER=run.account.name, LOGNAME=run.account.name, HOME=run.sandbox,
+                       TMPDIR=run.sandbox)
         env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
                    STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name)
         env.update((k, run.expand(v)) for k, v in run.spec.env)
@@ -211,8 +220,8 @@ class Runner:
         spec, config = run.spec, self.config
         env = self.task_env(run)
         found = None if "/" in spec.cmd else shutil.which(spec.cmd, path=env.get("PATH"))
-        program = policy.program_path(spec.cmd, run.cwd, found)
-        if not policy.allowed(program, config.allow):
+        program = allowlist.program_path(spec.cmd, run.cwd, found)
+        if not allowlist.allowed(program, config.allow):
             return 126, (f"program {spec.cmd} is not allowed on node {config.name} "
                          f"(allowed: {' '.join(config.allow)})")
         if program is None:
@@ -225,7 +234,7 @@ class Runner:
             await self.fetch_inputs(run)
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
             run.process = Process(program, argv, env, run.cwd, run.local("stdout"),
-                                  run.local("stderr"), config.nice, self.run_as)
+                                  run.local("stderr"), config.nice, run.user)
 
         except OSError as exc:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
@@ -239,29 +248,27 @@ class Runner:
         return await run.process.wait(), ""
 
     async def fetch_inputs(self, run: TaskRun) -> None:
-        """Make `dir` and copy the inputs into it (off the loop), from this worker's
-        copy of the job's input, else from /data over whichever connection is up;
-        never through a link (sandbox.py)."""
-        if not run.spec.inputs and not run.spec.dir:
+        """Make `dir` and copy the inputs into it (off the loop, as the task's
+        user), from this worker's copy of the job's input, else from /data over
+        whichever connection is up; never through a link (sandbox.py)."""
+        if not run.spec.inputs:
+            if run.spec.dir:
+                await trio.to_thread.run_sync(make_folder, run.sandbox, run.spec.dir, run.user)
             return
-        owner = self.sandboxes.owner
-        folder = await trio.to_thread.run_sync(open_folder, run.sandbox, run.spec.dir, owner)
-        try:
-            for named in run.spec.inputs:
-                path = run.expand(named)
-                kept = self.inputs.get(run.job, path)
-                if kept is not None:
-                    data = await trio.to_thread.run_sync(_read, kept)
-                else:
-                    data = await self.over_link(
-                        lambda client: client.read_file(f"data/{path.lstrip('/')}"))
-                    if path == named:                         # the same for every task
-                        await trio.to_thread.run_sync(self.inputs.put, run.job, path, data)
-                name = os.path.basename(path)
-                mode = 0o755 if os.path.basename(run.spec.cmd) == name else 0o644
-                await trio.to_thread.run_sync(place_input, folder, name, data, owner, mode)
-        finally:
-            os.close(folder)
+        for named in run.spec.inputs:
+            path = run.expand(named)
+            kept = self.inputs.get(run.job, path)
+            if kept is not None:
+                data = await trio.to_thread.run_sync(_read, kept)
+            else:
+                data = await self.over_link(
+                    lambda client: client.read_file(f"data/{path.lstrip('/')}"))
+                if path == named:                         # the same for every task
+                    await trio.to_thread.run_sync(self.inputs.put, run.job, path, data)
+            name = os.path.basename(path)
+            mode = 0o755 if os.path.basename(run.spec.cmd) == name else 0o644
+            await trio.to_thread.run_sync(place_input, run.sandbox, run.spec.dir, name, data,
+                                          mode, run.user)
 
     async def stream_output(self, client: Client) -> None:
         """Every `stream_interval`, send what running tasks wrote since last time (one

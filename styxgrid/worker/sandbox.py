@@ -1,11 +1,11 @@
-"""Where and as whom a task runs: its record, its folder (emptied and reused), the
-job's inputs kept once per worker, and the output files it may hand back."""
+"""Where a task runs: its record, its folder (emptied and reused, one task user's
+only), the job's inputs kept once per worker, its inputs placed and the output
+files it may hand back."""
 
 from __future__ import annotations
 
 import errno
 import os
-import pwd
 import shutil
 import stat
 import tempfile
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from ..describe import JobSpec
 from ..exchange import STREAMS
+from .accounts import Account
+from .credentials import acting_as
 from .process import Process
 
 
@@ -23,7 +25,9 @@ class TaskRun:
     job: int
     index: int
     tasks: int
+    owner: str                                # the grid user whose task it is
     spec: JobSpec
+    account: Account | None = None            # the task user it runs as (root worker)
     sandbox: str = ""                         # given when a slot starts it
     process: Process | None = None
     killed: bool = False
@@ -50,42 +54,43 @@ class TaskRun:
     def running(self) -> bool:
         return self.process is not None and self.process.status is None
 
-
-def task_user(run_as: str | None) -> tuple[int, int] | None:
-    """Whom tasks run as: a worker started as root runs them as `run_as` (default
-    nobody) and never as root; any other worker runs them as itself."""
-    if os.geteuid() != 0:
-        if run_as not in (None, pwd.getpwuid(os.geteuid()).pw_name):
-            raise ValueError(f"--run-as {run_as} needs the worker to be started as root")
-        return None
-    try:
-        entry = pwd.getpwnam(run_as or "nobody")
-    except KeyError:
-        raise ValueError(f"--run-as: no user {run_as or 'nobody'}") from None
-    if entry.pw_uid == 0:
-        raise ValueError("refusing to run tasks as root: give --run-as an unprivileged user")
-    return entry.pw_uid, entry.pw_gid
+    @property
+    def user(self) -> tuple[int, int] | None:
+        """(uid, gid) it runs as; None: the worker's own."""
+        return self.account.ids if self.account else None
 
 
 class Sandboxes:
     """Task folders, emptied and reused: making and deleting a folder per task costs
-    more than a tiny task does.  A reused folder is empty, as a fresh one is."""
+    more than a tiny task does.  A reused folder is empty, as a fresh one is, and
+    is reused only for the same grid user's tasks as the same task user (a task
+    owns its folder and may have opened it to others: that stays its user's
+    business)."""
 
-    def __init__(self, root: str, keep: int, owner: tuple[int, int] | None = None) -> None:
+    def __init__(self, root: str, keep: int) -> None:
         self.root = root
         self.keep = keep
-        self.owner = owner                    # the tasks' user, when it is not ours
-        self.free: list[str] = []
+        # per task user (None: the worker's own): (the grid user, free folders)
+        self.free: dict[int | None, tuple[str | None, list[str]]] = {}
+        self.kept = 0
 
-    def take(self) -> str:
-        if self.free:
-            return self.free.pop()
-        path = tempfile.mkdtemp(prefix="task.", dir=self.root)
-        if self.owner is not None:
-            os.chown(path, *self.owner)
+    def take(self, account: Account | None) -> str:
+        uid, owner = (account.uid, account.owner) if account else (None, None)
+        kept = self.free.get(uid)
+        if kept is not None and kept[0] != owner:         # the account changed hands
+            del self.free[uid]
+            self.kept -= len(kept[1])
+            for path in kept[1]:
+                self.remove(path)
+        elif kept is not None and kept[1]:
+            self.kept -= 1
+            return kept[1].pop()
+        path = tempfile.mkdtemp(prefix="task.", dir=self.root)       # mode 0700
+        if account is not None:
+            os.chown(path, account.uid, account.gid)
         return path
 
-    def give_back(self, path: str) -> None:
+    def give_back(self, path: str, account: Account | None) -> None:
         """Empty the folder for the next task (its output files beside it are
         emptied when the next task starts; one that never starts reports none)."""
         try:
@@ -97,15 +102,23 @@ class Sandboxes:
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
             return
-        if len(self.free) < self.keep:
-            self.free.append(path)
+        uid, owner = (account.uid, account.owner) if account else (None, None)
+        kept = self.free.setdefault(uid, (owner, []))
+        if self.kept < self.keep and kept[0] == owner:
+            kept[1].append(path)
+            self.kept += 1
         else:
-            os.rmdir(path)
-            for stream in STREAMS:
-                try:
-                    os.unlink(f"{path}.{stream}")
-                except FileNotFoundError:
-                    pass
+            self.remove(path)
+
+    @staticmethod
+    def remove(path: str) -> None:
+        """An empty folder and the output files beside it."""
+        shutil.rmtree(path, ignore_errors=True)
+        for stream in STREAMS:
+            try:
+                os.unlink(f"{path}.{stream}")
+            except FileNotFoundError:
+                pass
 
 
 class InputCache:
@@ -143,12 +156,11 @@ class InputCache:
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_folder(root: str, inside: str, owner: tuple[int, int] | None,
-                make: bool = True) -> int:
-    """The folder `inside` (a relative path) of `root`, made where missing (owned
-    by the task's user) and opened one part at a time without following any
-    link: a task's own links, even swapped in meanwhile, cannot send the
-    worker's reads or writes anywhere else."""
+def open_folder(root: str, inside: str, make: bool = True) -> int:
+    """The folder `inside` (a relative path) of `root`, made where missing and
+    opened one part at a time without following any link: a task's own links,
+    even swapped in meanwhile, cannot send the worker's reads or writes anywhere
+    else.  (Called acting as the task's user, credentials.py.)"""
     fd = os.open(root, _FOLDER)
     try:
         for part in [p for p in inside.split("/") if p not in ("", ".")]:
@@ -157,8 +169,6 @@ def open_folder(root: str, inside: str, owner: tuple[int, int] | None,
             if make:
                 try:
                     os.mkdir(part, 0o755, dir_fd=fd)
-                    if owner is not None:
-                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
                 except FileExistsError:
                     pass
             deeper = os.open(part, _FOLDER, dir_fd=fd)
@@ -170,10 +180,27 @@ def open_folder(root: str, inside: str, owner: tuple[int, int] | None,
         raise
 
 
-def place_input(folder: int, name: str, data: bytes, owner: tuple[int, int] | None,
-                mode: int = 0o644) -> None:
-    """Write an input as a new regular file `name` of the open `folder` (whatever
-    stood there before is replaced, never followed), owned by the task's user."""
+def make_folder(sandbox: str, inside: str, user: tuple[int, int] | None) -> None:
+    """Make the folder `inside` the task's `sandbox`, as the task's user."""
+    with acting_as(user):
+        os.close(open_folder(sandbox, inside))
+
+
+def place_input(sandbox: str, inside: str, name: str, data: bytes, mode: int,
+                user: tuple[int, int] | None) -> None:
+    """Write an input as a new regular file `name` of the folder `inside` the
+    task's `sandbox` (made where missing; whatever stood there before is
+    replaced, never followed), as the task's user: the task owns its inputs,
+    and the worker writes nothing there the task's user could not."""
+    with acting_as(user):
+        folder = open_folder(sandbox, inside)
+        try:
+            _write_new(folder, name, data, mode)
+        finally:
+            os.close(folder)
+
+
+def _write_new(folder: int, name: str, data: bytes, mode: int) -> None:
     try:
         os.unlink(name, dir_fd=folder)
     except FileNotFoundError:
@@ -185,20 +212,24 @@ def place_input(folder: int, name: str, data: bytes, owner: tuple[int, int] | No
         while view:
             view = view[os.write(fd, view):]
         os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, *owner)
     finally:
         os.close(fd)
 
 
-def open_output(folder: str, path: str) -> int:
-    """An output file of the task, opened for reading: a regular file reached
+def open_output(folder: str, path: str, user: tuple[int, int] | None) -> int:
+    """An output file of the task, opened for reading as the task's user (a hard
+    link to a file it may not read gets it nothing): a regular file reached
     from the task's folder one part at a time, never through a link (one the
     task swaps in while the worker looks is refused too), and no FIFO or
     device that would hold the worker."""
+    with acting_as(user):
+        return _open_output(folder, path)
+
+
+def _open_output(folder: str, path: str) -> int:
     parent, name = os.path.split(path)
     try:
-        where = open_folder(folder, parent, None, make=False)
+        where = open_folder(folder, parent, make=False)
     except FileNotFoundError:
         raise
     except OSError:

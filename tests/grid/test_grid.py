@@ -177,7 +177,7 @@ def records(lease: bytes) -> list[tuple[int, int]]:
     out = []
     while lease:
         head, _, rest = lease.partition(b"\n")
-        word, job, task, _tasks, size = head.split()
+        word, job, task, _tasks, _owner, size = head.split()
         assert word == b"task"
         out.append((int(job), int(task)))
         lease = rest[int(size):]

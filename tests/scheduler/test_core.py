@@ -43,6 +43,24 @@ def test_requirements_match_and_why_names_the_failing_clause():
     assert [(a.worker, a.job) for a in drain(core, "big")] == [("big", job.id)]
 
 
+def test_a_node_whose_owner_does_not_allow_the_program_gets_none_and_why_says_so():
+    """The allow list in a node's ad is matchmaking's too: the job waits for a
+    node that allows it instead of failing on one that does not."""
+    core = Core()
+    strict = {**LINUX, "Allow": "/usr/bin/* /opt/sim/*", "TaskPath": "/usr/bin:/bin",
+              "TaskFolders": "/w"}
+    core.worker_join("strict", strict, slots=2)
+    shell = core.submit(JobSpec(cmd="/usr/bin/../../bin/sh"), "u")
+    named = core.submit(JobSpec(cmd="python3"), "u")          # /usr/bin/python3 may be
+    shipped = core.submit(JobSpec(cmd="./sim"), "u")           # in /w/task.*/: no
+    assert [a.job for a in drain(core, "strict", 2)] == [named.id]
+    why = explain(core, shell.id)
+    assert "program '/usr/bin/../../bin/sh' is not on the allow list of 1 of 1 nodes" in why
+    assert "clause" not in why
+    core.worker_join("open", LINUX, slots=2)
+    assert sorted(a.job for a in drain(core, "open", 2)) == [shell.id, shipped.id]
+
+
 def test_a_changed_load_changes_what_the_worker_matches():
     """The heartbeat's LoadAvg reaches the ad that matchmaking reads: a job that
     wants a quiet node does not go to one whose load has since risen."""
@@ -78,7 +96,7 @@ def test_lost_worker_requeues_and_third_loss_fails():
         assert drain(core, f"w{attempt}")[0].job == job.id
         core.worker_lost(f"w{attempt}")
     assert job.state[0] == FAILED and "lost 3 times" in job.reasons[0]
-    assert len(core.groups[""].jobs) <= 1, "requeues must not pile up heap entries"
+    assert len(core.group_of(job).jobs) <= 1, "requeues must not pile up heap entries"
 
 
 def test_done_retries_and_stale_reports():
@@ -233,3 +251,85 @@ def test_kill_of_a_million_tasks_is_one_pass_and_keeps_what_finished():
     assert job.counts == [0, 0, 1, 0, 999_999, 0] and job.state.count(KILLED) == 999_999
     assert job.exit[b.index] == -1 and job.exit[c.index] == -1
     assert job.reasons == {} and job.state_name == "killed" and job.finished
+
+
+class Clock:
+    """The core's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def slow_job(speculate: str = "", tasks: int = 5):
+    """A job of `tasks` on two workers: four on fast `a`, the last on `b`; the
+    four finish after a second, so the job's median run is 1 s."""
+    clock = Clock()
+    core = Core(clock=clock)
+    spec = JobSpec.from_lines(f"cmd x\ntasks {tasks}\n{speculate}\n")
+    job = core.submit(spec, "u")
+    core.worker_join("a", LINUX, slots=4)
+    core.worker_join("b", LINUX, slots=1)
+    fast = drain(core, "a", 4)
+    (slow,) = drain(core, "b", 1)
+    clock.now = 1.0
+    for a in fast:
+        assert core.task_done("a", job.id, a.index, 0)
+    return core, clock, job, slow.index
+
+
+def test_a_slow_task_gets_a_copy_and_the_first_run_to_finish_decides():
+    core, clock, job, slow = slow_job()
+    clock.now = 2.9                          # under 3 x the median: not slow yet
+    assert drain(core, "a", 1) == []
+    clock.now = 3.1
+    (copy,) = drain(core, "a", 1)
+    assert (copy.worker, copy.index, copy.copy) == ("a", slow, True)
+    assert core.runners(job, slow) == ["b", "a"] and job.state[slow] == RUNNING
+    assert drain(core, "a", 1) == []         # two runs at most
+    assert core.task_done("a", job.id, slow, 0)
+    assert job.state[slow] == DONE and job.finished
+    assert (job.id, slow) not in core.workers["b"].running
+    assert not core.task_done("b", job.id, slow, 0)   # the slow run's report is stale
+
+
+def test_a_failed_or_lost_run_of_a_copied_task_leaves_the_other_running():
+    core, clock, job, slow = slow_job()
+    clock.now = 3.5
+    drain(core, "a", 1)
+    assert core.task_done("a", job.id, slow, 1)        # the copy failed: b goes on
+    assert job.state[slow] == RUNNING and core.runners(job, slow) == ["b"]
+    assert drain(core, "a", 1)[0].copy              # and may be copied again
+    core.worker_lost("b")                            # the first run's node is lost
+    assert core.runners(job, slow) == ["a"] and job.losses == {}
+    assert core.task_done("a", job.id, slow, 0) and job.finished
+
+
+def test_speculate_off_makes_no_copy_and_why_counts_copies():
+    core, clock, job, slow = slow_job("speculate off")
+    clock.now = 100.0
+    assert drain(core, "a", 1) == []
+    core, clock, job, slow = slow_job("speculate 10")
+    clock.now = 9.0
+    assert drain(core, "a", 1) == []
+    clock.now = 10.5
+    assert drain(core, "a", 1)[0].copy
+    assert "1 of them copied to another node" in explain(core, job.id)
+
+
+def test_a_task_past_max_runtime_is_found_oldest_first():
+    from styxgrid.scheduler.runs import overdue
+    clock = Clock()
+    core = Core(clock=clock)
+    job = core.submit(JobSpec.from_lines("cmd x\ntasks 3\nmax_runtime 10\n"), "u")
+    core.worker_join("w", LINUX, slots=2)
+    drain(core, "w", 1)
+    clock.now = 5.0
+    drain(core, "w", 1)
+    clock.now = 12.0
+    assert [(j.id, i) for j, i in overdue(core)] == [(job.id, 0)]
+    core.end_task(job, 0, "ran past its max_runtime of 10s (killed)")
+    assert job.state[0] == FAILED and (job.id, 0) not in core.workers["w"].running
+    assert overdue(core) == []

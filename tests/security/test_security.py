@@ -109,7 +109,7 @@ def test_readme_commands_bring_up_a_tls_grid_with_a_worker_joined_by_token(tmp_p
         assert cli("login", "--join", user, "--scheduler", addr, "--name", "alice").returncode == 0
         job = cli("submit", "--", "sh", "-c", "echo hi from $(id -un)").stdout.strip()
         assert " done " in cli("wait", job).stdout
-        assert cli("cat", f"jobs/{job}/stdout").stdout == "hi from nobody\n"
+        assert cli("cat", f"jobs/{job}/stdout").stdout.startswith("hi from sg-")
         assert "owner=alice" in cli("cat", f"jobs/{job}/status").stdout
         key = tmp_path / "config" / "styxgrid" / "user" / "key.pem"
         assert oct(key.stat().st_mode & 0o777) == "0o600"
@@ -287,29 +287,36 @@ async def test_worker_certificate_reaches_only_its_own_things(tgrid):
         assert await a.read_file(f"jobs/{job}/stdout") == b"real\n"
 
 
-async def test_allowlist_blocks_a_program_and_root_worker_runs_tasks_as_nobody(tgrid):
-    tgrid.worker("picky", "--allow", "/usr/bin/*", "--allow", "*/sh")
+async def test_a_task_cannot_read_its_workers_key_or_run_what_the_owner_forbids(tgrid):
+    """The suite runs as root (README), so the worker runs tasks as a task user:
+    the worker's key, its identity folder and its own files stay out of reach,
+    even with the folder made readable to all."""
+    worker = tgrid.worker("picky", "--allow", "/usr/bin/*", "--allow", "*/sh")
+    key = os.path.join(tgrid.root, "id-picky", "key.pem")
+    os.chmod(os.path.dirname(key), 0o755)          # even so: the key itself is 0600
     alice = tgrid.identity("alice", "user")
     async with tgrid.client(alice) as a:
-        ok = await submit(a, "submit sh -c 'id -un'\n")
+        ok = await submit(a, f"submit sh -c 'id -un; cat {key}; ls {tgrid.root}/work-picky; "
+                             "echo end'\n")
         assert " done " in await wait(a, ok)
-        if os.geteuid() == 0:
-            assert await a.read_file(f"jobs/{ok}/stdout") == b"nobody\n"
+        said = (await a.read_file(f"jobs/{ok}/stdout")).decode()
+        assert said.startswith("sg-") and said.endswith("end\n"), said
+        assert "PRIVATE KEY" not in said
+        errors = (await a.read_file(f"jobs/{ok}/stderr")).decode()
+        assert f"{key}: Permission denied" in errors
+        assert f"'{tgrid.root}/work-picky': Permission denied" in errors
         blocked = await submit(a, "submit /bin/true\n")
-        assert " failed " in await wait(a, blocked)
-        status = (await a.read_file(f"jobs/{blocked}/tasks/0/status")).decode()
-        assert "exit=126" in status
-        assert "program /bin/true is not allowed on node picky" in status
+        with trio.fail_after(TIMEOUT):
+            while b"not on the allow list" not in await a.read_file(f"jobs/{blocked}/why"):
+                await trio.sleep(0.05)
+    assert worker.popen.poll() is None
 
 
 def test_worker_refuses_to_run_tasks_as_root(tgrid):
-    out = subprocess.run([*STYXGRID, "worker", "--scheduler", tgrid.addr, "--run-as", "root"],
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    out = subprocess.run([*STYXGRID, "worker", "--scheduler", tgrid.addr, "--task-users",
+                          "root"], capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 2
-    if os.geteuid() == 0:
-        assert "refusing to run tasks as root" in out.stderr
-    else:                                            # only root can switch users at all
-        assert "needs the worker to be started as root" in out.stderr
+    assert "--task-users: refusing root: tasks never run as root" in out.stderr
 
 
 def test_tcp_scheduler_needs_a_ca_or_insecure(tmp_path):

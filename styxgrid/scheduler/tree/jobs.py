@@ -118,7 +118,8 @@ class JobDir(GridDir):
     def may_write(self, worker: str) -> bool:
         """A worker writes the job's outputs while it runs a task of it."""
         job = self.grid.find_job(self.jid)
-        return job is not None and worker in job.running.values()
+        return job is not None and (worker in job.running.values() or
+                                    any(worker in c for c in job.copies.values()))
 
     async def verb(self, text: str) -> None:
         verb, arg = parse_job_verb(text)

@@ -120,11 +120,14 @@ class UploadHandle(Handle):
         if link is None or not self.leased_to(link):
             raise access.denied(f"task {jid}.{index} is not leased to this worker")
         self.link = link
-        self.fd = grid.spool.open_for_write(jid, index, stream)
+        job = grid.job(jid)
+        copy = "" if job.running.get(index) == link.name else link.name   # a copy's apart
+        self.fd = grid.spool.open_for_write(jid, index, stream, copy)
 
     def leased_to(self, link: WorkerLink) -> bool:
         job = self.grid.find_job(self.jid)
-        return job is not None and job.running.get(self.index) == link.name
+        return job is not None and (job.running.get(self.index) == link.name or
+                                    link.name in job.copies.get(self.index, ()))
 
     def write_nowait(self, offset: int, data: bytes) -> int:
         if not self.leased_to(self.link):

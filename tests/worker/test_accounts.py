@@ -1,0 +1,60 @@
+"""The pool of task users (worker/accounts.py), in process: who gets which
+account, who waits, and what is removed when an account changes hands.  Real
+uids (no passwd entry is needed to run as one), real processes, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+
+import trio
+import trio.testing
+
+from styxgrid.worker.accounts import Account, TaskUsers
+
+
+def pool() -> list[Account]:
+    return [Account("sg-test-0", 61001, 61001), Account("sg-test-1", 61002, 61002)]
+
+
+async def test_two_users_never_share_an_account_and_a_third_waits_for_one():
+    users = TaskUsers(pool())
+    alice, bob = await users.take("alice"), await users.take("bob")
+    assert alice is not bob and (alice.owner, bob.owner) == ("alice", "bob")
+    assert await users.take("alice") is alice and alice.uses == 2
+    got: list[Account] = []
+
+    async def carol() -> None:
+        got.append(await users.take("carol"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(carol)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []                        # every account serves another user
+        users.give_back(alice)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []                        # alice still has a task here
+        users.give_back(bob)
+    assert got == [bob] and bob.owner == "carol"
+
+
+async def test_what_an_account_left_is_gone_before_it_serves_another_user():
+    users = TaskUsers(pool()[:1])
+    account = await users.take("alice")
+    uid = str(account.uid)
+    as_account = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    left = tempfile.mkdtemp(prefix="left-", dir="/tmp")
+    os.chown(left, account.uid, account.gid)
+    daemon = subprocess.Popen([*as_account, "setsid", "sh", "-c", "echo ready; exec sleep 60"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
+        users.give_back(account)                 # idle: its processes are killed
+        assert daemon.wait(10) == -9
+        assert os.path.isdir(left)               # its files wait till it changes hands
+        assert await users.take("bob") is account
+        assert not os.path.exists(left)
+    finally:
+        daemon.kill()
+        subprocess.run(["rm", "-rf", left])
