@@ -6,7 +6,7 @@ Records in the h11 style, as `ninep/messages.py` is for 9P: frozen, each with
 this module; the whole grammar is in styxgrid(4), "The labour exchange".
 
     worker -> scheduler, control fid:  Join (once), Heartbeat,
-                                       Lease, Output, Done (a report write)
+                                       Lease, Output, Done, Vacated (a report write)
     scheduler -> worker, control fid:  Kill (orders)
     scheduler -> worker, other fids:   TaskRecord (a lease of tasks)
 """
@@ -117,24 +117,40 @@ class Join:
         return cls(name, slots, lease, tuple(attrs.items()), tuple(running))
 
 
+OWNER_STATES = ("away", "suspended", "vacating", "back")   # the desktop owner, as a worker sees
+
+
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """`heartbeat load=L`: alive, and the machine's load average."""
+    """`heartbeat load=L owner=STATE`: alive, the machine's load average, and
+    what the owner's return did to its tasks (away: nothing; suspended;
+    vacating; back: vacated, and taking no work till the owner goes)."""
 
     load: float | None = None
+    owner: str = "away"
 
     def encode(self) -> bytes:
-        return b"heartbeat" if self.load is None else f"heartbeat load={self.load:.2f}".encode()
+        words = ["heartbeat"]
+        if self.load is not None:
+            words.append(f"load={self.load:.2f}")
+        if self.owner != "away":
+            words.append(f"owner={self.owner}")
+        return " ".join(words).encode()
 
     @classmethod
     def parse(cls, data: bytes | str) -> "Heartbeat":
         words = _text(data).split()
         if words[:1] != ["heartbeat"]:
             raise ExchangeError(f"bad heartbeat {quoted(' '.join(words))}")
-        load = None
+        load, owner = None, "away"
         for word in words[1:]:                  # other keys are for later versions
             key, _, value = word.partition("=")
-            if key == "load":
+            if key == "owner":
+                if value not in OWNER_STATES:
+                    raise ExchangeError(f"heartbeat: owner {quoted(value)} is not one of "
+                                        f"{', '.join(OWNER_STATES)}")
+                owner = value
+            elif key == "load":
                 try:
                     load = checks.attribute("LoadAvg", value)
                 except ValueError as exc:
@@ -142,7 +158,7 @@ class Heartbeat:
                 if type(load) not in (int, float) or not 0 <= load <= MAX_LOAD:
                     raise ExchangeError(f"heartbeat: load {quoted(value)} is not a number "
                                         f"in 0..{MAX_LOAD}")
-        return cls(load)
+        return cls(load, owner)
 
 
 # ------------------------------------------------------------------ a report write
@@ -190,7 +206,21 @@ class Done:
         return f"done {self.job} {self.task} {self.status} {reason}".strip().encode() + b"\n"
 
 
-Report = Union[Lease, Output, Done]
+@dataclass(frozen=True, slots=True)
+class Vacated:
+    """`vacated J T [REASON]`: the owner took the machine back; the task did not
+    end and goes back to the queue (an eviction, not a failure)."""
+
+    job: int
+    task: int
+    reason: str = ""
+
+    def encode(self) -> bytes:
+        reason = " ".join(self.reason.split())
+        return f"vacated {self.job} {self.task} {reason}".strip().encode() + b"\n"
+
+
+Report = Union[Lease, Output, Done, Vacated]
 
 
 def parse_reports(data: bytes) -> list[Report]:
@@ -223,8 +253,12 @@ def parse_reports(data: bytes) -> list[Report]:
                                  checks.MAX_STATUS)
                 out.append(Done(jid, index, status, words[4][:MAX_REASON]
                                 if len(words) > 4 else ""))
+            elif words[0] == "vacated" and len(words) >= 3:
+                words = text.split(None, 3)
+                jid, index = _task("vacated", words[1], words[2])
+                out.append(Vacated(jid, index, words[3][:MAX_REASON] if len(words) > 3 else ""))
             else:
-                raise ExchangeError("want 'done J T STATUS [REASON]', "
+                raise ExchangeError("want 'done J T STATUS [REASON]', 'vacated J T [REASON]', "
                                     "'output J T STREAM OFFSET SIZE' or 'lease L'")
         except ExchangeError as exc:
             raise ExchangeError(f"bad report {quoted(text)}: {exc}") from None

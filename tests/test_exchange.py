@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from styxgrid.exchange import (MAX_LEASE, MAX_SLOTS, Done, ExchangeError, Heartbeat, Join, Kill,
-                               Lease, Output, TaskRecord, parse_orders, parse_reports,
+                               Lease, Output, TaskRecord, Vacated, parse_orders, parse_reports,
                                parse_tasks)
 
 JOIN = Join("w1", 4, 8, (("Cpus", 4), ("OpSys", "LINUX"), ("Gpu", False), ("Speed", 1.5)),
@@ -21,6 +21,10 @@ CASES = [
     (Join("n-2.example"), b"join n-2.example\nslots 1\n", Join.parse),
     (Heartbeat(0.25), b"heartbeat load=0.25", Heartbeat.parse),
     (Heartbeat(), b"heartbeat", Heartbeat.parse),
+    (Heartbeat(1.5, "suspended"), b"heartbeat load=1.50 owner=suspended", Heartbeat.parse),
+    (Vacated(3, 1, "the owner is back"), b"vacated 3 1 the owner is back\n",
+     lambda b: parse_reports(b)[0]),
+    (Vacated(3, 1), b"vacated 3 1\n", lambda b: parse_reports(b)[0]),
     (Lease(0), b"lease 0\n", lambda b: parse_reports(b)[0]),
     (Output(3, 1, "stderr", 10, b"a\nb"), b"output 3 1 stderr 10 3\na\nb",
      lambda b: parse_reports(b)[0]),
@@ -75,6 +79,8 @@ REFUSED = [
     (parse_reports, b"output 1 0 stdout 0 5\nx", "the write ends before its SIZE bytes"),
     (parse_reports, b"output 1 0 stdin 0 1\nx", "want 'done J T STATUS [REASON]'"),
     (parse_reports, b"lease -1\n", "lease: -1 is out of range"),
+    (parse_reports, b"vacated 1\n", "want 'done J T STATUS [REASON]', 'vacated J T"),
+    (Heartbeat.parse, b"heartbeat owner=gone", "heartbeat: owner 'gone' is not one of"),
     (parse_reports, b"done 1 2 0\nexplode\n", "bad report 'explode'"),
     (parse_tasks, b"task 1 2 3\n", "bad task record"),
     (parse_tasks, b"task 1 2 3 10\nx", "bad task record"),
@@ -103,6 +109,9 @@ RECORDS = st.one_of(
     st.builds(Output, tasks, tasks, st.sampled_from(["stdout", "stderr"]),
               st.integers(0, 1 << 39), st.binary(max_size=64)),
     st.builds(Done, tasks, tasks, st.integers(-255, 255),
+              st.text(st.characters(blacklist_categories=["Cs", "Zl", "Zp", "Cc"]),
+                      max_size=40).map(lambda t: " ".join(t.split()))),
+    st.builds(Vacated, tasks, tasks,
               st.text(st.characters(blacklist_categories=["Cs", "Zl", "Zp", "Cc"]),
                       max_size=40).map(lambda t: " ".join(t.split()))))
 

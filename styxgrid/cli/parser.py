@@ -106,8 +106,19 @@ def servers(sub: argparse._SubParsersAction) -> None:
                    help="started as root: the accounts tasks run as, one grid user's at "
                         "a time each (default: one per slot, made on first start)")
     p.add_argument("--max-load", type=float, metavar="L",
-                   help="take tasks only while the load not from this worker's tasks "
-                        "is below L (default: always)")
+                   help="the owner is back while the load not from this worker's tasks "
+                        "is L or more (default: load is not looked at)")
+    p.add_argument("--busy-file", default="", metavar="PATH",
+                   help="the owner is back while PATH exists")
+    p.add_argument("--idle-after", type=float, default=WorkerConfig.idle_after,
+                   metavar="SECONDS", help="the owner is back while an input device was "
+                   "used within SECONDS (default: input is not looked at)")
+    p.add_argument("--suspend-for", type=float, default=WorkerConfig.suspend_for,
+                   metavar="SECONDS", help="tasks stay suspended this long while the owner "
+                   f"is back, then are vacated (default {WorkerConfig.suspend_for:g})")
+    p.add_argument("--vacate-grace", type=float, default=WorkerConfig.vacate_grace,
+                   metavar="SECONDS", help="from SIGTERM to SIGKILL when vacating "
+                   f"(default {WorkerConfig.vacate_grace:g})")
 
     p = sub.add_parser("exportfs", help="serve a local folder over 9P2000")
     p.add_argument("dir", help="the folder to serve")

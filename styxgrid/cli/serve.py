@@ -113,6 +113,11 @@ def worker_config(args: argparse.Namespace):
     identity = Identity(Path(args.identity) if args.identity else worker_identity_dir(name))
     scheduler = find_scheduler(args.scheduler, identity)
     parse_address(scheduler)
+    for option in ("idle_after", "suspend_for", "vacate_grace"):
+        value = getattr(args, option)
+        if not 0 <= value <= 86400 * 366:
+            raise ValueError(f"--{option.replace('_', '-')} {value:g}: want 0..{86400 * 366} "
+                             "seconds")
     for glob in args.allow:
         if any(c.isspace() for c in glob):
             raise ValueError(f"--allow {glob!r}: a glob has no blanks (match one with ?)")
@@ -123,6 +128,9 @@ def worker_config(args: argparse.Namespace):
                         workdir=args.workdir or "", attrs=attrs, nice=args.nice,
                         heartbeat=args.heartbeat, identity=identity,
                         allow=tuple(args.allow), max_load=args.max_load,
+                        busy_file=os.path.abspath(args.busy_file) if args.busy_file else "",
+                        idle_after=args.idle_after, suspend_for=args.suspend_for,
+                        vacate_grace=args.vacate_grace,
                         task_users=tuple(n for n in args.task_users.split(",") if n))
 
 

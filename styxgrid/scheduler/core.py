@@ -414,6 +414,23 @@ class Core:
             job.set_state(index, FAILED)
         return True
 
+    def task_vacated(self, name: str, jid: int, index: int) -> bool:
+        """Worker `name`'s owner took the machine back: the task goes back to the
+        queue, an eviction and not a failure (False: a stale report)."""
+        job = self.jobs.get(jid)
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.running.discard((jid, index))
+            self.refresh(worker)
+        if job is None or name not in self.runners(job, index):
+            return False
+        job.evictions[index] = job.evictions.get(index, 0) + 1
+        if not self.drop_run(job, index, name):
+            del job.running[index]
+            job.started.pop(index, None)
+            self.requeue(job, index)
+        return True
+
     def end_task(self, job: Job, index: int, reason: str) -> None:
         """A running task fails for a reason of the scheduler's (every run of it
         is to be killed), with no retry: it would end the same way."""

@@ -204,8 +204,9 @@ class Grid:
         link = self.node(name)
         worker = self.core.workers[name]
         a = worker.attrs
-        state = "draining" if worker.draining else "paused" if worker.lease == 0 else \
-            "busy" if worker.running else "idle"
+        state = "draining" if worker.draining else \
+            worker.owner if worker.owner in ("suspended", "vacating") else \
+            "paused" if worker.lease == 0 else "busy" if worker.running else "idle"
         held = len(worker.running)
         seen = trio.current_time() - link.last_seen
         return (f"{name} {state} cpus={a.get('Cpus', '?')} mem={a.get('Memory', '?')} "
@@ -231,6 +232,8 @@ class Grid:
             line += f" node={job.running[index]}"
         if index in job.copies:
             line += f" copies={','.join(job.copies[index])}"
+        if index in job.evictions:
+            line += f" evictions={job.evictions[index]}"
         if state in EXITED:
             line += f" exit={job.exit_of(index)}"
         reason = job.reasons.get(index) or ("killed" if state == KILLED else "") or \

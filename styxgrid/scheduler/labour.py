@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import trio
 
-from ..exchange import REPLACED, Done, Heartbeat, Join, Kill, Output, TaskRecord
+from ..exchange import REPLACED, Done, Heartbeat, Join, Kill, Output, TaskRecord, Vacated
 from ..ninep.tree import Signal
 from . import store as rows
 from .core import Core
@@ -229,6 +229,13 @@ class Labour:
         if link.gone:
             raise LookupError(link.lost_reason)
         link.last_seen = trio.current_time()
+        worker = self.core.workers[link.name]
+        if beat.owner != worker.owner:
+            worker.owner = beat.owner
+            self.events.add(0, f"node {link.name} owner {beat.owner}" + (
+                {"suspended": " (its tasks are stopped)",
+                 "vacating": " (its tasks are being vacated)",
+                 "back": " (it takes no work)", "away": " (it works again)"}[beat.owner]))
         if beat.load is not None and self.core.worker_update(link.name, {"LoadAvg": beat.load}):
             self.dispatch()                 # it may match a job it did not match before
 
@@ -277,7 +284,7 @@ class Labour:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
             self.ticks()
 
-    async def tasks_done(self, link: WorkerLink, reports: Sequence[Done],
+    async def tasks_done(self, link: WorkerLink, reports: Sequence[Done | Vacated],
                          outputs: Sequence[Output] = ()) -> None:
         """A worker's reports, committed together before this returns, after the
         output that came with them is in the spool; watchers hear of them after
@@ -302,6 +309,13 @@ class Labour:
                           out.stream, link.name, exc)
         statements, changed, requeued = [], {}, False
         for done in reports:
+            if isinstance(done, Vacated):
+                if self.core.task_vacated(link.name, done.job, done.task):
+                    changed[done.job] = self.core.jobs[done.job]
+                    requeued = True
+                    self.events.add(done.job, f"job {done.job} task {done.task} queued "
+                                    f"(vacated from {link.name}: {done.reason or 'owner back'})")
+                continue
             jid, index, status = done.job, done.task, done.status
             job = self.core.jobs.get(jid)
             copied = self.core.runners(job, index) if job and index in job.copies else None

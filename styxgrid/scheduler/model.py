@@ -102,6 +102,7 @@ class Job:
     median: tuple[int, float] = (0, 0.0)     # (runtimes it was worked out of, median)
     losses: dict[int, int] = field(default_factory=dict)
     failures: dict[int, int] = field(default_factory=dict)
+    evictions: dict[int, int] = field(default_factory=dict)  # vacated by owners: no failure
     reasons: dict[int, str] = field(default_factory=dict)
     held: bool = False
     killed: bool = False                      # killed tasks never run again: no retry
@@ -213,6 +214,7 @@ class Worker:
     listed: bool = False                      # in its groups' `idle`
     recent: int = 0                           # the job it last reported a task of
     allow: tuple[str, ...] = ()               # its owner's allow list (from its ad)
+    owner: str = "away"                       # the desktop owner: away, suspended, ...
 
     def __post_init__(self) -> None:
         allow = self.attrs.get("Allow")

@@ -39,8 +39,10 @@ def explain(core: Core, jid: int) -> str:
     usable = [w for w in matching if not w.draining]
     if not usable:
         return f"job {jid}: all {len(matching)} matching nodes are draining\n"
-    if all(w.lease == 0 for w in usable):
-        return (f"job {jid}: all {len(usable)} matching nodes are paused: their owners' "
+    if all(w.lease == 0 or w.owner != "away" for w in usable):
+        back = sum(1 for w in usable if w.owner != "away")
+        said = f" ({back} with their owners back: tasks suspended or vacated)" if back else ""
+        return (f"job {jid}: all {len(usable)} matching nodes are paused{said}: their owners' "
                 f"machines are busy; {job.queued} tasks wait\n")
     if not any(w.idle for w in usable):
         busy = sum(len(w.running) for w in usable)

@@ -27,6 +27,7 @@ from ..ninep.client import Client
 from .ad import machine_ad
 from .config import WorkerConfig
 from .link import JoinRefused, Linker, Replaced
+from .owner import OwnerWatch
 from .runner import Runner
 
 T = TypeVar("T")
@@ -46,6 +47,7 @@ class Worker:
         ad = machine_ad(config, len(users.pool) if users else 0,
                         self.runner.env.get("PATH", ""), self.workdir)
         self.linker = Linker(config, self.runner, ad)
+        self.owner = OwnerWatch(config, self.runner, self.linker.owner_changed)
 
     def over_link(self, action: Callable[[Client], Awaitable[T]]) -> Awaitable[T]:
         return self.linker.over_link(action)
@@ -60,4 +62,5 @@ class Worker:
             if self.runner.users is not None:   # tasks leased meanwhile wait their slot
                 await self.runner.users.claim(self.config.name)
             nursery.start_soon(self.runner.run)
+            nursery.start_soon(self.owner.run)
             task_status.started()

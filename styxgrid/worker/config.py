@@ -21,7 +21,12 @@ class WorkerConfig:
     identity: Identity | None = None          # TLS certificate for a TCP scheduler
     allow: tuple[str, ...] = ()               # globs of programs this node runs (all if none)
     task_users: tuple[str, ...] = ()          # started as root: the accounts tasks run as
-    max_load: float | None = None             # take tasks only while others' load is below
+    max_load: float | None = None             # the owner is back at this load of others'
+    busy_file: str = ""                       # the owner is back while this file exists
+    idle_after: float = 0.0                   # ...or input was used this recently (0: not)
+    suspend_for: float = 600.0                # seconds tasks stay suspended, then vacated
+    vacate_grace: float = 10.0                # seconds from SIGTERM to SIGKILL on vacate
+    owner_poll: float = 0.25                  # how often the owner's signals are looked at
     # how the exchange is paced (styxgrid-worker(8) explains each)
     stream_interval: float = 0.25             # how often a running task's new output is sent
     lease_ahead: float = 0.05                 # seconds of work leased beyond the slots

@@ -24,7 +24,6 @@ from ..ninep.client import Client, ConnectionLost, File, open_client
 from ..ninep.errors import NinePError
 from ..ninep.messages import OREAD, ORDWR
 from ..security.dial import dial
-from . import policy
 from .config import WorkerConfig
 from .runner import Runner
 from .sandbox import TaskRun
@@ -81,8 +80,8 @@ class Linker:
         self.runner = runner
         self.ad = ad
         self.parser = TaskParser()
-        self.own_load = 0.0                     # our running tasks, averaged like the load
-        runner.paused = self.owner_busy()
+        self.owner = "away"                     # what the owner's return did (owner.py)
+        self.beat_now = trio.Event()            # the owner's state changed: say it now
         self.link: Link | None = None
         self.linked = trio.Event()
 
@@ -140,23 +139,18 @@ class Linker:
                 self.link = None
                 self.linked = trio.Event()
 
-    def owner_busy(self) -> bool:
-        return policy.owner_busy(os.getloadavg()[0], self.own_load, self.config.max_load)
+    def owner_changed(self, state: str) -> None:
+        self.owner = state
+        self.beat_now.set()
 
     async def heartbeats(self, ctl: File) -> None:
-        """Say we are alive; look at the owner's load, and pause or resume leasing."""
-        config, runner = self.config, self.runner
+        """Say we are alive, with the load and the owner's state: every heartbeat,
+        and at once when the owner's state changes."""
         while True:
-            await trio.sleep(config.heartbeat)
-            self.own_load = policy.own_load(self.own_load, runner.running(), config.heartbeat,
-                                            config.load_window)
-            await ctl.pwrite(0, Heartbeat(os.getloadavg()[0]).encode())
-            paused = self.owner_busy()
-            if paused != runner.paused:
-                runner.paused = paused
-                log.info("node=%s %s", config.name, "paused: the owner's machine is busy"
-                         if paused else "resumed")
-                runner.outbox_ready.set()              # the reporter says the new lease
+            with trio.move_on_after(self.config.heartbeat):
+                await self.beat_now.wait()
+            self.beat_now = trio.Event()
+            await ctl.pwrite(0, Heartbeat(os.getloadavg()[0], self.owner).encode())
 
     async def reporter(self, ctl: File) -> None:
         """Send the due reports in one write (as many as fit), with a `lease` line

@@ -43,6 +43,7 @@ class Process:
             os.close(err)
         self.pidfd = os.pidfd_open(self.pid)
         self.status: int | None = None
+        self.ended = trio.Event()             # for others than the one waiter
         if nice:
             try:
                 os.setpriority(os.PRIO_PGRP, self.pid, nice)
@@ -51,12 +52,14 @@ class Process:
 
     async def wait(self) -> int:
         """The exit status: the exit code, or minus the signal that killed it.
-        What the task left running in its process group ends with it."""
+        What the task left running in its process group ends with it.  One
+        waiter only (the runner's); others wait for `ended`."""
         if self.status is None:
             await trio.lowlevel.wait_readable(self.pidfd)
             _, raw = os.waitpid(self.pid, 0)
             os.close(self.pidfd)
             self.status = os.waitstatus_to_exitcode(raw)
+            self.ended.set()
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -65,8 +68,12 @@ class Process:
 
     def kill(self) -> None:
         """SIGKILL the task's whole process group."""
+        self.signal(signal.SIGKILL)
+
+    def signal(self, sig: int) -> None:
+        """Signal the task's whole process group (while it runs)."""
         if self.status is None:
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, sig)
             except ProcessLookupError:
                 pass

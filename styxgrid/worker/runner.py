@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
@@ -20,7 +21,7 @@ import trio
 
 from .. import allowlist
 from ..checks import shown
-from ..exchange import Done
+from ..exchange import Done, Vacated
 from ..ninep.client import Client
 from ..ninep.errors import NinePError
 from . import policy
@@ -65,7 +66,9 @@ class Runner:
         self.mean_run: dict[int, float] = {}    # per job: how long a task holds a slot
         self.lease = config.slots               # what we want to hold at once
         self.lease_told = 0                     # what the scheduler was last told
-        self.paused = False                     # the owner's machine is busy: lease 0
+        self.paused = False                     # the owner is back: lease 0, start nothing
+        self.unpaused = trio.Event()
+        self.suspended = False                  # the running tasks are stopped
         self.inline = config.inline_output      # output sent in a report, at most
         self.env = {k: os.environ[k] for k in config.passed_env if k in os.environ}
         if self.users is not None:              # not root's PATH
@@ -91,6 +94,62 @@ class Runner:
     def wanted_lease(self) -> int:
         """How many tasks to hold: none while paused."""
         return 0 if self.paused else self.lease
+
+    # ------------------------------------------------------------ the owner's say
+
+    def hold(self, paused: bool) -> None:
+        """While the owner is back: lease nothing and start nothing (owner.py)."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:
+            self.unpaused.set()
+            self.unpaused = trio.Event()
+        self.outbox_ready.set()                 # the reporter says the new lease
+
+    def working(self) -> int:
+        """Tasks running and not suspended: the load this worker makes."""
+        return 0 if self.suspended else self.running()
+
+    def suspend(self) -> None:
+        self.suspended = True
+        for run in self.tasks.values():
+            if run.running and run.process is not None:
+                run.process.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.suspended = False
+        for run in self.tasks.values():
+            if run.running and run.process is not None:
+                run.process.signal(signal.SIGCONT)
+
+    async def vacate(self, grace: float) -> None:
+        """Give every task back: those waiting here at once, the running ones after
+        SIGTERM and up to `grace` seconds to end (then SIGKILL)."""
+        self.suspended = False
+        running = []
+        for run in list(self.tasks.values()):
+            if run.over or run.vacated:
+                continue
+            run.vacated = True
+            if run.running:
+                running.append(run)
+            elif run.process is None and not run.sandbox:   # waiting for a slot: its
+                self.post(run, -1, "")                      # slot passes it over
+        self.unpaused.set()                     # slots waiting with a task: pass it over
+        self.unpaused = trio.Event()
+        for run in running:
+            run.vacated = True
+            assert run.process is not None
+            run.process.signal(signal.SIGCONT)
+            run.process.signal(signal.SIGTERM)
+        with trio.move_on_after(grace):
+            for run in running:
+                assert run.process is not None
+                await run.process.ended.wait()
+        for run in running:
+            assert run.process is not None
+            run.process.kill()
 
     def queued(self) -> int:
         """Leased tasks waiting here for a slot."""
@@ -152,6 +211,10 @@ class Runner:
             if run.killed:
                 self.forget(run)
                 continue
+            while self.paused and not run.vacated:
+                await self.unpaused.wait()
+            if run.vacated:                     # given back while it waited here
+                continue
             if self.users is not None:
                 run.account = await self.users.take(run.owner)
             run.sandbox = self.sandboxes.take(run.account)
@@ -168,8 +231,8 @@ class Runner:
             if run.killed:
                 self.forget(run)
                 continue
-            if run.process is None:             # never started: the files beside its
-                self.post(run, status, reason)  # folder are an earlier task's
+            if run.process is None or run.vacated:   # never started: the files beside its
+                self.post(run, status, reason)       # folder are an earlier task's
                 continue
             output = None if run.spec.outputs else last_output(run, self.inline)
             if output is None:
@@ -232,6 +295,8 @@ class Runner:
             program = "./" + os.path.relpath(program, run.cwd)
         try:
             await self.fetch_inputs(run)
+            if run.vacated:
+                return -1, ""
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
             run.process = Process(program, argv, env, run.cwd, run.local("stdout"),
                                   run.local("stderr"), config.nice, run.user)
@@ -314,8 +379,12 @@ class Runner:
     def post(self, run: TaskRun, status: int, reason: str, output: bytes = b"") -> None:
         """Put the task's report in the outbox: output not sent yet, then `done`."""
         self.clear(run)
-        done = Done(run.job, run.index, status, reason).encode()
-        self.outbox.append(Report(output + done, run))
+        if run.vacated:                         # its output goes with it: it runs again
+            record = Vacated(run.job, run.index, "the owner took the machine back").encode()
+            output = b""
+        else:
+            record = Done(run.job, run.index, status, reason).encode()
+        self.outbox.append(Report(output + record, run))
         if self.report_due():
             self.outbox_ready.set()
 

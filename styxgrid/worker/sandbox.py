@@ -31,6 +31,7 @@ class TaskRun:
     sandbox: str = ""                         # given when a slot starts it
     process: Process | None = None
     killed: bool = False
+    vacated: bool = False                     # the owner took the machine back: re-queue it
     sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     uploads: int = 0                          # output uploads in flight: keep the folder
     over: bool = False                        # ended and reported: the folder may go

@@ -68,3 +68,75 @@ async def test_max_runtime_ends_a_runaway_task_with_the_reason(grid):
             while alive(pids):
                 await trio.sleep(0.05)
         assert os.path.exists(grid.sock)
+
+
+TICKING = ("cmd sh -c 'i=0; while [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; "
+           "echo finished on $STYXGRID_NODE'\n")
+
+
+def ticking_shells() -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"sh\0-c\0i=0; while"):
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def state_of(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+async def test_the_owner_back_suspends_a_task_and_gone_again_it_finishes_there(grid):
+    busy = os.path.join(grid.dir, "busy")
+    grid.start_worker("desk", 1, "--busy-file", busy, "--suspend-for", "60")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, TICKING + "submit\n")
+        with trio.fail_after(30):
+            while not (shells := ticking_shells()):
+                await trio.sleep(0.05)
+        open(busy, "w").close()                       # the owner is back
+        with trio.fail_after(1):                      # stopped within a second
+            while state_of(shells[0]) != "T":
+                await trio.sleep(0.02)
+        with trio.fail_after(10):
+            while "desk suspended" not in (await c.read_file("nodes/index")).decode():
+                await trio.sleep(0.05)
+        assert state_of(shells[0]) == "T"
+        os.unlink(busy)                               # and gone again, within T1
+        with trio.fail_after(10):
+            while "desk suspended" in (await c.read_file("nodes/index")).decode():
+                await trio.sleep(0.05)
+        with trio.fail_after(30):
+            assert " done " in await wait(c, job)
+        assert await c.read_file(f"jobs/{job}/stdout") == b"finished on desk\n"
+
+
+async def test_an_owner_who_stays_has_the_task_vacated_and_it_runs_elsewhere(grid):
+    busy = os.path.join(grid.dir, "busy")
+    grid.start_worker("desk", 1, "--busy-file", busy, "--suspend-for", "0.5",
+                      "--vacate-grace", "1")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, TICKING + "submit\n")
+        with trio.fail_after(30):
+            while not (shells := ticking_shells()):
+                await trio.sleep(0.05)
+        open(busy, "w").close()
+        with trio.fail_after(30):
+            while b"evictions=1" not in await c.read_file(f"jobs/{job}/tasks/0/status"):
+                await trio.sleep(0.05)
+        assert not alive(set(shells))
+        why = (await c.read_file(f"jobs/{job}/why")).decode()
+        assert "1 with their owners back" in why, why
+        grid.start_worker("spare", 1)
+        with trio.fail_after(30):
+            assert " done " in await wait(c, job)
+        assert await c.read_file(f"jobs/{job}/stdout") == b"finished on spare\n"
+        status = (await c.read_file(f"jobs/{job}/tasks/0/status")).decode()
+        assert "done" in status and "evictions=1" in status
+        events = (await c.read_file(f"jobs/{job}/events")).decode()
+        assert "queued (vacated from desk: the owner took the machine back)" in events
