@@ -29,7 +29,8 @@ MAX_LINE = 128 * 1024             # bytes of one line
 MAX_ARGS = 128 * 1024             # bytes of all arguments together
 MAX_LIST = 256                    # env, input and output lines of one job, each
 KEYS = ("cmd", "args", "tasks", "env", "dir", "input", "output", "requirements", "rank",
-        "priority", "retries", "share", "speculate", "max_runtime", "submit")
+        "priority", "retries", "share", "speculate", "max_runtime", "checkpoint_exit", "checkpoint_every",
+        "submit")
 SPECULATE = 3.0                   # a copy of a task running this many times the median
 MAX_RUNTIME = 366 * 86400         # seconds: a max_runtime is at most a year
 _FACTOR = re.compile(r"[0-9]{1,4}(\.[0-9]{1,2})?\Z")
@@ -70,6 +71,8 @@ class JobSpec:
     share: bool = False                 # every user may read its files, not only its owner
     speculate: float = SPECULATE        # copy a task past this times the median run; 0: off
     max_runtime: int = 0                # seconds a task may run, then it fails; 0: no limit
+    checkpoint_exit: int = 0            # this exit: checkpoint saved, run again; 0: none
+    checkpoint_every: int = 0           # seconds between asked-for checkpoints; 0: never
 
     def __post_init__(self) -> None:
         if not self.cmd:
@@ -93,7 +96,10 @@ class JobSpec:
         for key, number, low, high in (("tasks", self.tasks, 1, MAX_TASKS),
                                        ("priority", self.priority, -1000, 1000),
                                        ("retries", self.retries, 0, 1000),
-                                       ("max_runtime", self.max_runtime, 0, MAX_RUNTIME)):
+                                       ("max_runtime", self.max_runtime, 0, MAX_RUNTIME),
+                                       ("checkpoint_exit", self.checkpoint_exit, 0, 255),
+                                       ("checkpoint_every", self.checkpoint_every, 0,
+                                        MAX_RUNTIME)):
             if type(number) is not int or not low <= number <= high:
                 raise DescriptionError(f"{key}: {number} is out of range ({low}..{high})")
         if type(self.speculate) is not float or \
@@ -132,6 +138,10 @@ class JobSpec:
             out.append(f"speculate {self.speculate:g}" if self.speculate else "speculate off")
         if self.max_runtime:
             out.append(f"max_runtime {self.max_runtime}")
+        if self.checkpoint_exit:
+            out.append(f"checkpoint_exit {self.checkpoint_exit}")
+        if self.checkpoint_every:
+            out.append(f"checkpoint_every {self.checkpoint_every}")
         return "\n".join(out) + "\n"
 
     @classmethod
@@ -294,6 +304,10 @@ class Description:
                                        f"got {quoted(value)}")
         elif key == "max_runtime":
             f["max_runtime"] = _int(key, value, 1, MAX_RUNTIME)
+        elif key == "checkpoint_exit":
+            f["checkpoint_exit"] = _int(key, value, 1, 255)
+        elif key == "checkpoint_every":
+            f["checkpoint_every"] = _int(key, value, 1, MAX_RUNTIME)
         return None
 
     def finish(self) -> JobSpec:

@@ -6,7 +6,8 @@ Records in the h11 style, as `ninep/messages.py` is for 9P: frozen, each with
 this module; the whole grammar is in styxgrid(4), "The labour exchange".
 
     worker -> scheduler, control fid:  Join (once), Heartbeat,
-                                       Lease, Output, Done, Vacated (a report write)
+                                       Lease, Output, Done, Vacated,
+                                       Checkpoint (a report write)
     scheduler -> worker, control fid:  Kill (orders)
     scheduler -> worker, other fids:   TaskRecord (a lease of tasks)
 """
@@ -26,6 +27,7 @@ MAX_LEASE = 16384           # the most tasks one worker may hold at once
 MAX_LOAD = 1_000_000        # a load average past this is not believed
 MAX_OUTPUT = 1 << 40        # a task's stdout or stderr ends before 1 TiB
 MAX_REASON = 1000           # characters of a report's reason that are kept
+MAX_CHECKPOINT = 1 << 30    # bytes of one task's checkpoint (a tar of its folder)
 REPLACED = "replaced: another worker joined as"   # the start of the answer to an evicted one
 
 
@@ -220,7 +222,20 @@ class Vacated:
         return f"vacated {self.job} {self.task} {reason}".strip().encode() + b"\n"
 
 
-Report = Union[Lease, Output, Done, Vacated]
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """`checkpoint J T SIZE`: the task's checkpoint, uploaded to its `checkpoint`
+    file, is whole at SIZE bytes: it replaces the one kept before."""
+
+    job: int
+    task: int
+    size: int
+
+    def encode(self) -> bytes:
+        return f"checkpoint {self.job} {self.task} {self.size}\n".encode()
+
+
+Report = Union[Lease, Output, Done, Vacated, Checkpoint]
 
 
 def parse_reports(data: bytes) -> list[Report]:
@@ -253,13 +268,18 @@ def parse_reports(data: bytes) -> list[Report]:
                                  checks.MAX_STATUS)
                 out.append(Done(jid, index, status, words[4][:MAX_REASON]
                                 if len(words) > 4 else ""))
+            elif words[0] == "checkpoint" and len(words) == 4:
+                jid, index = _task("checkpoint", words[1], words[2])
+                out.append(Checkpoint(jid, index, _number("checkpoint: size", words[3], 0,
+                                                          MAX_CHECKPOINT)))
             elif words[0] == "vacated" and len(words) >= 3:
                 words = text.split(None, 3)
                 jid, index = _task("vacated", words[1], words[2])
                 out.append(Vacated(jid, index, words[3][:MAX_REASON] if len(words) > 3 else ""))
             else:
                 raise ExchangeError("want 'done J T STATUS [REASON]', 'vacated J T [REASON]', "
-                                    "'output J T STREAM OFFSET SIZE' or 'lease L'")
+                                    "'output J T STREAM OFFSET SIZE', 'checkpoint J T SIZE' "
+                                    "or 'lease L'")
         except ExchangeError as exc:
             raise ExchangeError(f"bad report {quoted(text)}: {exc}") from None
     return out
@@ -291,15 +311,17 @@ def parse_orders(data: bytes) -> list[Kill]:
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """`task J T N OWNER SIZE` and SIZE bytes of the job's description: one task
-    leased (N is the job's number of tasks; OWNER the user whose job it is, so
-    that a worker never runs two users' tasks as one uid)."""
+    """`task J T N OWNER SIZE [checkpoint]` and SIZE bytes of the job's
+    description: one task leased (N is the job's number of tasks; OWNER the user
+    whose job it is, so that a worker never runs two users' tasks as one uid;
+    `checkpoint`: the task has one kept, to restore before it starts)."""
 
     job: int
     task: int
     tasks: int
     owner: str
     description: bytes
+    checkpoint: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -309,13 +331,15 @@ class TaskRecord:
 
     def encode(self) -> bytes:
         return self.head(self.job, self.task, self.tasks, self.owner,
-                         len(self.description)) + self.description
+                         len(self.description), self.checkpoint) + self.description
 
     @staticmethod
-    def head(job: int, task: int, tasks: int, owner: str, size: int) -> bytes:
+    def head(job: int, task: int, tasks: int, owner: str, size: int,
+             checkpoint: bool = False) -> bytes:
         """The record's first line alone: the scheduler sends one description,
         made once per job, after each task's own line."""
-        return f"task {job} {task} {tasks} {owner} {size}\n".encode()
+        flag = " checkpoint" if checkpoint else ""
+        return f"task {job} {task} {tasks} {owner} {size}{flag}\n".encode()
 
 
 def parse_tasks(data: bytes) -> list[TaskRecord]:
@@ -324,7 +348,8 @@ def parse_tasks(data: bytes) -> list[TaskRecord]:
         end = data.find(b"\n", at)
         words = data[at:end].split() if end >= 0 else []
         try:
-            if len(words) != 6 or words[0] != b"task":
+            if len(words) not in (6, 7) or words[0] != b"task" or words[6:] not in \
+                    ([], [b"checkpoint"]):
                 raise ValueError
             job, task, tasks, size = int(words[1]), int(words[2]), int(words[3]), int(words[5])
             if min(job, task, tasks, size) < 0:
@@ -335,5 +360,5 @@ def parse_tasks(data: bytes) -> list[TaskRecord]:
         text, at = data[end + 1:end + 1 + size], end + 1 + size
         if len(text) != size:
             raise ExchangeError(f"task record cut short: {len(text)} of {size} bytes")
-        out.append(TaskRecord(job, task, tasks, owner, text))
+        out.append(TaskRecord(job, task, tasks, owner, text, len(words) == 7))
     return out

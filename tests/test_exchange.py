@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from styxgrid.exchange import (MAX_LEASE, MAX_SLOTS, Done, ExchangeError, Heartbeat, Join, Kill,
+from styxgrid.exchange import (MAX_LEASE, MAX_SLOTS, Checkpoint, Done, ExchangeError, Heartbeat, Join, Kill,
                                Lease, Output, TaskRecord, Vacated, parse_orders, parse_reports,
                                parse_tasks)
 
@@ -34,6 +34,9 @@ CASES = [
     (Kill(5, 4294967295), b"kill 5 4294967295\n", lambda b: parse_orders(b)[0]),
     (TaskRecord(5, 2, 10, "alice", b"cmd sh\n"), b"task 5 2 10 alice 7\ncmd sh\n",
      lambda b: parse_tasks(b)[0]),
+    (TaskRecord(5, 2, 10, "alice", b"cmd sh\n", True),
+     b"task 5 2 10 alice 7 checkpoint\ncmd sh\n", lambda b: parse_tasks(b)[0]),
+    (Checkpoint(3, 1, 10240), b"checkpoint 3 1 10240\n", lambda b: parse_reports(b)[0]),
 ]
 
 
@@ -84,6 +87,9 @@ REFUSED = [
     (parse_reports, b"done 1 2 0\nexplode\n", "bad report 'explode'"),
     (parse_tasks, b"task 1 2 3\n", "bad task record"),
     (parse_tasks, b"task 1 2 3 10\nx", "bad task record"),
+    (parse_tasks, b"task 1 2 3 bob 1 restart\nx", "bad task record"),
+    (parse_reports, b"checkpoint 1 2 1073741825\n", "checkpoint: size: 1073741825 is out"),
+    (parse_reports, b"checkpoint 1 2\n", "'checkpoint J T SIZE'"),
     (parse_tasks, b"task 1 2 3 al/ice 1\nx", "task record: bad user name 'al/ice'"),
     (parse_tasks, b"task 1 2 3 \xc3\xa9 1\nx", "bad task record"),
     (parse_tasks, b"task 1 2 3 bob 10\nshort", "task record cut short: 5 of 10 bytes"),
@@ -111,6 +117,7 @@ RECORDS = st.one_of(
     st.builds(Done, tasks, tasks, st.integers(-255, 255),
               st.text(st.characters(blacklist_categories=["Cs", "Zl", "Zp", "Cc"]),
                       max_size=40).map(lambda t: " ".join(t.split()))),
+    st.builds(Checkpoint, tasks, tasks, st.integers(0, 1 << 30)),
     st.builds(Vacated, tasks, tasks,
               st.text(st.characters(blacklist_categories=["Cs", "Zl", "Zp", "Cc"]),
                       max_size=40).map(lambda t: " ".join(t.split()))))

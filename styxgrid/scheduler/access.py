@@ -160,6 +160,16 @@ def task_output(owner: str, shared: bool) -> Policy:
     return policy
 
 
+def task_checkpoint(owner: str, shared: bool) -> Policy:
+    """A task's checkpoint: read as the job's files are; the worker the task is
+    leased to reads it (to restore) and writes it (the lease is checked at open)."""
+    readers = owner_reads(owner, shared)
+
+    def policy(session: Session, want: int) -> bool:
+        return role(session) == WORKER or readers(session, want)
+    return policy
+
+
 def denied(what: str) -> NinePError:
     return NinePError(f"{EPERM}: {what}")
 

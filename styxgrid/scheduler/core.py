@@ -49,6 +49,7 @@ class Core:
         self.clock = clock
         self.copy_files = copy_files
         self.timed: dict[int, None] = {}        # jobs with a max_runtime, till they finish
+        self.handed: list[Assignment] = []      # take() gave these to other workers
 
     # ------------------------------------------------------------ jobs
 
@@ -240,12 +241,26 @@ class Core:
             picked = self.next_task(group)
             if picked is None:
                 break
+            other = self.instead(group, worker, *picked)
+            if other is not None:
+                self.handed.append(self.start(other, *picked))
+                continue
             got.append(self.start(worker, *picked))
         if not got and len(worker.running) < worker.slots:
             copy = runs.copy_for(self, worker)
             if copy is not None:
                 got.append(copy)
         return got
+
+    def instead(self, group: Group, worker: Worker, job: Job, index: int) -> Worker | None:
+        """Another idle matching worker for a task that was lost, failed or vacated
+        on `worker` (None: `worker` may run it)."""
+        if job.elsewhere.get(index) != worker.name:
+            return None
+        for name in group.idle:                 # at most two steps: one is `worker`
+            if name != worker.name:
+                return self.workers[name]
+        return None
 
     def fill(self, name: str) -> list[Assignment]:
         """Tasks for an asking worker whose report just made room."""
@@ -287,17 +302,21 @@ class Core:
                 if picked is None:
                     break
                 job, index = picked
-                out.append(self.start(self.pick_worker(group, job), job, index))
+                out.append(self.start(self.pick_worker(group, job, index), job, index))
         return out
 
-    def pick_worker(self, group: Group, job: Job) -> Worker:
-        """The asking matching worker with the best `rank` (the first if no rank)."""
+    def pick_worker(self, group: Group, job: Job, index: int) -> Worker:
+        """The asking matching worker with the best `rank` (the first if no rank),
+        another than the one the task was lost, failed or vacated on if it can."""
         if not job.spec.rank:
-            return self.workers[next(iter(group.idle))]
+            first = self.workers[next(iter(group.idle))]
+            return self.instead(group, first, job, index) or first
         rank = expression(job.spec.rank)
 
         def score(name: str) -> float:
             value = self.workers[name].eval(rank)
+            if name == job.elsewhere.get(index) and len(group.idle) > 1:
+                return float("-inf")
             return float(value) if isinstance(value, (int, float)) else float("-inf")
         return self.workers[max(group.idle, key=score)]
 
@@ -362,6 +381,7 @@ class Core:
             del job.running[index]
             job.started.pop(index, None)
             job.losses[index] = job.losses.get(index, 0) + 1
+            job.elsewhere[index] = name
             if job.losses[index] >= MAX_LOSSES:
                 job.reasons[index] = f"lost {MAX_LOSSES} times (last on worker {name})"
                 job.set_state(index, FAILED)
@@ -406,6 +426,7 @@ class Core:
                 job.runtimes.append(self.clock() - began)
         elif job.failures.get(index, 0) < job.spec.retries:
             job.failures[index] = job.failures.get(index, 0) + 1
+            job.elsewhere[index] = name
             self.requeue(job, index)                # its exit stays -1 until it ends
         else:
             job.exit[index] = status
@@ -426,6 +447,7 @@ class Core:
             return False
         job.evictions[index] = job.evictions.get(index, 0) + 1
         if not self.drop_run(job, index, name):
+            job.elsewhere[index] = name
             del job.running[index]
             job.started.pop(index, None)
             self.requeue(job, index)

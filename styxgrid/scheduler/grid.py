@@ -41,6 +41,9 @@ class Grid:
         self.core = Core(clock=trio.current_time, copy_files=self.spool)
         self.store = Store(self.state_dir / "grid.db")
         self.store.load(self.core)
+        for job in self.core.jobs.values():      # checkpoints of the tasks still to end
+            if not job.finished and job.id in self.spool.with_files:
+                job.checkpoints = self.spool.checkpoints(job.id)
         self.data_dir = str(self.state_dir / "data")
         os.makedirs(self.data_dir, exist_ok=True)
         keep_private(self.state_dir)

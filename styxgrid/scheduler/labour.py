@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 
 import trio
 
-from ..exchange import REPLACED, Done, Heartbeat, Join, Kill, Output, TaskRecord, Vacated
+from ..exchange import (REPLACED, Checkpoint, Done, Heartbeat, Join, Kill, Output, TaskRecord,
+                        Vacated)
 from ..ninep.tree import Signal
 from . import store as rows
 from .core import Core
@@ -109,6 +110,13 @@ class Labour:
         if link.parked:
             for a in self.core.fill(link.name):
                 self.hand(link, a)
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Tasks the core gave to other workers than the one asking (core.instead)."""
+        handed, self.core.handed = self.core.handed, []
+        for a in handed:
+            self.hand(self.links[a.worker], a)
 
     def started(self, a: Assignment) -> None:
         if not a.copy:
@@ -129,6 +137,7 @@ class Labour:
             raise LookupError(link.lost_reason)
         if not link.parked:
             got = self.core.ask(link.name, most)
+            self.hand_over()
             if got:
                 for a in got:
                     self.started(a)
@@ -198,7 +207,8 @@ class Labour:
                      if line and not line.startswith(("requirements ", "rank "))]
             text = self.task_texts[a.job] = ("\n".join(lines) + "\n").encode()
         job = self.core.jobs[a.job]
-        return TaskRecord.head(a.job, a.index, job.spec.tasks, job.owner, len(text)) + text
+        return TaskRecord.head(a.job, a.index, job.spec.tasks, job.owner, len(text),
+                               a.index in job.checkpoints) + text
 
     # ------------------------------------------------------------ workers
 
@@ -284,7 +294,7 @@ class Labour:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
             self.ticks()
 
-    async def tasks_done(self, link: WorkerLink, reports: Sequence[Done | Vacated],
+    async def tasks_done(self, link: WorkerLink, reports: Sequence[Done | Vacated | Checkpoint],
                          outputs: Sequence[Output] = ()) -> None:
         """A worker's reports, committed together before this returns, after the
         output that came with them is in the spool; watchers hear of them after
@@ -309,6 +319,9 @@ class Labour:
                           out.stream, link.name, exc)
         statements, changed, requeued = [], {}, False
         for done in reports:
+            if isinstance(done, Checkpoint):
+                self.checkpointed(link, done)
+                continue
             if isinstance(done, Vacated):
                 if self.core.task_vacated(link.name, done.job, done.task):
                     changed[done.job] = self.core.jobs[done.job]
@@ -338,6 +351,17 @@ class Labour:
             self.notify(jid)
         if requeued:
             self.dispatch()
+
+    def checkpointed(self, link: WorkerLink, report: Checkpoint) -> None:
+        """A run of the task uploaded a whole checkpoint: it is the task's now."""
+        jid, index = report.job, report.task
+        job = self.core.jobs.get(jid)
+        if job is None or link.name not in self.core.runners(job, index):
+            return
+        if self.spool.commit_checkpoint(jid, index, link.name, report.size):
+            job.checkpoints[index] = report.size
+            self.events.add(jid, f"job {jid} task {index} checkpoint saved on {link.name} "
+                            f"({report.size} bytes)")
 
     def copy_ended(self, name: str, job: Job, index: int, status: int,
                    runners: list[str]) -> bool:

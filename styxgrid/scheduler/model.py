@@ -103,6 +103,8 @@ class Job:
     losses: dict[int, int] = field(default_factory=dict)
     failures: dict[int, int] = field(default_factory=dict)
     evictions: dict[int, int] = field(default_factory=dict)  # vacated by owners: no failure
+    elsewhere: dict[int, str] = field(default_factory=dict)  # lost/failed/vacated there: not again first
+    checkpoints: dict[int, int] = field(default_factory=dict)  # task -> bytes of its kept one
     reasons: dict[int, str] = field(default_factory=dict)
     held: bool = False
     killed: bool = False                      # killed tasks never run again: no retry

@@ -6,6 +6,11 @@ file that was never written reads as empty.  A task's files are emptied when it 
 handed out again, so a re-run does not append to a lost attempt's output.  A copy
 of a slow task (runs.py) writes beside them, T.stdout.NODE, till it wins (its
 files take the task's place) or loses (they go).
+
+A task's checkpoint (a tar of its $STYXGRID_CHECKPOINT folder) is T.checkpoint;
+a worker uploads a new one to T.checkpoint.NODE, which replaces it whole when
+the worker's report says it is complete (`checkpoint J T SIZE`), so a restore
+never gets half of one.  Kept till the job is removed, across restarts.
 """
 
 from __future__ import annotations
@@ -34,6 +39,41 @@ class Spool:
     def path(self, jid: int, index: int, stream: str, copy: str = "") -> str:
         name = f"{index}.{stream}.{copy}" if copy else f"{index}.{stream}"
         return os.path.join(self.root, str(jid), name)
+
+    def checkpoint(self, jid: int, index: int, node: str = "") -> str:
+        name = f"{index}.checkpoint.{node}" if node else f"{index}.checkpoint"
+        return os.path.join(self.root, str(jid), name)
+
+    def open_checkpoint_upload(self, jid: int, index: int, node: str) -> int:
+        """A descriptor (the caller closes it) on an emptied T.checkpoint.NODE."""
+        path = self.checkpoint(jid, index, node)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.with_files.add(jid)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+
+    def commit_checkpoint(self, jid: int, index: int, node: str, size: int) -> bool:
+        """NODE's upload becomes the task's checkpoint if it holds SIZE bytes."""
+        part = self.checkpoint(jid, index, node)
+        try:
+            if os.stat(part).st_size != size:
+                return False
+            os.replace(part, self.checkpoint(jid, index))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def checkpoints(self, jid: int) -> dict[int, int]:
+        """The job's kept checkpoints: task -> size (at a restart)."""
+        try:
+            names = os.listdir(self.job_dir(jid))
+        except FileNotFoundError:
+            return {}
+        found = {}
+        for name in names:
+            number, _, rest = name.partition(".")
+            if rest == "checkpoint" and number.isdigit():
+                found[int(number)] = os.stat(os.path.join(self.job_dir(jid), name)).st_size
+        return found
 
     def outputs_dir(self, jid: int) -> str:
         path = os.path.join(self.root, str(jid), "outputs")

@@ -62,7 +62,8 @@ class TaskParser:
                 if len(self.specs) >= self.keep:
                     self.specs.clear()
                 spec = self.specs[r.description] = JobSpec.from_lines(r.description.decode())
-            out.append(TaskRun(r.job, r.task, r.tasks, r.owner, spec))
+            out.append(TaskRun(r.job, r.task, r.tasks, r.owner, spec,
+                               checkpoint=r.checkpoint))
         return out
 
 

@@ -24,10 +24,12 @@ class Process:
 
     def __init__(self, program: str, argv: list[str], env: dict[str, str], cwd: str,
                  stdout: str, stderr: str, nice: int = 0,
-                 user: tuple[int, int] | None = None) -> None:
+                 user: tuple[int, int] | None = None, append: bool = False) -> None:
         """Start `program` (an absolute path: the one the owner's allow list was
-        checked against, never looked up again) with `argv`."""
-        out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        checked against, never looked up again) with `argv`; `append`: after
+        what an earlier run of the task wrote (a checkpoint exit's re-run)."""
+        out_flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (
+            os.O_APPEND if append else os.O_TRUNC)
         out = os.open(stdout, out_flags, 0o600)     # opened by us, beside the folder:
         err = os.open(stderr, out_flags, 0o600)     # no task user reaches them by name
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),

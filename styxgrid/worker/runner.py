@@ -21,10 +21,10 @@ import trio
 
 from .. import allowlist
 from ..checks import shown
-from ..exchange import Done, Vacated
+from ..exchange import Checkpoint, Done, Vacated
 from ..ninep.client import Client
 from ..ninep.errors import NinePError
-from . import policy
+from . import checkpoints, policy
 from .config import WorkerConfig
 from .outputs import last_output, send_outputs, upload_streams
 from .accounts import task_users
@@ -42,10 +42,11 @@ OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was
 @dataclass(eq=False)
 class Report:
     """What a finished task's report says (its last output, then its `done` line),
-    and the task."""
+    and the task; or a `checkpoint` line of a task that goes on (not `final`)."""
 
     data: bytes
     run: TaskRun
+    final: bool = True
 
 
 class Runner:
@@ -57,8 +58,10 @@ class Runner:
             os.setgroups([])                  # tasks get no supplementary groups of root's
         self.sandboxes = Sandboxes(workdir, keep=2 * config.slots)
         self.inputs = InputCache(os.path.join(workdir, "inputs"))
-        shutil.rmtree(self.inputs.root, ignore_errors=True)      # an earlier run's
-        os.mkdir(self.inputs.root, 0o700)
+        self.scratch = os.path.join(workdir, "scratch")       # checkpoints going and coming
+        for folder in (self.inputs.root, self.scratch):
+            shutil.rmtree(folder, ignore_errors=True)         # an earlier run's
+            os.mkdir(folder, 0o700)
         self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
         self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
         self.outbox: list[Report] = []          # reports for the next write
@@ -191,7 +194,8 @@ class Runner:
         """The scheduler has the batch (or refused it): its tasks are not ours."""
         self.lease_told = lease
         for r in batch:
-            self.forget(r.run)
+            if r.final:
+                self.forget(r.run)
 
     # ------------------------------------------------------------ one task
 
@@ -231,6 +235,8 @@ class Runner:
             if run.killed:
                 self.forget(run)
                 continue
+            if run.vacated and run.process is not None:
+                await self.save_checkpoint(run)      # after SIGTERM: what it saved goes up
             if run.process is None or run.vacated:   # never started: the files beside its
                 self.post(run, status, reason)       # folder are an earlier task's
                 continue
@@ -273,7 +279,8 @@ class Runner:
             env.update(USER=run.account.name, LOGNAME=run.account.name, HOME=run.sandbox,
                        TMPDIR=run.sandbox)
         env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
-                   STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name)
+                   STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name,
+                   STYXGRID_CHECKPOINT=checkpoints.folder(run))
         env.update((k, run.expand(v)) for k, v in run.spec.env)
         env.update(self.keeper.env)             # last: a job cannot unmark itself
         return env
@@ -295,22 +302,74 @@ class Runner:
             program = "./" + os.path.relpath(program, run.cwd)
         try:
             await self.fetch_inputs(run)
+            checkpoints.make(run)
+            if run.checkpoint:
+                await self.over_link(lambda client: checkpoints.restore(
+                    client, run, self.scratch_for(run)))
             if run.vacated:
                 return -1, ""
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
-            run.process = Process(program, argv, env, run.cwd, run.local("stdout"),
-                                  run.local("stderr"), config.nice, run.user)
+
+            def start(again: bool = False) -> Process:
+                return Process(program, argv, env, run.cwd, run.local("stdout"),
+                               run.local("stderr"), config.nice, run.user, again)
+            run.process = start()
 
         except OSError as exc:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
         except NinePError as exc:
-            return 127, f"cannot fetch inputs: {exc}"
+            return 127, f"cannot fetch inputs or checkpoint: {exc}"
         except Exception as exc:        # the worker never dies of a task: the task fails
             log.exception("job=%s task=%s cannot start", run.job, run.index)
             return 127, f"cannot start the task: {type(exc).__name__}: {str(exc)[:200]}"
         if run.killed:
             run.process.kill()
-        return await run.process.wait(), ""
+        return await self.watch(run, start), ""
+
+    async def watch(self, run: TaskRun, start: Callable[[bool], Process]) -> int:
+        """The task's exit status.  An exit with the job's `checkpoint_exit` saves
+        the checkpoint and starts the task again here at once; with
+        `checkpoint_every`, the task is asked to save (SIGUSR1) that often."""
+        spec = run.spec
+        while True:
+            assert run.process is not None
+            async with trio.open_nursery() as nursery:
+                if spec.checkpoint_every:
+                    nursery.start_soon(self.save_every, run, spec.checkpoint_every)
+                status = await run.process.wait()
+                nursery.cancel_scope.cancel()
+            if not spec.checkpoint_exit or status != spec.checkpoint_exit or run.killed \
+                    or run.vacated:
+                return status
+            await self.save_checkpoint(run)
+            if run.killed or run.vacated:
+                return status
+            run.process = start(True)
+
+    async def save_every(self, run: TaskRun, seconds: int) -> None:
+        while True:
+            await trio.sleep(seconds)
+            if run.process is not None and not self.suspended:
+                run.process.signal(signal.SIGUSR1)
+                await trio.sleep(checkpoints.SAVE_PAUSE)
+                await self.save_checkpoint(run)
+
+    def scratch_for(self, run: TaskRun) -> str:
+        return os.path.join(self.scratch, f"{run.job}.{run.index}")
+
+    async def save_checkpoint(self, run: TaskRun) -> None:
+        """Upload the task's checkpoint folder (if it holds anything), and report
+        it whole; one that cannot go up is logged, and the task goes on."""
+        try:
+            size = await self.over_link(lambda client: checkpoints.save(
+                client, run, self.scratch_for(run), self.config.upload_piece))
+        except (NinePError, OSError) as exc:
+            log.warning("job=%s task=%s checkpoint not saved: %s", run.job, run.index, exc)
+            return
+        if size:
+            record = Checkpoint(run.job, run.index, size).encode()
+            self.outbox.append(Report(record, run, final=False))
+            self.outbox_ready.set()
 
     async def fetch_inputs(self, run: TaskRun) -> None:
         """Make `dir` and copy the inputs into it (off the loop, as the task's

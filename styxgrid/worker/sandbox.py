@@ -17,6 +17,8 @@ from .accounts import Account
 from .credentials import acting_as
 from .process import Process
 
+CHECKPOINT_FOLDER = ".checkpoint"             # $STYXGRID_CHECKPOINT, in the folder
+
 
 @dataclass(eq=False)
 class TaskRun:
@@ -32,6 +34,7 @@ class TaskRun:
     process: Process | None = None
     killed: bool = False
     vacated: bool = False                     # the owner took the machine back: re-queue it
+    checkpoint: bool = False                  # the scheduler keeps one: restore it first
     sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     uploads: int = 0                          # output uploads in flight: keep the folder
     over: bool = False                        # ended and reported: the folder may go
@@ -97,7 +100,10 @@ class Sandboxes:
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
+                    if entry.name == CHECKPOINT_FOLDER and \
+                            entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)           # does not follow links
+                    elif entry.is_dir(follow_symlinks=False):
                         raise IsADirectoryError(entry.path)
                     os.unlink(entry.path)
         except OSError:

@@ -4,13 +4,20 @@ machines, tasks checkpoint and move)."""
 
 from __future__ import annotations
 
+import glob
+import io
 import os
+import shlex
+import shutil
+import signal
+import tarfile
 
 import trio
 
 from styxgrid.ninep.client import open_client
 
-from ..helpers import submit, wait
+from ..helpers import REPO, submit, wait
+from .test_grid import wait_for_event
 from .test_rights import alive, tasks_of
 
 SLOW_ON_ONE_NODE = ("cmd sh -c 'if [ $STYXGRID_NODE = slow ]; then exec sleep 61; fi; "
@@ -140,3 +147,97 @@ async def test_an_owner_who_stays_has_the_task_vacated_and_it_runs_elsewhere(gri
         assert "done" in status and "evictions=1" in status
         events = (await c.read_file(f"jobs/{job}/events")).decode()
         assert "queued (vacated from desk: the owner took the machine back)" in events
+
+
+def counted(grid) -> int:
+    """How far the checkpointing task has counted on `desk` (its saved counter)."""
+    for found in glob.glob(os.path.join(grid.dir, "work-desk", "*", ".checkpoint", "count")):
+        with open(found) as f:
+            text = f.read().strip()
+        if text.isdigit():
+            return int(text)
+    return 0
+
+
+async def vacate_a_counting_task(grid, c) -> int:
+    """Start the example's counting task on `desk`, have the owner come back
+    half-way and stay: the task is vacated with its checkpoint saved."""
+    counter = shutil.copy(REPO / "scripts" / "examples" / "count.sh", grid.dir)
+    busy = os.path.join(grid.dir, "busy")
+    grid.start_worker("desk", 1, "--busy-file", busy, "--suspend-for", "0.2",
+                      "--vacate-grace", "10")
+    job = await submit(c, f"cmd {counter}\nargs 40\nsubmit\n")
+    with trio.fail_after(30):
+        while counted(grid) < 8:
+            await trio.sleep(0.05)
+    open(busy, "w").close()
+    with trio.fail_after(30):
+        while b"evictions=1" not in await c.read_file(f"jobs/{job}/tasks/0/status"):
+            await trio.sleep(0.05)
+    await wait_for_event(c, f"jobs/{job}/events", f"job {job} task 0 checkpoint saved on desk")
+    return job
+
+
+def resumed_from(stdout: bytes) -> int:
+    first, last = stdout.decode().splitlines()
+    assert first.startswith("resumed at ") and last == "counted to 40 on spare", stdout
+    return int(first.split()[2].split()[0])
+
+
+async def test_a_vacated_checkpointing_task_resumes_elsewhere_from_its_checkpoint(grid):
+    async with open_client(grid.sock) as c:
+        job = await vacate_a_counting_task(grid, c)
+        saved = await c.read_file(f"jobs/{job}/tasks/0/checkpoint")
+        with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
+            kept = int(tar.extractfile("./count").read())       # the owner reads it too
+        assert kept >= 8
+        grid.start_worker("spare", 1)
+        with trio.fail_after(60):
+            assert " done " in await wait(c, job)
+        assert resumed_from(await c.read_file(f"jobs/{job}/stdout")) == kept
+
+
+async def test_a_checkpoint_survives_a_sigkill_and_restart_of_the_scheduler(grid):
+    async with open_client(grid.sock) as c:
+        job = await vacate_a_counting_task(grid, c)
+    grid.scheduler.popen.send_signal(signal.SIGKILL)
+    grid.scheduler.popen.wait()
+    grid.start_scheduler()
+    grid.start_worker("spare", 1)
+    async with open_client(grid.sock) as c:
+        with trio.fail_after(60):
+            assert " done " in await wait(c, job)
+        assert resumed_from(await c.read_file(f"jobs/{job}/stdout")) >= 8
+
+
+async def test_a_checkpoint_exit_saves_and_runs_again_at_once_on_the_same_node(grid):
+    """A task that saves and exits with the job's checkpoint_exit code every few
+    steps (HTCondor's self-checkpointing) ends having counted once, in pieces."""
+    grid.start_worker("w1", 1)
+    script = ("n=0; f=$STYXGRID_CHECKPOINT/n; [ -f $f ] && n=$(cat $f); "
+              "echo run from $n; n=$((n+1)); echo $n > $f; "
+              "if [ $n -lt 3 ]; then exit 85; fi; echo done at $n")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, f"cmd sh\nargs -c {shlex.quote(script)}\n"
+                              "checkpoint_exit 85\nsubmit\n")
+        with trio.fail_after(30):
+            assert " done " in await wait(c, job)
+        assert await c.read_file(f"jobs/{job}/stdout") == \
+            b"run from 0\nrun from 1\nrun from 2\ndone at 3\n"
+        events = (await c.read_file(f"jobs/{job}/events")).decode()
+        assert events.count("checkpoint saved on w1") == 2, events
+        assert events.count("running node=") == 1, events
+
+
+async def test_checkpoint_every_asks_the_task_to_save_with_sigusr1(grid):
+    grid.start_worker("w1", 1)
+    script = ("trap 'echo saved > $STYXGRID_CHECKPOINT/mark' USR1; "
+              "while [ ! -f $STYXGRID_CHECKPOINT/mark ]; do sleep 0.1; done; sleep 3")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, f"cmd sh\nargs -c {shlex.quote(script)}\n"
+                              "checkpoint_every 1\nsubmit\n")
+        await wait_for_event(c, f"jobs/{job}/events", "checkpoint saved on w1")
+        saved = await c.read_file(f"jobs/{job}/tasks/0/checkpoint")
+        with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
+            assert tar.extractfile("./mark").read() == b"saved\n"
+        await c.write_file(f"jobs/{job}/ctl", b"kill")

@@ -333,3 +333,22 @@ def test_a_task_past_max_runtime_is_found_oldest_first():
     core.end_task(job, 0, "ran past its max_runtime of 10s (killed)")
     assert job.state[0] == FAILED and (job.id, 0) not in core.workers["w"].running
     assert overdue(core) == []
+
+
+def test_a_task_failed_or_vacated_on_a_node_goes_to_another_idle_node_first():
+    core = Core()
+    job = core.submit(JobSpec(cmd="x", retries=2), "u")
+    core.worker_join("a", LINUX, slots=1)
+    core.worker_join("b", LINUX, slots=1)
+    first = drain(core, "a")[0]
+    assert core.task_done("a", job.id, first.index, 1)      # failed on a: retried
+    core.set_asking("b", True)                              # b waits for work
+    assert drain(core, "a") == []                           # a asks: it goes to b
+    handed, core.handed = core.handed, []
+    assert [(h.worker, h.index) for h in handed] == [("b", first.index)]
+    assert core.task_vacated("b", job.id, first.index)      # b's owner came back
+    core.set_asking("a", True)
+    assert [(a.worker, a.index) for a in core.dispatch()] == [("a", first.index)]
+    core.worker_lost("a")                                   # lost on a, b asks alone:
+    assert drain(core, "b")[0].index == first.index         # it runs where it can
+    assert job.evictions == {first.index: 1} and job.failures == {first.index: 1}

@@ -23,7 +23,9 @@ def test_heredoc_description_and_normal_form_round_trips():
     spec = parse("cmd ./sim\nargs --seed 'a b'\ntasks 100\nenv K=V\nenv X=1=2\n"
                  "dir run/here\ninput in/a.txt\noutput out.$STYXGRID_TASK.txt\n"
                  "requirements Memory >= 2048 && OpSys == \"LINUX\"\nrank Cpus\n"
-                 "priority 5\nretries 2\nsubmit\n")
+                 "priority 5\nretries 2\nspeculate 2.5\nmax_runtime 60\n"
+                 "checkpoint_exit 85\ncheckpoint_every 30\nsubmit\n")
+    assert spec.checkpoint_exit == 85 and spec.checkpoint_every == 30 and spec.speculate == 2.5
     assert spec.tasks == 100 and spec.args == ("--seed", "a b")
     assert spec.env == (("K", "V"), ("X", "1=2"))
     assert spec.inputs == ("in/a.txt",) and spec.outputs == ("out.$STYXGRID_TASK.txt",)
@@ -57,6 +59,10 @@ def test_no_submit_yet_gives_nothing():
     ("tasks 0\nsubmit x\n", "tasks: 0 is out of range"),
     ("priority 99999\nsubmit x\n", "priority: 99999 is out of range"),
     ("retries -1\nsubmit x\n", "retries: -1 is out of range"),
+    ("speculate 1.0\nsubmit x\n", "speculate: want F .a number, 1.1..1000. or 'off', got '1.0'"),
+    ("max_runtime 0\nsubmit x\n", "max_runtime: 0 is out of range"),
+    ("checkpoint_exit 256\nsubmit x\n", "checkpoint_exit: 256 is out of range .1..255."),
+    ("checkpoint_every 0\nsubmit x\n", "checkpoint_every: 0 is out of range"),
     ("env NOEQUALS\nsubmit x\n", "env: want NAME=VALUE"),
     ("requirements Memory >= \nsubmit x\n", "cannot parse ClassAd expression"),
     ("input ../etc/passwd\nsubmit x\n", "may not contain '..'"),

@@ -43,6 +43,7 @@ class Kind(IntEnum):
     NSTATUS = 27
     NAD = 28
     NCTL = 29
+    TCHECKPOINT = 30
 
 
 def qpath(kind: Kind, job: int = 0, task: int = -1) -> int:

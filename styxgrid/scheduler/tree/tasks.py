@@ -7,7 +7,7 @@ import os
 from typing import Iterable
 
 from ... import checks
-from ...exchange import MAX_OUTPUT
+from ...exchange import MAX_CHECKPOINT, MAX_OUTPUT
 from ...ninep.errors import NinePError
 from ...ninep.messages import ORDWR, OWRITE
 from ...ninep.synthetic import PollHandle
@@ -67,8 +67,21 @@ class TaskDir(GridDir):
     def stderr(self) -> Node:
         return self.stream("stderr", Kind.TSTDERR)
 
+    def checkpoint(self) -> Node:
+        grid, jid, index = self.grid, self.jid, self.index
+        job = grid.job(jid)
+
+        def opener(session: Session, mode: int) -> Handle:
+            if mode & 3 in (OWRITE, ORDWR):
+                return CheckpointUpload(grid, session, jid, index)
+            if access.role(session) == access.WORKER:
+                leased(grid, session, jid, index)
+            return CheckpointRead(grid.spool.checkpoint(jid, index))
+        return grid_file("checkpoint", qpath(Kind.TCHECKPOINT, jid, index), self, opener,
+                         0o666, access.task_checkpoint(job.owner, job.spec.share))
+
     ENTRIES = {"status": status, "node": node, "stdout": stdout, "stderr": stderr,
-               "exit": exit}
+               "exit": exit, "checkpoint": checkpoint}
 
     def stream(self, name: str, kind: Kind) -> Node:
         grid, jid, index = self.grid, self.jid, self.index
@@ -107,6 +120,56 @@ class TaskStream(PollHandle):
 
     def read_signal(self) -> Signal:
         return self.grid.changed(self.jid)
+
+
+def leased(grid: Grid, session: Session, jid: int, index: int) -> WorkerLink:
+    """The session's worker link, if a run of the task is leased to it."""
+    link: WorkerLink | None = session.data.get("link")
+    job = grid.find_job(jid)
+    if link is None or job is None or link.name not in grid.core.runners(job, index):
+        raise access.denied(f"task {jid}.{index} is not leased to this worker")
+    return link
+
+
+class CheckpointRead(Handle):
+    """The task's checkpoint as it was at open (a new one replaces it whole):
+    a tar of the task's $STYXGRID_CHECKPOINT folder; empty when it has none."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.fd = -1
+
+    def read_nowait(self, offset: int, count: int) -> bytes:
+        return os.pread(self.fd, count, offset) if self.fd >= 0 else b""
+
+    def clunk(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class CheckpointUpload(Handle):
+    """A worker's new checkpoint of a task leased to it, written beside the kept
+    one; its `checkpoint J T SIZE` report puts it in place (spool.py)."""
+
+    def __init__(self, grid: Grid, session: Session, jid: int, index: int) -> None:
+        self.link = leased(grid, session, jid, index)
+        self.fd = grid.spool.open_checkpoint_upload(jid, index, self.link.name)
+
+    def write_nowait(self, offset: int, data: bytes) -> int:
+        if offset + len(data) > MAX_CHECKPOINT:
+            raise NinePError(f"a checkpoint past {MAX_CHECKPOINT >> 20} MiB refused")
+        try:
+            return os.pwrite(self.fd, data, offset)
+        except OSError as exc:
+            raise NinePError(f"checkpoint not stored: {exc.strerror}") from None
+
+    def clunk(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class UploadHandle(Handle):

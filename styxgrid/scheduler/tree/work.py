@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import trio
 
-from ...exchange import (Done, ExchangeError, Heartbeat, Join, Lease, Output, Vacated,
-                         parse_reports)
+from ...exchange import (Checkpoint, Done, ExchangeError, Heartbeat, Join, Lease, Output,
+                         Vacated, parse_reports)
 from ...ninep.errors import NinePError
 from ...ninep.synthetic import text, words
 from ...ninep.tree import Handle, Session, Signal
@@ -44,7 +44,7 @@ class WorkHandle(Handle):
     def write_nowait(self, offset: int, data: bytes) -> int:
         head = data[:16].split(None, 1)
         first = text(head[0]) if head else ""
-        if first in ("done", "lease", "output", "vacated"):
+        if first in ("done", "lease", "output", "vacated", "checkpoint"):
             raise trio.WouldBlock                 # reports may carry output: bytes
         if first == "join":
             self.join(text(data))
@@ -55,7 +55,7 @@ class WorkHandle(Handle):
                 raise NinePError(words(exc)) from None
         else:
             raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat, lease, "
-                             "output, done or vacated")
+                             "output, done, vacated or checkpoint")
         return len(data)
 
     def join(self, line: str) -> None:
@@ -82,7 +82,7 @@ class WorkHandle(Handle):
             raise NinePError(str(exc)) from None
         leases = [r.size for r in records if isinstance(r, Lease)]
         outputs = [r for r in records if isinstance(r, Output)]
-        reports = [r for r in records if isinstance(r, (Done, Vacated))]
+        reports = [r for r in records if isinstance(r, (Done, Vacated, Checkpoint))]
         try:
             if leases:
                 self.grid.labour.set_lease(link, leases[-1])
