@@ -28,16 +28,8 @@ SAVE_PAUSE = 1.0              # seconds from SIGUSR1 to the save of a periodic c
 
 
 def folder(run: TaskRun) -> str:
+    """The task's checkpoint folder: every sandbox has one, empty (sandbox.py)."""
     return os.path.join(run.sandbox, CHECKPOINT_FOLDER)
-
-
-def make(run: TaskRun) -> None:
-    """An empty checkpoint folder, the task user's (on the loop: one mkdir)."""
-    with acting_as(run.user):
-        try:
-            os.mkdir(folder(run), 0o700)
-        except FileExistsError:
-            pass
 
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

@@ -302,7 +302,6 @@ class Runner:
             program = "./" + os.path.relpath(program, run.cwd)
         try:
             await self.fetch_inputs(run)
-            checkpoints.make(run)
             if run.checkpoint:
                 await self.over_link(lambda client: checkpoints.restore(
                     client, run, self.scratch_for(run)))

@@ -66,7 +66,8 @@ class TaskRun:
 
 class Sandboxes:
     """Task folders, emptied and reused: making and deleting a folder per task costs
-    more than a tiny task does.  A reused folder is empty, as a fresh one is, and
+    more than a tiny task does.  A reused folder is empty but for an empty
+    .checkpoint folder (the task's $STYXGRID_CHECKPOINT), as a fresh one is, and
     is reused only for the same grid user's tasks as the same task user (a task
     owns its folder and may have opened it to others: that stays its user's
     business)."""
@@ -90,7 +91,10 @@ class Sandboxes:
             self.kept -= 1
             return kept[1].pop()
         path = tempfile.mkdtemp(prefix="task.", dir=self.root)       # mode 0700
+        checkpoint = os.path.join(path, CHECKPOINT_FOLDER)
+        os.mkdir(checkpoint, 0o700)
         if account is not None:
+            os.chown(checkpoint, account.uid, account.gid)
             os.chown(path, account.uid, account.gid)
         return path
 
@@ -100,12 +104,14 @@ class Sandboxes:
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
-                    if entry.name == CHECKPOINT_FOLDER and \
-                            entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path)           # does not follow links
-                    elif entry.is_dir(follow_symlinks=False):
+                    if not entry.is_dir(follow_symlinks=False):
+                        os.unlink(entry.path)
+                    elif entry.name == CHECKPOINT_FOLDER:
+                        _empty(entry.path)
+                    else:
                         raise IsADirectoryError(entry.path)
-                    os.unlink(entry.path)
+            if not stat.S_ISDIR(os.lstat(os.path.join(path, CHECKPOINT_FOLDER)).st_mode):
+                raise NotADirectoryError(path)     # the task took it away: not reused
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
             return
@@ -126,6 +132,20 @@ class Sandboxes:
                 os.unlink(f"{path}.{stream}")
             except FileNotFoundError:
                 pass
+
+
+def _empty(folder: str) -> None:
+    """Empty a folder of the task's by its descriptor (never through a link)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.name, dir_fd=fd)
+                else:
+                    os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 class InputCache:

@@ -18,8 +18,16 @@ def test_a_reused_sandbox_is_empty_and_one_with_folders_is_not_reused(tmp_path):
     boxes = Sandboxes(str(tmp_path), keep=1)
     first = boxes.take(None)
     open(os.path.join(first, "left"), "w").close()
+    os.makedirs(os.path.join(first, ".checkpoint", "kept", "deeper"))
+    os.symlink("/etc", os.path.join(first, ".checkpoint", "out"))
     boxes.give_back(first, None)
-    assert boxes.take(None) == first and os.listdir(first) == []
+    assert boxes.take(None) == first and os.listdir(first) == [".checkpoint"]
+    assert os.listdir(os.path.join(first, ".checkpoint")) == [] and os.path.isdir("/etc")
+    os.rmdir(os.path.join(first, ".checkpoint"))           # the task took it away
+    os.symlink("/etc", os.path.join(first, ".checkpoint"))
+    boxes.give_back(first, None)
+    assert not os.path.exists(first) and boxes.kept == 0
+    first = boxes.take(None)
     os.mkdir(os.path.join(first, "sub"))
     boxes.give_back(first, None)
     assert not os.path.exists(first) and boxes.kept == 0
