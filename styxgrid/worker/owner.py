@@ -2,7 +2,7 @@
 default policy has it.
 
 While the owner is away the worker takes work.  When the owner is back it
-SUSPENDS its tasks (SIGSTOP of each task's process group) and takes no new
+takes no new work and (if it runs any) SUSPENDS its tasks (SIGSTOP of each task's process group) and takes no new
 work; if the owner goes again within `suspend_for` seconds the tasks continue
 (SIGCONT) where they were; if not, it VACATES them: SIGTERM (a task may save a
 checkpoint), `vacate_grace` seconds, then SIGKILL, and each goes back to the
@@ -92,7 +92,10 @@ class OwnerWatch:
                                             config.load_window)
             why = self.back()
             now = trio.current_time()
-            if self.state == "away" and why:
+            if self.state == "away" and why and not runner.running():
+                self.enter("back", why)           # nothing to stop: take no work,
+                await runner.vacate(0)            # and give back what waits here
+            elif self.state == "away" and why:
                 since = now
                 runner.suspend()
                 self.enter("suspended", why)
