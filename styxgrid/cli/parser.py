@@ -58,9 +58,14 @@ def scheduler_option(p: argparse.ArgumentParser) -> None:
 
 
 def heartbeat_timeout(p: argparse.ArgumentParser) -> None:
+    """The scheduler's own tunables, for `scheduler` and `up`."""
     default = SchedulerConfig.heartbeat_timeout
     p.add_argument("--heartbeat-timeout", type=float, default=default, metavar="SECONDS",
                    help=f"silence after which a worker is lost (default {default:g})")
+    half = SchedulerConfig.usage_half_life
+    p.add_argument("--usage-half-life", type=float, default=half, metavar="SECONDS",
+                   help=f"time in which a user's usage halves, for fair share (default "
+                   f"{half:g})")
 
 
 def servers(sub: argparse._SubParsersAction) -> None:
@@ -203,6 +208,10 @@ def user_commands(sub: argparse._SubParsersAction) -> None:
 
     for name, text in (("q", "the job queue"), ("status", "the nodes and counters")):
         scheduler_option(sub.add_parser(name, help=text))
+    p = sub.add_parser("users", help="users' fair shares; an admin sets a user's factor")
+    scheduler_option(p)
+    p.add_argument("factor", nargs="*", metavar="USER FACTOR",
+                   help="give USER the priority factor FACTOR (admins; 2: half the share)")
     for name, text in (("wait", "wait for a job (progress on a terminal); "
                                 "exit 0 when every task is done"),
                        ("why", "why a job is not running")):

@@ -65,11 +65,15 @@ def cmd_exportfs(args: argparse.Namespace) -> int:
 def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
     """The `scheduler` and `up` options as a SchedulerConfig (ValueError: a bad address)."""
     listen = getattr(args, "listen", None)
+    if not 60 <= args.usage_half_life <= 86400 * 366:
+        raise ValueError(f"--usage-half-life {args.usage_half_life:g}: want 60..{86400 * 366} "
+                         "seconds")
     return SchedulerConfig(Path(args.state).resolve(),
                            listen=parse_address(listen) if listen else None,
                            ca_dir=getattr(args, "ca", None),
                            insecure=getattr(args, "insecure", False),
-                           heartbeat_timeout=args.heartbeat_timeout, trace=args.trace)
+                           heartbeat_timeout=args.heartbeat_timeout, trace=args.trace,
+                           usage_half_life=args.usage_half_life)
 
 
 async def serve_scheduler(config: SchedulerConfig, ready: Callable[[str], None]) -> None:

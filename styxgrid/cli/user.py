@@ -103,6 +103,27 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_users(client: Client, args: argparse.Namespace) -> int:
+    """The users' shares, best effective priority first; or set a user's factor."""
+    if args.factor:
+        if len(args.factor) != 2:
+            raise ValueError("users: want USER FACTOR to set a factor, or nothing")
+        path = f"users/{args.factor[0]}/ctl"
+        try:
+            await client.write_file(path, f"factor {args.factor[1]}\n".encode())
+        except NinePError as exc:
+            raise await explain(client, path, exc) from None
+        return 0
+    lines = (await client.read_file("users/index")).decode().splitlines()
+    fields = [dict(w.split("=", 1) for w in line.split()[1:]) | {"name": line.split()[0]}
+              for line in lines]
+    print(f"{'USER':16} {'PRIORITY':>10} {'USAGE':>10} {'FACTOR':>7} {'RUN':>5} {'QUEUED':>7}")
+    for f in sorted(fields, key=lambda f: float(f["priority"])):
+        print(f"{f['name']:16} {f['priority']:>10} {f['usage']:>10} {f['factor']:>7} "
+              f"{f['running']:>5} {f['queued']:>7}")
+    return 0
+
+
 async def cmd_wait(client: Client, args: argparse.Namespace) -> int:
     """Show progress while the job runs; exit 0 if every task is done, else 1."""
     job = args.job
@@ -170,5 +191,6 @@ async def cmd_write(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-for _fn in (cmd_submit, cmd_q, cmd_status, cmd_wait, cmd_why, cmd_cat, cmd_ls, cmd_write):
+for _fn in (cmd_submit, cmd_q, cmd_status, cmd_users, cmd_wait, cmd_why, cmd_cat, cmd_ls,
+            cmd_write):
     client_command(_fn)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..ninep.server import Limits
 from ..ninep.transport import Address
+from .shares import HALF_LIFE
 
 SOCKET_NAME = "scheduler.sock"      # the local socket, in the state folder
 
@@ -19,6 +20,8 @@ class SchedulerConfig:
     ca_dir: str | None = None               # the grid CA: a TCP address speaks TLS
     insecure: bool = False                  # plain 9P on TCP, attach names believed
     heartbeat_timeout: float = 10.0         # seconds of silence after which a worker is lost
+    usage_half_life: float = HALF_LIFE      # seconds in which a user's usage halves
+    usage_saved_every: float = 60.0         # seconds between saves of users' usage
     trace: bool = False                     # log every 9P message
     limits: Limits = field(default_factory=Limits)     # per connection (styxgrid-scheduler(8))
     # The scheduler holds many long-lived objects (each worker's connection and its

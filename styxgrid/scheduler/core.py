@@ -3,7 +3,12 @@
 No I/O: the 9P tree and the store feed it events (submit, a slot asks for work, a
 task ends, a worker is lost, a ctl verb) and act on what it returns; its clock
 is given (the grid's trio clock).  Its records (jobs, groups, workers) are in
-model.py; copies of slow tasks and run-time limits are in runs.py.
+model.py; copies of slow tasks and run-time limits are in runs.py; users' fair shares in
+shares.py.
+
+A group's queue is a heap of jobs per user; the best task of a group is the best
+job of the user with the best effective priority (a pass over the users with
+queued jobs in that group only).
 
 A worker holds at most `lease` tasks at once (running, or leased and waiting their
 turn on the worker; 0 while its owner's machine is busy: it is *paused*); while one
@@ -24,6 +29,7 @@ from typing import Any, Callable, Protocol
 from .. import allowlist
 from ..describe import JobSpec
 from . import runs
+from .shares import Shares
 from .model import (DONE, FAILED, HELD, HOLD, KILL, KILLED, MAX_LOSSES, QUEUED, RELEASE,
                     RETRY, RUNNING, Assignment, CoreError, Group, Job, Worker, classad_of,
                     expression)
@@ -41,7 +47,7 @@ class Core:
     """All jobs and workers of one scheduler."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 copy_files: CopyFiles | None = None) -> None:
+                 copy_files: CopyFiles | None = None, shares: Shares | None = None) -> None:
         self.jobs: dict[int, Job] = {}
         self.next_job = 1
         self.groups: dict[tuple[str, allowlist.Program], Group] = {}  # (requirements, program)
@@ -50,6 +56,9 @@ class Core:
         self.copy_files = copy_files
         self.timed: dict[int, None] = {}        # jobs with a max_runtime, till they finish
         self.handed: list[Assignment] = []      # take() gave these to other workers
+        self.shares = shares or Shares()
+        self.now = 0.0      # the shares' clock, read once per take or dispatch: one
+                            # user's tasks compare alike in every group
 
     # ------------------------------------------------------------ jobs
 
@@ -101,7 +110,7 @@ class Core:
         key = (-job.priority, job.id)
         if job.queued and not job.held and job.heap_key != key:
             job.heap_key = key
-            heapq.heappush(self.group_of(job).jobs, key)
+            heapq.heappush(self.group_of(job).queues.setdefault(job.owner, []), key)
 
     def job(self, jid: int) -> Job:
         job = self.jobs.get(jid)
@@ -111,10 +120,25 @@ class Core:
 
     # ------------------------------------------------------------ dispatch
 
-    def live_top(self, group: Group) -> tuple[int, int] | None:
-        """The group's best heap entry whose job can run now; stale entries (job
+    def live_top(self, group: Group) -> tuple[float, int, int] | None:
+        """The group's best job that can run now, as (the user's effective
+        priority, -job priority, job id): of each user's best, the one of the
+        user with the best effective priority."""
+        best = None
+        now = self.now
+        for user, heap in list(group.queues.items()):
+            key = self.user_top(group, heap)
+            if key is None:
+                del group.queues[user]
+                continue
+            entry = (self.shares.effective(user, now), *key)
+            if best is None or entry < best:
+                best = entry
+        return best
+
+    def user_top(self, group: Group, heap: list) -> tuple[int, int] | None:
+        """A user's best heap entry whose job can run now; stale entries (job
         gone, held, out of queued tasks, re-prioritized) are dropped on the way."""
-        heap = group.jobs
         while heap:
             key = heap[0]
             job = self.jobs.get(key[1])
@@ -135,11 +159,11 @@ class Core:
     def next_task(self, group: Group) -> tuple[Job, int] | None:
         """The best queued task of `group`, taken off the queue."""
         while (key := self.live_top(group)) is not None:
-            job = self.jobs[key[1]]
+            job = self.jobs[key[2]]
             index = job.pop_queued()
             if index is not None:
                 return job, index
-            heapq.heappop(group.jobs)
+            heapq.heappop(group.queues[job.owner])
             job.heap_key = None
             self.tail(group, job)
         return None
@@ -157,7 +181,7 @@ class Core:
         job.set_state(index, RUNNING)
         job.running[index] = worker.name
         job.started[index] = self.clock()
-        worker.running.add((job.id, index))
+        self.occupy(worker, job.id, index)
         self.refresh(worker)
         return Assignment(worker.name, job.id, index)
 
@@ -165,9 +189,24 @@ class Core:
         """Another run of a running task, on another worker: the first to finish
         well decides the task."""
         job.copies.setdefault(index, []).append(worker.name)
-        worker.running.add((job.id, index))
+        self.occupy(worker, job.id, index)
         self.refresh(worker)
         return Assignment(worker.name, job.id, index, copy=True)
+
+    def occupy(self, worker: Worker, jid: int, index: int) -> None:
+        """The worker holds a run of the task: a slot of its owner's share."""
+        if (jid, index) not in worker.running:
+            worker.running.add((jid, index))
+            job = self.jobs.get(jid)
+            if job is not None:
+                self.shares.started(job.owner)
+
+    def free_slot(self, worker: Worker, jid: int, index: int) -> None:
+        if (jid, index) in worker.running:
+            worker.running.discard((jid, index))
+            job = self.jobs.get(jid)
+            if job is not None:
+                self.shares.ended(job.owner)
 
     def runners(self, job: Job, index: int) -> list[str]:
         """The workers running the task: the first run, then its copies."""
@@ -201,7 +240,7 @@ class Core:
         for name in self.runners(job, index):
             worker = self.workers.get(name)
             if worker is not None and name != winner:
-                worker.running.discard((job.id, index))
+                self.free_slot(worker, job.id, index)
                 self.refresh(worker)
         copies = job.copies.pop(index, [])
         if self.copy_files is not None:
@@ -228,6 +267,7 @@ class Core:
         got: list[Assignment] = []
         if worker.draining:
             return got
+        self.now = self.shares.clock()
         while len(got) < most:
             held = len(worker.running)
             if held >= worker.lease:
@@ -236,7 +276,7 @@ class Core:
             if group is None:
                 break
             top = self.live_top(group)
-            if held >= worker.slots and (top is None or top[1] != worker.recent):
+            if held >= worker.slots and (top is None or top[2] != worker.recent):
                 break
             picked = self.next_task(group)
             if picked is None:
@@ -296,8 +336,9 @@ class Core:
     def dispatch(self) -> list[Assignment]:
         """Hand queued tasks to asking workers; called after anything queued tasks."""
         out = []
+        self.now = self.shares.clock()
         for group in self.groups.values():
-            while group.idle and group.jobs:
+            while group.idle and group.queues:
                 picked = self.next_task(group)
                 if picked is None:
                     break
@@ -375,6 +416,8 @@ class Core:
         self.refresh(worker)
         lost = sorted(worker.running)
         for jid, index in lost:
+            self.free_slot(worker, jid, index)
+        for jid, index in lost:
             job = self.jobs.get(jid)
             if job is None or self.drop_run(job, index, name) or job.running.get(index) != name:
                 continue
@@ -402,7 +445,7 @@ class Core:
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
         if worker is not None:
-            worker.running.discard((jid, index))
+            self.free_slot(worker, jid, index)
             worker.recent = jid
             self.refresh(worker)
         if job is None:
@@ -441,7 +484,7 @@ class Core:
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
         if worker is not None:
-            worker.running.discard((jid, index))
+            self.free_slot(worker, jid, index)
             self.refresh(worker)
         if job is None or name not in self.runners(job, index):
             return False
@@ -471,7 +514,7 @@ class Core:
         job.set_state(index, RUNNING)
         job.running[index] = name
         job.started[index] = self.clock()
-        worker.running.add((jid, index))
+        self.occupy(worker, jid, index)
         self.refresh(worker)
         return True
 
@@ -481,7 +524,7 @@ class Core:
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
         if worker is not None:
-            worker.running.discard((jid, index))
+            self.free_slot(worker, jid, index)
             self.refresh(worker)
         if job is not None and not self.drop_run(job, index, name) \
                 and job.running.get(index) == name:

@@ -24,6 +24,7 @@ from .core import Core
 from .events import EventLog
 from .labour import Labour, WorkerLink
 from .model import EXITED, FAILED, FINISHED, KILLED, STATE_NAMES, CoreError, Job
+from .shares import Share, Shares
 from .spool import Spool
 from .store import Store
 from .why import explain
@@ -38,7 +39,8 @@ class Grid:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_state(self.state_dir)
         self.spool = Spool(str(self.state_dir / "spool"))
-        self.core = Core(clock=trio.current_time, copy_files=self.spool)
+        self.core = Core(clock=trio.current_time, copy_files=self.spool,
+                         shares=Shares(half_life=config.usage_half_life))
         self.store = Store(self.state_dir / "grid.db")
         self.store.load(self.core)
         for job in self.core.jobs.values():      # checkpoints of the tasks still to end
@@ -62,9 +64,15 @@ class Grid:
             self.labour.nursery = nursery
             await nursery.start(self.store.writer)
             nursery.start_soon(self.labour.watchdog)
+            nursery.start_soon(self.keep_usage)
             task_status.started()
 
     def close(self) -> None:
+        """At a clean stop: users' usage as it is now, then the files closed."""
+        shares = self.core.shares
+        for share in shares.users.values():
+            shares.settle(share)
+        self.store.write_now([rows.user_row(s) for s in shares.users.values()])
         self.store.close()
         os.close(self.lock)
 
@@ -226,6 +234,44 @@ class Grid:
     def node_ad(self, name: str) -> str:
         attrs = self.core.workers[self.node(name).name].attrs
         return "".join(f"{k} = {literal(v)}\n" for k, v in sorted(attrs.items()))
+
+    # ------------------------------------------------------------ users
+
+    def user_names(self) -> list[str]:
+        """Users with a share or a job (a pass over the jobs: for `ls`, not dispatch)."""
+        return sorted(set(self.core.shares.users) | {j.owner for j in self.core.jobs.values()})
+
+    def user_status(self, name: str) -> str:
+        shares = self.core.shares
+        share = shares.of(name) if name in shares.users else Share(name)
+        queued = sum(j.queued for j in self.core.jobs.values() if j.owner == name and not j.held)
+        now = shares.clock()
+        return (f"{name} usage={shares.usage(share, now):.1f} factor={share.factor:g} "
+                f"priority={share.factor * (0.5 + shares.usage(share, now)):.1f} "
+                f"running={share.running} queued={queued}\n")
+
+    def users_index(self) -> str:
+        return "".join(self.user_status(name) for name in self.user_names())
+
+    async def set_factor(self, name: str, factor: float) -> None:
+        """An admin's priority factor for a user: 2 gets half the share of 1."""
+        shares = self.core.shares
+        shares.set_factor(name, factor)
+        share = shares.of(name)
+        shares.settle(share)
+        await self.store.write([rows.user_row(share)])
+        self.events.add(0, f"user {name} factor {factor:g}")
+        self.labour.dispatch()
+
+    async def keep_usage(self) -> None:
+        """Save every user's usage now and then (a restart loses at most that)."""
+        while True:
+            await trio.sleep(self.config.usage_saved_every)
+            shares = self.core.shares
+            for share in shares.users.values():
+                shares.settle(share)
+            if shares.users:
+                await self.store.write([rows.user_row(s) for s in shares.users.values()])
 
     def task_status(self, jid: int, index: int) -> str:
         job = self.core.job(jid)

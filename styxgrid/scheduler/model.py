@@ -185,7 +185,7 @@ class Group:
     requirements: str
     program: allowlist.Program
     expr: Any
-    jobs: list = field(default_factory=list)           # heap of (-priority, job id)
+    queues: dict[str, list] = field(default_factory=dict)  # user -> heap of (-priority, job id)
     idle: dict[str, None] = field(default_factory=dict)  # matching workers that would take one
     tails: dict[int, None] = field(default_factory=dict)  # jobs running with none queued
 

@@ -40,6 +40,7 @@ import trio
 
 from .core import Core
 from .model import FAILED, FINISHED, KILLED, Job
+from .shares import Share
 from ..describe import MAX_TASKS, JobSpec
 
 log = logging.getLogger("styxgrid.scheduler")
@@ -54,6 +55,9 @@ CREATE TABLE IF NOT EXISTS results (
     job INTEGER NOT NULL, task INTEGER NOT NULL, state INTEGER NOT NULL,
     exit INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '', node TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, task)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, factor REAL NOT NULL, usage REAL NOT NULL,
+    at REAL NOT NULL) WITHOUT ROWID;
 """
 
 Statement = tuple[str, tuple]
@@ -96,6 +100,13 @@ class Store:
     def statistics(self) -> dict[str, int]:
         """How many writes were asked for and how many commits served them."""
         return {"writes": self.writes, "commits": self.commits}
+
+    def write_now(self, statements: list[Statement]) -> None:
+        """Commit at once, on this thread: only once the writer has stopped."""
+        self.db.execute("BEGIN IMMEDIATE")
+        for sql, values in statements:
+            self.db.execute(sql, values)
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.reader.close()
@@ -140,6 +151,9 @@ class Store:
                 core.kill(jid)
             elif held and not job.finished:
                 core.hold(jid)
+        for name, factor, usage, at in self.db.execute("SELECT name, factor, usage, at "
+                                                       "FROM users"):
+            core.shares.restore(name, factor, usage, at)
 
     async def write(self, statements: Iterable[Statement], *, bulk: bool = False) -> None:
         """Return once `statements` are committed (together with whatever else waits);
@@ -221,6 +235,12 @@ def result_row(job: Job, task: int, node: str = "") -> Statement:
     return ("INSERT OR REPLACE INTO results (job, task, state, exit, reason, node) "
             "VALUES (?,?,?,?,?,?)",
             (job.id, task, job.state[task], job.exit_of(task), job.reasons.get(task, ""), node))
+
+
+def user_row(share: Share) -> Statement:
+    """A user's factor and usage (settled: as at `share.at`, wall time)."""
+    return ("INSERT OR REPLACE INTO users (name, factor, usage, at) VALUES (?,?,?,?)",
+            (share.name, share.factor, share.usage, share.at))
 
 
 def killed_row(job: Job) -> Statement:

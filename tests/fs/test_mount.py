@@ -49,7 +49,7 @@ def test_shell_drives_the_grid(mounted):
     assert sh(f"ls {g}/nodes").stdout.split() == ["index", "w1"]
     assert sh(f"cat {g}/nodes/*/status").stdout.startswith("w1 ")
     assert sh(f"ls {g}").stdout.split() == ["ctl", "data", "errstr", "events", "jobs",
-                                           "new", "nodes", "stats", "work"]
+                                           "new", "nodes", "stats", "users", "work"]
 
 
 def test_cat_wait_blocks_until_the_job_ends(mounted):

@@ -96,7 +96,8 @@ def test_lost_worker_requeues_and_third_loss_fails():
         assert drain(core, f"w{attempt}")[0].job == job.id
         core.worker_lost(f"w{attempt}")
     assert job.state[0] == FAILED and "lost 3 times" in job.reasons[0]
-    assert len(core.group_of(job).jobs) <= 1, "requeues must not pile up heap entries"
+    assert sum(map(len, core.group_of(job).queues.values())) <= 1, \
+        "requeues must not pile up heap entries"
 
 
 def test_done_retries_and_stale_reports():
@@ -352,3 +353,46 @@ def test_a_task_failed_or_vacated_on_a_node_goes_to_another_idle_node_first():
     core.worker_lost("a")                                   # lost on a, b asks alone:
     assert drain(core, "b")[0].index == first.index         # it runs where it can
     assert job.evictions == {first.index: 1} and job.failures == {first.index: 1}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def share_of_slots(factor_bob: float = 1.0, steps: int = 40) -> tuple[int, int, list]:
+    """Alice's 100 tasks, then Bob's 100, on one 4-slot worker; each task takes a
+    step of 0.2 s: how many of each ran while both had tasks queued, and who
+    had the slots in order."""
+    from styxgrid.scheduler.shares import Shares
+    clock = Clock()
+    core = Core(shares=Shares(clock))
+    core.shares.set_factor("bob", factor_bob)
+    core.worker_join("w", LINUX, slots=4)
+    alice = core.submit(JobSpec(cmd="x", tasks=100), "alice")
+    running = [(a.job, a.index) for a in core.ask("w", 4)]
+    bob = core.submit(JobSpec(cmd="x", tasks=100), "bob")
+    owners = {alice.id: "alice", bob.id: "bob"}
+    order, ran = [], {"alice": 0, "bob": 0}
+    for _ in range(steps):
+        clock.now += 0.2
+        for jid, index in running:
+            ran[owners[jid]] += 1
+            core.task_done("w", jid, index, 0)
+        running = [(a.job, a.index) for a in core.fill("w") or core.ask("w", 4)]
+        order += [owners[jid] for jid, _ in running]
+    return ran["alice"], ran["bob"], order
+
+
+def test_two_users_share_the_slots_half_and_half_and_a_newcomer_starts_at_once():
+    alice, bob, order = share_of_slots()
+    assert "bob" in order[:4]                      # the first free slot after his submit
+    assert abs(alice - bob) <= 0.1 * (alice + bob), (alice, bob)
+
+
+def test_a_user_with_factor_2_gets_a_third():
+    alice, bob, _ = share_of_slots(factor_bob=2.0)
+    assert abs(bob / (alice + bob) - 1 / 3) <= 0.05, (alice, bob)

@@ -44,6 +44,11 @@ class Kind(IntEnum):
     NAD = 28
     NCTL = 29
     TCHECKPOINT = 30
+    USERS = 31
+    UINDEX = 32
+    USER = 33
+    USTATUS = 34
+    UCTL = 35
 
 
 def qpath(kind: Kind, job: int = 0, task: int = -1) -> int:

@@ -15,6 +15,7 @@ from .jobs import EventStream, JobsDir
 from .new import NewHandle
 from .nodes import NodesDir
 from .qids import Kind, qpath
+from .users import UsersDir
 from .verbs import Verb, Verbs
 from .work import WorkHandle
 
@@ -71,6 +72,9 @@ class Root(GridDir):
     def nodes(self) -> Node:
         return NodesDir(self.grid, self)
 
+    def users(self) -> Node:
+        return UsersDir(self.grid, self)
+
     def data(self) -> Node:
         return access.DataNode(self.fs.data, self.fs.data.root, "data", self)
 
@@ -79,7 +83,7 @@ class Root(GridDir):
                          0o666, access.workers_only)
 
     ENTRIES = {"new": new, "ctl": ctl, "stats": stats, "events": events, "jobs": jobs,
-               "nodes": nodes, "data": data, "work": work}
+               "nodes": nodes, "users": users, "data": data, "work": work}
 
     def grid_state(self) -> str:
         draining = self.grid.draining()
