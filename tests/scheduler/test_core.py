@@ -355,14 +355,6 @@ def test_a_task_failed_or_vacated_on_a_node_goes_to_another_idle_node_first():
     assert job.evictions == {first.index: 1} and job.failures == {first.index: 1}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def share_of_slots(factor_bob: float = 1.0, steps: int = 40) -> tuple[int, int, list]:
     """Alice's 100 tasks, then Bob's 100, on one 4-slot worker; each task takes a
     step of 0.2 s: how many of each ran while both had tasks queued, and who
