@@ -6,8 +6,9 @@ Each account serves one grid user at a time.  A task takes the account that
 already serves its owner here, else an idle one; an account changes hands only
 when no folder of its tasks is left, and then what its last user left behind
 (processes that escaped their task, files in the machine's temporary folders) is
-removed first.  Whenever an account falls idle, its leftover processes are
-killed, and a worker starting again does the same for all of its accounts.
+removed first.  Whenever an account has been idle for a moment (SWEEP), its
+leftover processes are killed, and a worker starting again does the same for
+all of its accounts.
 
 One worker at a time uses a pool: a worker holds a lock on it (in /run, which
 only root writes), and so does its keeper, which kills the pool's processes
@@ -49,6 +50,7 @@ class Account:
     gid: int
     owner: str | None = None                  # the grid user it serves now
     uses: int = 0                             # folders of its tasks not given back
+    swept: bool = True                        # none of its processes can be left running
 
     @property
     def ids(self) -> tuple[int, int]:
@@ -145,6 +147,9 @@ def remove_temporary(account: Account) -> None:
                 continue
 
 
+SWEEP = 0.5        # seconds between sweeps for the leftovers of idle accounts
+
+
 def clean(account: Account) -> None:
     kill_leftovers(account)
     remove_temporary(account)
@@ -169,6 +174,17 @@ class TaskUsers:
         self.pool = pool
         self.freed = trio.Event()
         self.lock = pool_lock(pool)           # the keeper inherits it
+
+    async def sweep(self, every: float = SWEEP) -> None:
+        """Kill what tasks left running (setsid and the like) in accounts no task
+        uses now, a moment after their last task: not after each tiny task of a
+        user whose next task takes the account again at once."""
+        while True:
+            await trio.sleep(every)
+            for account in self.pool:
+                if account.uses == 0 and not account.swept:
+                    account.swept = True
+                    kill_leftovers(account)
 
     async def claim(self, worker: str) -> None:
         """Hold the pool, once an earlier worker using it (and its keeper) let go,
@@ -209,8 +225,9 @@ class TaskUsers:
 
     def give_back(self, account: Account) -> None:
         """A folder of its tasks is given back; with none left, its leftover
-        processes are killed (its files go when it changes hands)."""
+        processes are killed by the next sweep (its files go when it changes
+        hands; till the sweep, only the same user's next task could meet them)."""
         account.uses -= 1
         if account.uses == 0:
-            kill_leftovers(account)
+            account.swept = False
             self.freed.set()

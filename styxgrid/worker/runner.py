@@ -89,6 +89,8 @@ class Runner:
                 self.nursery = nursery
                 for _ in range(self.config.slots):
                     nursery.start_soon(self.slot)
+                if self.users is not None:
+                    nursery.start_soon(self.users.sweep)
         finally:
             self.kill_all()
 
@@ -332,11 +334,13 @@ class Runner:
         spec = run.spec
         while True:
             assert run.process is not None
-            async with trio.open_nursery() as nursery:
-                if spec.checkpoint_every:
-                    nursery.start_soon(self.save_every, run, spec.checkpoint_every)
+            if not spec.checkpoint_every:     # the usual: no nursery for a tiny task
                 status = await run.process.wait()
-                nursery.cancel_scope.cancel()
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.save_every, run, spec.checkpoint_every)
+                    status = await run.process.wait()
+                    nursery.cancel_scope.cancel()
             if not spec.checkpoint_exit or status != spec.checkpoint_exit or run.killed \
                     or run.vacated:
                 return status

@@ -50,8 +50,11 @@ async def test_what_an_account_left_is_gone_before_it_serves_another_user():
                               stdout=subprocess.PIPE)
     try:
         assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-        users.give_back(account)                 # idle: its processes are killed
-        assert daemon.wait(10) == -9
+        async with trio.open_nursery() as sweeping:
+            sweeping.start_soon(users.sweep, 0.05)
+            users.give_back(account)             # idle: its processes are killed
+            assert await trio.to_thread.run_sync(daemon.wait, 10) == -9
+            sweeping.cancel_scope.cancel()
         assert os.path.isdir(left)               # its files wait till it changes hands
         assert await users.take("bob") is account
         assert not os.path.exists(left)
