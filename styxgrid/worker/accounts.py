@@ -28,7 +28,6 @@ import hashlib
 import logging
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import time
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 import trio
 
 from .credentials import acting_as
+from .removal import remove_tree
 
 log = logging.getLogger("styxgrid.worker")
 TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm")     # where a task's files may outlive it
@@ -140,7 +140,7 @@ def remove_temporary(account: Account) -> None:
                 if entry.stat(follow_symlinks=False).st_uid != account.uid:
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
+                    remove_tree(entry.path)
                 else:
                     os.unlink(entry.path)
             except OSError:

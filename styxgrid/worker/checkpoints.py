@@ -13,6 +13,7 @@ makes it the task's (the scheduler replaces the kept one whole).
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 
 import trio
@@ -34,7 +35,8 @@ def folder(run: TaskRun) -> str:
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     """Regular files and folders only, with no set-id or sticky bits."""
-    if not (info.isfile() or info.isdir()):
+    if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE) \
+            or info.issparse():
         return None
     name = info.name
     if name.startswith("/") or ".." in name.split("/"):
@@ -45,19 +47,89 @@ def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return info
 
 
+class CheckpointError(OSError):
+    """The folder cannot be saved as it is (too big, too deep, too many files)."""
+
+
+MAX_DEPTH = 64                # folders within folders
+MAX_ENTRIES = 100_000         # files and folders
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC   # a FIFO never waits
+
+
+def _info(name: str, st: os.stat_result, kind: bytes, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    info.mode, info.mtime = st.st_mode & 0o777, int(st.st_mtime)
+    return info
+
+
 def pack(path: str, out: int, user: tuple[int, int] | None) -> int:
     """Write the folder as a tar to the open file `out` (as `user`); its size
-    (0: the folder is empty, or gone, and nothing is written)."""
+    (0: the folder is empty, or gone, and nothing is written).  Walked by
+    descriptor, one folder at a time, never through a link; what is not a
+    regular file or a folder is left out (a name swapped for a FIFO meanwhile
+    too); past MAX_CHECKPOINT bytes, MAX_DEPTH or MAX_ENTRIES it stops with
+    CheckpointError, before writing more."""
     with acting_as(user):
         try:
-            if not os.listdir(path):
-                return 0
+            top = os.open(path, _DIR)
         except OSError:
             return 0
-        with os.fdopen(os.dup(out), "wb") as f, \
-                tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(path, arcname=".", filter=_plain)
+        folders = [(top, ".", 0)]
+        entries = 0
+        try:
+            with os.scandir(top) as probe:
+                if next(iter(probe), None) is None:
+                    return 0
+            with os.fdopen(os.dup(out), "wb") as f, \
+                    tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                tar.addfile(_info(".", os.fstat(top), tarfile.DIRTYPE))
+                while folders:
+                    fd, name, depth = folders.pop()
+                    try:
+                        with os.scandir(fd) as found:
+                            listed = list(found)
+                        for entry in listed:
+                            entries += 1
+                            if entries > MAX_ENTRIES:
+                                raise CheckpointError(f"more than {MAX_ENTRIES} files")
+                            folders += _add(tar, fd, entry, f"{name}/{entry.name}", depth)
+                    finally:
+                        os.close(fd)
+        finally:
+            for fd, _, _ in folders:
+                os.close(fd)
     return os.fstat(out).st_size
+
+
+def _add(tar: tarfile.TarFile, folder: int, entry: os.DirEntry, name: str,
+         depth: int) -> list[tuple[int, str, int]]:
+    """Add one entry of an open folder; a subfolder comes back, open, to walk."""
+    st = entry.stat(follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        if depth + 1 > MAX_DEPTH:
+            raise CheckpointError(f"folders deeper than {MAX_DEPTH}")
+        try:
+            sub = os.open(entry.name, _DIR, dir_fd=folder)
+        except OSError:
+            return []                           # swapped meanwhile: left out
+        tar.addfile(_info(name, st, tarfile.DIRTYPE))
+        return [(sub, name, depth + 1)]
+    if not stat.S_ISREG(st.st_mode):
+        return []
+    try:
+        fd = os.open(entry.name, _FILE, dir_fd=folder)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return []
+        if tar.offset + st.st_size > MAX_CHECKPOINT:
+            raise CheckpointError(f"checkpoint over {MAX_CHECKPOINT >> 20} MiB")
+        tar.addfile(_info(name, st, tarfile.REGTYPE, st.st_size), f)
+    return []
 
 
 def unpack(source: int, path: str, user: tuple[int, int] | None) -> None:

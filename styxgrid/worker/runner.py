@@ -30,6 +30,7 @@ from .outputs import last_output, send_outputs, upload_streams
 from .accounts import task_users
 from .keeper import Keeper
 from .process import Process
+from .removal import remove_tree
 from .sandbox import InputCache, Sandboxes, TaskRun, make_folder, place_input
 
 log = logging.getLogger("styxgrid.worker")
@@ -37,6 +38,7 @@ T = TypeVar("T")
 OverLink = Callable[[Callable[[Client], Awaitable[T]]], Awaitable[T]]
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"      # a task's PATH when it runs as another user
 OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
+RERUN_EVERY = 1.0          # seconds: a checkpoint exit's re-run starts at most this often
 
 
 @dataclass(eq=False)
@@ -60,7 +62,7 @@ class Runner:
         self.inputs = InputCache(os.path.join(workdir, "inputs"))
         self.scratch = os.path.join(workdir, "scratch")       # checkpoints going and coming
         for folder in (self.inputs.root, self.scratch):
-            shutil.rmtree(folder, ignore_errors=True)         # an earlier run's
+            remove_tree(folder)                               # an earlier run's
             os.mkdir(folder, 0o700)
         self.tasks: dict[tuple[int, int], TaskRun] = {}      # held: waiting, running, reported
         self.waiting_in, self.waiting_out = trio.open_memory_channel[TaskRun](math.inf)
@@ -312,8 +314,11 @@ class Runner:
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
 
             def start(again: bool = False) -> Process:
-                return Process(program, argv, env, run.cwd, run.local("stdout"),
-                               run.local("stderr"), config.nice, run.user, again)
+                process = Process(program, argv, env, run.cwd, run.local("stdout"),
+                                  run.local("stderr"), config.nice, run.user, again)
+                if self.suspended:              # the owner came back meanwhile
+                    process.signal(signal.SIGSTOP)
+                return process
             run.process = start()
 
         except OSError as exc:
@@ -334,6 +339,7 @@ class Runner:
         spec = run.spec
         while True:
             assert run.process is not None
+            began = trio.current_time()
             if not spec.checkpoint_every:     # the usual: no nursery for a tiny task
                 status = await run.process.wait()
             else:
@@ -345,7 +351,8 @@ class Runner:
                     or run.vacated:
                 return status
             await self.save_checkpoint(run)
-            if run.killed or run.vacated:
+            await trio.sleep_until(began + RERUN_EVERY)     # a task that only exits
+            if run.killed or run.vacated:                   # does not loop flat out
                 return status
             run.process = start(True)
 
@@ -368,6 +375,9 @@ class Runner:
                 client, run, self.scratch_for(run), self.config.upload_piece))
         except (NinePError, OSError) as exc:
             log.warning("job=%s task=%s checkpoint not saved: %s", run.job, run.index, exc)
+            return
+        except Exception:       # the worker never dies of a task's folder
+            log.exception("job=%s task=%s checkpoint not saved", run.job, run.index)
             return
         if size:
             record = Checkpoint(run.job, run.index, size).encode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from ..exchange import STREAMS
 from .accounts import Account
 from .credentials import acting_as
 from .process import Process
+from .removal import empty_folder, remove_tree
 
 CHECKPOINT_FOLDER = ".checkpoint"             # $STYXGRID_CHECKPOINT, in the folder
 
@@ -107,13 +107,13 @@ class Sandboxes:
                     if not entry.is_dir(follow_symlinks=False):
                         os.unlink(entry.path)
                     elif entry.name == CHECKPOINT_FOLDER:
-                        _empty(entry.path)
+                        empty_folder(entry.path)
                     else:
                         raise IsADirectoryError(entry.path)
             if not stat.S_ISDIR(os.lstat(os.path.join(path, CHECKPOINT_FOLDER)).st_mode):
                 raise NotADirectoryError(path)     # the task took it away: not reused
         except OSError:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
             return
         uid, owner = (account.uid, account.owner) if account else (None, None)
         kept = self.free.setdefault(uid, (owner, []))
@@ -126,26 +126,12 @@ class Sandboxes:
     @staticmethod
     def remove(path: str) -> None:
         """An empty folder and the output files beside it."""
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         for stream in STREAMS:
             try:
                 os.unlink(f"{path}.{stream}")
             except FileNotFoundError:
                 pass
-
-
-def _empty(folder: str) -> None:
-    """Empty a folder of the task's by its descriptor (never through a link)."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.name, dir_fd=fd)
-                else:
-                    os.unlink(entry.name, dir_fd=fd)
-    finally:
-        os.close(fd)
 
 
 class InputCache:
@@ -169,7 +155,7 @@ class InputCache:
         self.jobs.append(job)
         while len(self.jobs) > self.keep:
             old = self.jobs.pop(0)
-            shutil.rmtree(os.path.join(self.root, str(old)), ignore_errors=True)
+            remove_tree(os.path.join(self.root, str(old)))
             self.files = {k: v for k, v in self.files.items() if k[0] != old}
         folder = os.path.join(self.root, str(job))
         os.makedirs(folder, exist_ok=True)

@@ -12,12 +12,15 @@ import shutil
 import signal
 import tarfile
 
+import pytest
 import trio
 
+from styxgrid.ninep import NinePError
 from styxgrid.ninep.client import open_client
+from styxgrid.ninep.messages import ORDWR, OWRITE
 
 from ..helpers import REPO, submit, wait
-from .test_grid import wait_for_event
+from .test_grid import records, wait_for_event
 from .test_rights import alive, tasks_of
 
 SLOW_ON_ONE_NODE = ("cmd sh -c 'if [ $STYXGRID_NODE = slow ]; then exec sleep 61; fi; "
@@ -241,3 +244,44 @@ async def test_checkpoint_every_asks_the_task_to_save_with_sigusr1(grid):
         with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
             assert tar.extractfile("./mark").read() == b"saved\n"
         await c.write_file(f"jobs/{job}/ctl", b"kill")
+
+
+async def test_a_checkpoint_that_cannot_be_saved_leaves_the_worker_and_the_task_running(grid):
+    """A folder too deep to save is logged and left; the worker goes on and so
+    does the task (the worker once died of a RecursionError here)."""
+    worker = grid.start_worker("w1", 1)
+    script = ("f=$STYXGRID_CHECKPOINT/ran; if [ -f $f ]; then echo second run; exit 0; fi; "
+              "touch $f; mkdir -p $STYXGRID_CHECKPOINT/$(printf 'd/%.0s' $(seq 1200)); exit 3")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, f"cmd sh\nargs -c {shlex.quote(script)}\ncheckpoint_exit 3\n"
+                              "submit\n")
+        with trio.fail_after(60):
+            assert " done " in await wait(c, job)
+        assert await c.read_file(f"jobs/{job}/stdout") == b"second run\n"
+        assert await c.read_file(f"jobs/{job}/tasks/0/checkpoint") == b""
+        assert worker.said("checkpoint not saved: folders deeper than 64", 10)
+        assert worker.popen.poll() is None
+        again = await submit(c, "cmd true\nsubmit\n")
+        assert " done " in await wait(c, again)
+
+
+async def test_a_worker_writes_a_checkpoint_only_while_it_holds_the_task(grid):
+    async with open_client(grid.sock) as c, open_client(grid.sock, aname="worker") as w:
+        job = await submit(c, "cmd true\nsubmit\n")
+        ctl = await w.open("work", ORDWR)
+        await ctl.pwrite(0, b"join hand\nslots 1\n")
+        lease = await w.open("work")
+        assert records(await lease.pread(0, 4096)) == [(job, 0)]
+        upload = await w.open(f"jobs/{job}/tasks/0/checkpoint", OWRITE)
+        await upload.pwrite(0, b"A" * 10)
+        await ctl.pwrite(0, f"checkpoint {job} 0 10\n".encode())
+        assert await c.read_file(f"jobs/{job}/tasks/0/checkpoint") == b"A" * 10
+        with pytest.raises(NinePError, match="this checkpoint upload was committed"):
+            await upload.pwrite(0, b"B" * 10)           # not into the kept one
+        again = await w.open(f"jobs/{job}/tasks/0/checkpoint", OWRITE)
+        await ctl.pwrite(0, f"vacated {job} 0\n".encode())
+        with pytest.raises(NinePError, match="no longer leased|is not leased"):
+            await again.pwrite(0, b"C" * 10)            # nor after the lease
+        with pytest.raises(NinePError, match="is not leased"):
+            await w.open(f"jobs/{job}/tasks/0/checkpoint", OWRITE)
+        assert await c.read_file(f"jobs/{job}/tasks/0/checkpoint") == b"A" * 10

@@ -8,6 +8,8 @@ import os
 import tarfile
 import time
 
+import pytest
+
 from styxgrid.worker import checkpoints, owner
 
 
@@ -86,3 +88,44 @@ def test_input_idle_is_the_newest_use_of_an_input_device(tmp_path, monkeypatch):
     assert 99 <= owner.input_idle() <= 110
     (tmp_path / "mice").touch()
     assert owner.input_idle() < 10
+
+
+def test_a_checkpoint_too_deep_too_big_or_of_fifos_is_refused_or_left_out(tmp_path):
+    deep = tmp_path / "deep"
+    (deep / "/".join(["d"] * 70)).mkdir(parents=True)
+    out = os.open(tmp_path / "out.tar", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with pytest.raises(checkpoints.CheckpointError, match="deeper than 64"):
+            checkpoints.pack(str(deep), out, None)
+        big = tmp_path / "big"
+        big.mkdir()
+        with open(big / "sparse", "wb") as f:
+            f.truncate(2 << 30)                      # 2 GiB of nothing, on no disk
+        with pytest.raises(checkpoints.CheckpointError, match="over 1024 MiB"):
+            checkpoints.pack(str(big), out, None)
+        assert os.fstat(out).st_size < 1 << 20       # stopped before writing it
+    finally:
+        os.close(out)
+
+
+def test_hard_links_are_packed_as_the_files_they_are(tmp_path):
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    (folder / "a").write_text("same\n")
+    os.link(folder / "a", folder / "b")
+    with packed(folder) as tar:
+        assert tar.extractfile("./a").read() == tar.extractfile("./b").read() == b"same\n"
+
+
+def test_a_sparse_member_is_not_unpacked(tmp_path):
+    with tarfile.open(tmp_path / "s.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("huge")
+        info.type = tarfile.GNUTYPE_SPARSE
+        tar.addfile(info)
+    (tmp_path / "ck").mkdir()
+    fd = os.open(tmp_path / "s.tar", os.O_RDONLY)
+    try:
+        checkpoints.unpack(fd, str(tmp_path / "ck"), None)
+    finally:
+        os.close(fd)
+    assert os.listdir(tmp_path / "ck") == []

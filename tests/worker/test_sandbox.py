@@ -131,3 +131,26 @@ def test_an_output_reached_through_a_linked_folder_is_refused(tmp_path):
     os.symlink(elsewhere, folder / "sub")
     with pytest.raises(OSError, match="outside the task's folder"):
         open_output(str(folder), "sub/secret", None)
+
+
+def test_a_folder_thousands_deep_with_links_out_is_removed_and_nothing_else(tmp_path):
+    from styxgrid.worker.removal import empty_folder, remove_tree
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("kept\n")
+    box = tmp_path / "box"
+    box.mkdir()
+    fd = os.open(box, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3000):                          # deeper than Python's recursion
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.symlink(outside, "link", dir_fd=fd)
+    os.close(fd)
+    os.symlink(outside, box / "toplink")
+    (box / ".removing-1").mkdir()                  # a name the walk might have chosen
+    empty_folder(str(box))
+    assert os.listdir(box) == [] and (outside / "keep").read_text() == "kept\n"
+    remove_tree(str(box))
+    assert not box.exists() and outside.exists()

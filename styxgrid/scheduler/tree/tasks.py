@@ -155,10 +155,19 @@ class CheckpointUpload(Handle):
     one; its `checkpoint J T SIZE` report puts it in place (spool.py)."""
 
     def __init__(self, grid: Grid, session: Session, jid: int, index: int) -> None:
+        self.grid, self.session, self.jid, self.index = grid, session, jid, index
         self.link = leased(grid, session, jid, index)
         self.fd = grid.spool.open_checkpoint_upload(jid, index, self.link.name)
 
     def write_nowait(self, offset: int, data: bytes) -> int:
+        link = leased(self.grid, self.session, self.jid, self.index)  # not after the lease
+        try:                                    # nor into the kept one, once committed
+            same = os.stat(self.grid.spool.checkpoint(self.jid, self.index, link.name)).st_ino \
+                == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise NinePError("this checkpoint upload was committed: open the file again")
         if offset + len(data) > MAX_CHECKPOINT:
             raise NinePError(f"a checkpoint past {MAX_CHECKPOINT >> 20} MiB refused")
         try:
