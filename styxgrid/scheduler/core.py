@@ -57,6 +57,7 @@ class Core:
         self.timed: dict[int, None] = {}        # jobs with a max_runtime, till they finish
         self.handed: list[Assignment] = []      # take() gave these to other workers
         self.shares = shares or Shares()
+        self.queued_users: dict[str, int] = {}  # user -> groups with a queue of theirs
         self.now = 0.0      # the shares' clock, read once per take or dispatch: one
                             # user's tasks compare alike in every group
 
@@ -110,7 +111,11 @@ class Core:
         key = (-job.priority, job.id)
         if job.queued and not job.held and job.heap_key != key:
             job.heap_key = key
-            heapq.heappush(self.group_of(job).queues.setdefault(job.owner, []), key)
+            queues = self.group_of(job).queues
+            if job.owner not in queues:
+                queues[job.owner] = []
+                self.queued_users[job.owner] = self.queued_users.get(job.owner, 0) + 1
+            heapq.heappush(queues[job.owner], key)
 
     def job(self, jid: int) -> Job:
         job = self.jobs.get(jid)
@@ -125,13 +130,16 @@ class Core:
         priority, -job priority, job id): of each user's best, the one of the
         user with the best effective priority."""
         best = None
-        now = self.now
+        now, alone = self.now, len(self.queued_users) <= 1     # alone: nobody to share with
         for user, heap in list(group.queues.items()):
             key = self.user_top(group, heap)
             if key is None:
                 del group.queues[user]
+                self.queued_users[user] -= 1
+                if not self.queued_users[user]:
+                    del self.queued_users[user]
                 continue
-            entry = (self.shares.effective(user, now), *key)
+            entry = (0.0 if alone else self.shares.effective(user, now), *key)
             if best is None or entry < best:
                 best = entry
         return best
