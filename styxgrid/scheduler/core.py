@@ -257,6 +257,11 @@ class Core:
                     self.copy_files.promote(job.id, index, name)
                 else:
                     self.copy_files.discard(job.id, index, name)
+        self.unrun(job, index)
+
+    @staticmethod
+    def unrun(job: Job, index: int) -> None:
+        """The task runs nowhere now (it is queued again or decided)."""
         job.running.pop(index, None)
         job.started.pop(index, None)
 
@@ -429,8 +434,7 @@ class Core:
             job = self.jobs.get(jid)
             if job is None or self.drop_run(job, index, name) or job.running.get(index) != name:
                 continue
-            del job.running[index]
-            job.started.pop(index, None)
+            self.unrun(job, index)
             job.losses[index] = job.losses.get(index, 0) + 1
             job.elsewhere[index] = name
             if job.losses[index] >= MAX_LOSSES:
@@ -499,8 +503,7 @@ class Core:
         job.evictions[index] = job.evictions.get(index, 0) + 1
         if not self.drop_run(job, index, name):
             job.elsewhere[index] = name
-            del job.running[index]
-            job.started.pop(index, None)
+            self.unrun(job, index)
             self.requeue(job, index)
         return True
 
@@ -536,8 +539,7 @@ class Core:
             self.refresh(worker)
         if job is not None and not self.drop_run(job, index, name) \
                 and job.running.get(index) == name:
-            del job.running[index]
-            job.started.pop(index, None)
+            self.unrun(job, index)
             self.requeue(job, index)
 
     def set_draining(self, name: str, draining: bool) -> None:

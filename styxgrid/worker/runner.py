@@ -120,15 +120,16 @@ class Runner:
 
     def suspend(self) -> None:
         self.suspended = True
-        for run in self.tasks.values():
-            if run.running and run.process is not None:
-                run.process.signal(signal.SIGSTOP)
+        self.signal_running(signal.SIGSTOP)
 
     def resume(self) -> None:
         self.suspended = False
+        self.signal_running(signal.SIGCONT)
+
+    def signal_running(self, sig: int) -> None:
         for run in self.tasks.values():
             if run.running and run.process is not None:
-                run.process.signal(signal.SIGCONT)
+                run.process.signal(sig)
 
     async def vacate(self, grace: float) -> None:
         """Give every task back: those waiting here at once, the running ones after
@@ -146,7 +147,6 @@ class Runner:
         self.unpaused.set()                     # slots waiting with a task: pass it over
         self.unpaused = trio.Event()
         for run in running:
-            run.vacated = True
             assert run.process is not None
             run.process.signal(signal.SIGCONT)
             run.process.signal(signal.SIGTERM)
