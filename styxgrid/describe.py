@@ -15,12 +15,14 @@ write carried and returns the finished `JobSpec` at `submit`; any bad line raise
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks, shellwords
+from . import checks, resources, shellwords
 from .ninep.errors import quoted
+from .resources import DEFAULT_DISK, DEFAULT_MEMORY, MAX_CPUS, MAX_GPUS, MAX_SIZE, Need
 from .shellwords import BLANKS
 
 MAX_TASKS = 10_000_000
@@ -30,7 +32,8 @@ MAX_ARGS = 128 * 1024             # bytes of all arguments together
 MAX_LIST = 256                    # env, input and output lines of one job, each
 KEYS = ("cmd", "args", "tasks", "env", "dir", "input", "output", "requirements", "rank",
         "priority", "retries", "share", "speculate", "max_runtime", "checkpoint_exit", "checkpoint_every",
-        "submit")
+        "request_cpus", "request_memory", "request_disk", "request_gpus", "after", "submit")
+MAX_PARENTS = 256                 # jobs one job waits for
 SPECULATE = 3.0                   # a copy of a task running this many times the median
 MAX_RUNTIME = 366 * 86400         # seconds: a max_runtime is at most a year
 _FACTOR = re.compile(r"[0-9]{1,4}(\.[0-9]{1,2})?\Z")
@@ -73,6 +76,11 @@ class JobSpec:
     max_runtime: int = 0                # seconds a task may run, then it fails; 0: no limit
     checkpoint_exit: int = 0            # this exit: checkpoint saved, run again; 0: none
     checkpoint_every: int = 0           # seconds between asked-for checkpoints; 0: never
+    request_cpus: int = 1
+    request_memory: int = DEFAULT_MEMORY    # MiB
+    request_disk: int = DEFAULT_DISK        # MiB
+    request_gpus: int = 0
+    after: tuple[tuple[int, bool], ...] = ()    # (parent job, runs even if it failed)
 
     def __post_init__(self) -> None:
         if not self.cmd:
@@ -99,17 +107,35 @@ class JobSpec:
                                        ("max_runtime", self.max_runtime, 0, MAX_RUNTIME),
                                        ("checkpoint_exit", self.checkpoint_exit, 0, 255),
                                        ("checkpoint_every", self.checkpoint_every, 0,
-                                        MAX_RUNTIME)):
+                                        MAX_RUNTIME),
+                                       ("request_cpus", self.request_cpus, 1, MAX_CPUS),
+                                       ("request_memory", self.request_memory, 1, MAX_SIZE),
+                                       ("request_disk", self.request_disk, 1, MAX_SIZE),
+                                       ("request_gpus", self.request_gpus, 0, MAX_GPUS)):
             if type(number) is not int or not low <= number <= high:
                 raise DescriptionError(f"{key}: {number} is out of range ({low}..{high})")
         if type(self.speculate) is not float or \
                 not (self.speculate == 0 or 1.1 <= self.speculate <= 1000):
             raise DescriptionError(f"speculate: {self.speculate} is out of range (1.1..1000, "
                                    "or off)")
+        if len(self.after) > MAX_PARENTS:
+            raise DescriptionError(f"after: more than {MAX_PARENTS} parent jobs")
+        for parent, anyway in self.after:
+            if type(parent) is not int or not 1 <= parent <= checks.MAX_JOB or \
+                    type(anyway) is not bool:
+                raise DescriptionError(f"after: {parent} is not a job id")
+        if len({parent for parent, _ in self.after}) != len(self.after):
+            raise DescriptionError("after: a parent job is named twice")
         text = self._normal_form()
         if len(text) > MAX_DESCRIPTION // 4 and len(text.encode()) > MAX_DESCRIPTION:
             raise DescriptionError(f"description longer than {MAX_DESCRIPTION // 1024} KiB")
         object.__setattr__(self, "_lines", text)      # made once: it is sent and stored
+
+    @property
+    def need(self) -> Need:
+        """What each of its tasks asks of a node."""
+        return Need(self.request_cpus, self.request_memory, self.request_disk,
+                    self.request_gpus)
 
     def lines(self) -> str:
         """The normalized description, one `key value` per line (what `desc` shows);
@@ -142,6 +168,17 @@ class JobSpec:
             out.append(f"checkpoint_exit {self.checkpoint_exit}")
         if self.checkpoint_every:
             out.append(f"checkpoint_every {self.checkpoint_every}")
+        if self.request_cpus != 1:
+            out.append(f"request_cpus {self.request_cpus}")
+        if self.request_memory != DEFAULT_MEMORY:
+            out.append(f"request_memory {self.request_memory} MiB")
+        if self.request_disk != DEFAULT_DISK:
+            out.append(f"request_disk {self.request_disk} MiB")
+        if self.request_gpus:
+            out.append(f"request_gpus {self.request_gpus}")
+        if self.after:
+            out.append("after " + " ".join(f"{p}:any" if anyway else str(p)
+                                           for p, anyway in self.after))
         return "\n".join(out) + "\n"
 
     @classmethod
@@ -261,8 +298,12 @@ class Description:
                 f["cmd"], f["args"] = words[0], tuple(words[1:])
             return self.finish()
         if key not in KEYS:
-            raise DescriptionError(
-                f"unknown description line {quoted(key)}: expected one of {', '.join(KEYS)}")
+            close = difflib.get_close_matches(key[:64], KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else \
+                "expected a key such as cmd, args, tasks, input, output, requirements, " \
+                "request_memory or after"
+            raise DescriptionError(f"unknown description line {quoted(key)}: {hint} "
+                                   "(every key is in styxgrid(4))")
         if key == "cmd":
             words = _split(key, value)
             if not words:
@@ -308,6 +349,16 @@ class Description:
             f["checkpoint_exit"] = _int(key, value, 1, 255)
         elif key == "checkpoint_every":
             f["checkpoint_every"] = _int(key, value, 1, MAX_RUNTIME)
+        elif key == "request_cpus":
+            f[key] = _int(key, value, 1, MAX_CPUS)
+        elif key == "request_gpus":
+            f[key] = _int(key, value, 0, MAX_GPUS)
+        elif key in ("request_memory", "request_disk"):
+            f[key] = request_size(key, value)
+        elif key == "after":
+            f["after"] = f.get("after", ()) + tuple(_parent(word) for word in value.split())
+            if not value.split():
+                raise DescriptionError("after: name the jobs to wait for (after 3 4:any)")
         return None
 
     def finish(self) -> JobSpec:
@@ -315,6 +366,23 @@ class Description:
         if "cmd" not in fields:
             raise DescriptionError("submit: no command (give 'cmd PROGRAM' or 'submit PROGRAM ARGS')")
         return JobSpec(**fields)
+
+
+def request_size(key: str, value: str) -> int:
+    """`request_memory` or `request_disk` in MiB: a plain number is MiB for
+    memory and KiB for disk, as in HTCondor's submit files."""
+    try:
+        return resources.size(key, value, bare="k" if key == "request_disk" else "m")
+    except ValueError as exc:
+        raise DescriptionError(str(exc)) from None
+
+
+def _parent(word: str) -> tuple[int, bool]:
+    """`3` (run after job 3 is done) or `3:any` (after it ends, however)."""
+    number, colon, how = word.partition(":")
+    if colon and how != "any":
+        raise DescriptionError(f"after: want JOB or JOB:any, got {quoted(word)}")
+    return _int("after", number, 1, checks.MAX_JOB), bool(colon)
 
 
 def check_new(spec: JobSpec) -> None:

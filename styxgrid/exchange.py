@@ -6,7 +6,7 @@ Records in the h11 style, as `ninep/messages.py` is for 9P: frozen, each with
 this module; the whole grammar is in styxgrid(4), "The labour exchange".
 
     worker -> scheduler, control fid:  Join (once), Heartbeat,
-                                       Lease, Output, Done, Vacated,
+                                       Lease, Output, Done, Vacated, Held,
                                        Checkpoint (a report write)
     scheduler -> worker, control fid:  Kill (orders)
     scheduler -> worker, other fids:   TaskRecord (a lease of tasks)
@@ -19,6 +19,7 @@ from typing import Any, Union
 
 from . import checks
 from .adtext import literal
+from .resources import MAX_GPUS, MAX_SIZE, UNLIMITED, Need
 from .ninep.errors import quoted
 
 STREAMS = ("stdout", "stderr")
@@ -60,19 +61,29 @@ def _task(verb: str, job: str, task: str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """The first write on a worker's control fid: who it is, how many tasks it
-    runs at once and may hold, its ClassAd, and the tasks it still holds."""
+    """The first write on a worker's control fid: who it is, how many cpus
+    (`slots`) it offers and how many tasks it may hold, what memory, disk and
+    GPUs it offers for tasks, its ClassAd, and the tasks it still holds."""
 
     name: str
     slots: int = 1
     lease: int | None = None                     # None: as many as its slots
     attrs: tuple[tuple[str, Any], ...] = ()      # values as ClassAd literals hold them
     running: tuple[tuple[int, int], ...] = ()
+    memory: int = UNLIMITED                      # MiB for tasks (not said: no limit known)
+    disk: int = UNLIMITED                        # MiB
+    gpus: int = 0
+
+    @property
+    def offer(self) -> Need:
+        return Need(self.slots, self.memory, self.disk, self.gpus)
 
     def encode(self) -> bytes:
         lines = [f"join {self.name}", f"slots {self.slots}"]
         if self.lease is not None:
             lines.append(f"lease {self.lease}")
+        if (self.memory, self.disk, self.gpus) != (UNLIMITED, UNLIMITED, 0):
+            lines.append(f"offer memory={self.memory} disk={self.disk} gpus={self.gpus}")
         lines += [f"attr {k} = {literal(v)}" for k, v in self.attrs]
         lines += [f"running {j} {t}" for j, t in self.running]
         return ("\n".join(lines) + "\n").encode()
@@ -80,6 +91,7 @@ class Join:
     @classmethod
     def parse(cls, data: bytes | str) -> "Join":
         name, slots, lease = "", 1, None
+        offer = {"memory": UNLIMITED, "disk": UNLIMITED, "gpus": 0}
         attrs: dict[str, Any] = {}
         running: list[tuple[int, int]] = []
         for line in _text(data).split("\n"):
@@ -96,6 +108,14 @@ class Join:
                 slots = _number("join: slots", value, 1, MAX_SLOTS)
             elif key == "lease":
                 lease = Lease.size_of(value)
+            elif key == "offer":
+                for word in value.split():
+                    what, eq, number = word.partition("=")
+                    if not eq or what not in offer:
+                        raise ExchangeError(f"bad join line {quoted(line)}: want "
+                                            "'offer memory=MIB disk=MIB gpus=N'")
+                    offer[what] = _number(f"join: offer {what}", number,
+                                          0, MAX_GPUS if what == "gpus" else MAX_SIZE)
             elif key == "attr":
                 attr, eq, written = value.partition("=")
                 if not eq:
@@ -116,7 +136,7 @@ class Join:
                 raise ExchangeError(f"unknown join line {quoted(line)}")
         if not name:
             raise ExchangeError("join: needs a worker name")
-        return cls(name, slots, lease, tuple(attrs.items()), tuple(running))
+        return cls(name, slots, lease, tuple(attrs.items()), tuple(running), **offer)
 
 
 OWNER_STATES = ("away", "suspended", "vacating", "back")   # the desktop owner, as a worker sees
@@ -223,6 +243,21 @@ class Vacated:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """`held J T REASON`: the task broke a limit of its requests (memory, disk)
+    and was stopped; it is held with the reason, for its owner to change the
+    request and release it (running it again as it is would end the same way)."""
+
+    job: int
+    task: int
+    reason: str
+
+    def encode(self) -> bytes:
+        reason = " ".join(self.reason.split())
+        return f"held {self.job} {self.task} {reason}".strip().encode() + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """`checkpoint J T SIZE`: the task's checkpoint, uploaded to its `checkpoint`
     file, is whole at SIZE bytes: it replaces the one kept before."""
@@ -235,7 +270,7 @@ class Checkpoint:
         return f"checkpoint {self.job} {self.task} {self.size}\n".encode()
 
 
-Report = Union[Lease, Output, Done, Vacated, Checkpoint]
+Report = Union[Lease, Output, Done, Vacated, Held, Checkpoint]
 
 
 def parse_reports(data: bytes) -> list[Report]:
@@ -276,8 +311,13 @@ def parse_reports(data: bytes) -> list[Report]:
                 words = text.split(None, 3)
                 jid, index = _task("vacated", words[1], words[2])
                 out.append(Vacated(jid, index, words[3][:MAX_REASON] if len(words) > 3 else ""))
+            elif words[0] == "held" and len(words) >= 4:
+                words = text.split(None, 3)
+                jid, index = _task("held", words[1], words[2])
+                out.append(Held(jid, index, words[3][:MAX_REASON]))
             else:
                 raise ExchangeError("want 'done J T STATUS [REASON]', 'vacated J T [REASON]', "
+                                    "'held J T REASON', "
                                     "'output J T STREAM OFFSET SIZE', 'checkpoint J T SIZE' "
                                     "or 'lease L'")
         except ExchangeError as exc:

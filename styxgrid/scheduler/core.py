@@ -21,6 +21,7 @@ read or report: a worker leases ahead only work it has just seen to be short
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from array import array
@@ -28,6 +29,7 @@ from typing import Any, Callable, Protocol
 
 from .. import allowlist
 from ..describe import JobSpec
+from ..resources import UNLIMITED, Need
 from . import runs
 from .shares import Shares
 from .model import (DONE, FAILED, HELD, HOLD, KILL, KILLED, MAX_LOSSES, QUEUED, RELEASE,
@@ -50,7 +52,8 @@ class Core:
                  copy_files: CopyFiles | None = None, shares: Shares | None = None) -> None:
         self.jobs: dict[int, Job] = {}
         self.next_job = 1
-        self.groups: dict[tuple[str, allowlist.Program], Group] = {}  # (requirements, program)
+        # (requirements, program, requests) -> its group
+        self.groups: dict[tuple[str, allowlist.Program, Need], Group] = {}
         self.workers: dict[str, Worker] = {}
         self.clock = clock
         self.copy_files = copy_files
@@ -58,6 +61,7 @@ class Core:
         self.handed: list[Assignment] = []      # take() gave these to other workers
         self.shares = shares or Shares()
         self.queued_users: dict[str, int] = {}  # user -> groups with a queue of theirs
+        self.children: dict[int, list[int]] = {}   # job -> jobs waiting for it to end
         self.now = 0.0      # the shares' clock, read once per take or dispatch: one
                             # user's tasks compare alike in every group
 
@@ -70,7 +74,11 @@ class Core:
         self.next_job += 1
         return jid
 
-    def submit(self, spec: JobSpec, owner: str, job_id: int | None = None) -> Job:
+    def submit(self, spec: JobSpec, owner: str, job_id: int | None = None,
+               parents: bool = True) -> Job:
+        """A new job (or a stored one, loaded); `parents`: whether the jobs of its
+        `after` still decide whether it may run (False: they have ended and been
+        taken into account)."""
         jid = job_id if job_id is not None else self.next_job
         n = spec.tasks
         job = Job(jid, spec, owner, spec.priority, bytearray(n), array("i", [-1]) * n,
@@ -80,8 +88,49 @@ class Core:
         self.jobs[jid] = job
         if spec.max_runtime:
             self.timed[jid] = None
+        for parent, anyway in spec.after if parents else ():
+            if parent in self.jobs and not self.jobs[parent].finished:
+                job.waiting[parent] = anyway
+                self.children.setdefault(parent, []).append(jid)
+            elif parent in self.jobs and self.parent_failed(self.jobs[parent], anyway):
+                job.held = True
+        if job.held:
+            self.hold(jid)
         self.enqueue(job)
         return job
+
+    @staticmethod
+    def parent_failed(parent: Job, anyway: bool) -> bool:
+        """Whether a finished parent keeps its child from running (it did not end
+        done, and the child did not say `JOB:any`)."""
+        return not anyway and parent.state_name != "done"
+
+    def parent_ended(self, jid: int) -> list[tuple[Job, bool]]:
+        """Job `jid` has finished: the jobs that waited for it, each with whether
+        it is now held (the parent failed); those waiting for no other job are
+        queued."""
+        out = []
+        parent = self.jobs[jid]
+        for child_id in self.children.pop(jid, []):
+            child = self.jobs.get(child_id)
+            if child is None or jid not in child.waiting:
+                continue
+            anyway = child.waiting.pop(jid)
+            held = self.parent_failed(parent, anyway) and not child.finished
+            if held and not child.held:
+                self.hold(child_id)
+            self.enqueue(child)
+            out.append((child, held))
+        return out
+
+    def blocking_parents(self, job: Job) -> list[tuple[int, str]]:
+        """The parents that keep a held job from running: (id, how it ended)."""
+        out = []
+        for parent_id, anyway in job.spec.after:
+            parent = self.jobs.get(parent_id)
+            if parent is not None and parent.finished and self.parent_failed(parent, anyway):
+                out.append((parent_id, parent.state_name))
+        return out
 
     def submit_failed(self, jid: int, owner: str, tasks: int, why: str) -> Job:
         """A stored job this scheduler cannot run: every task failed, for `why`."""
@@ -94,7 +143,7 @@ class Core:
 
     def group_of(self, job: Job) -> Group:
         spec = job.spec
-        key = (spec.requirements, allowlist.job_program(spec.cmd, spec.dir, spec.env))
+        key = (spec.requirements, allowlist.job_program(spec.cmd, spec.dir, spec.env), spec.need)
         group = self.groups.get(key)
         if group is None:
             group = Group(*key, expression(key[0]) if key[0] else None)
@@ -102,16 +151,18 @@ class Core:
             for worker in self.workers.values():        # once per new group, not per dispatch
                 if group.matches(worker):
                     worker.groups.append(group)
-                    if worker.listed:
+                    if worker.taking and worker.fits(group.need):
                         group.idle[worker.name] = None
+                        worker.listed = True
         return group
 
     def enqueue(self, job: Job) -> None:
         """Make sure the job's group heap holds one live entry for it."""
         key = (-job.priority, job.id)
-        if job.queued and not job.held and job.heap_key != key:
-            job.heap_key = key
-            queues = self.group_of(job).queues
+        group = self.group_of(job)
+        if job.runnable and (job.heap_key != key or job.group is not group):
+            job.heap_key, job.group = key, group
+            queues = group.queues
             if job.owner not in queues:
                 queues[job.owner] = []
                 self.queued_users[job.owner] = self.queued_users.get(job.owner, 0) + 1
@@ -150,12 +201,14 @@ class Core:
         while heap:
             key = heap[0]
             job = self.jobs.get(key[1])
-            if job is not None and job.heap_key == key and job.queued and not job.held:
+            if job is None or job.heap_key != key or job.group is not group:
+                heapq.heappop(heap)             # stale: the job is gone or elsewhere
+                continue
+            if job.runnable:
                 return key
             heapq.heappop(heap)
-            if job is not None and job.heap_key == key:
-                job.heap_key = None
-                self.tail(group, job)
+            job.heap_key = None
+            self.tail(group, job)
         return None
 
     @staticmethod
@@ -176,14 +229,20 @@ class Core:
             self.tail(group, job)
         return None
 
-    def best_group(self, worker: Worker) -> Group | None:
-        """Of the groups this worker matches, the one whose best job comes first."""
-        best, best_key = None, None
+    def best_group(self, worker: Worker) -> tuple[Group | None, Group | None]:
+        """Of the groups this worker matches, the one whose best job comes first,
+        and the one of those that fit in what it has free now."""
+        best = fitting = None
+        best_key = fitting_key = None
         for group in worker.groups:
             key = self.live_top(group)
-            if key is not None and (best_key is None or key < best_key):
+            if key is None:
+                continue
+            if best_key is None or key < best_key:
                 best, best_key = group, key
-        return best
+            if (fitting_key is None or key < fitting_key) and worker.fits(group.need):
+                fitting, fitting_key = group, key
+        return best, fitting
 
     def start(self, worker: Worker, job: Job, index: int) -> Assignment:
         job.set_state(index, RUNNING)
@@ -202,19 +261,27 @@ class Core:
         return Assignment(worker.name, job.id, index, copy=True)
 
     def occupy(self, worker: Worker, jid: int, index: int) -> None:
-        """The worker holds a run of the task: a slot of its owner's share."""
+        """The worker holds a run of the task: what it asks of the worker, and
+        its cpus in its owner's share."""
         if (jid, index) not in worker.running:
-            worker.running.add((jid, index))
             job = self.jobs.get(jid)
+            need = job.spec.need if job is not None else Need()
+            worker.running[(jid, index)] = need
+            used = worker.used
+            for i in range(4):
+                used[i] += need[i]
             if job is not None:
-                self.shares.started(job.owner)
+                self.shares.started(job.owner, need.cpus)
 
     def free_slot(self, worker: Worker, jid: int, index: int) -> None:
-        if (jid, index) in worker.running:
-            worker.running.discard((jid, index))
+        need = worker.running.pop((jid, index), None)
+        if need is not None:
+            used = worker.used
+            for i in range(4):
+                used[i] -= need[i]
             job = self.jobs.get(jid)
             if job is not None:
-                self.shares.ended(job.owner)
+                self.shares.ended(job.owner, need.cpus)
 
     def runners(self, job: Job, index: int) -> list[str]:
         """The workers running the task: the first run, then its copies."""
@@ -282,15 +349,16 @@ class Core:
             return got
         self.now = self.shares.clock()
         while len(got) < most:
-            held = len(worker.running)
-            if held >= worker.lease:
+            if len(worker.running) >= worker.lease:
                 break
-            group = self.best_group(worker)
-            if group is None:
+            best, group = self.best_group(worker)
+            if best is None:
                 break
-            top = self.live_top(group)
-            if held >= worker.slots and (top is None or top[2] != worker.recent):
-                break
+            if group is None:       # nothing fits now: lease ahead the recent job alone
+                top = self.live_top(best)
+                if top is None or top[2] != worker.recent:
+                    break
+                group = best
             picked = self.next_task(group)
             if picked is None:
                 break
@@ -299,7 +367,7 @@ class Core:
                 self.handed.append(self.start(other, *picked))
                 continue
             got.append(self.start(worker, *picked))
-        if not got and len(worker.running) < worker.slots:
+        if not got and worker.used[0] < worker.total[0]:
             copy = runs.copy_for(self, worker)
             if copy is not None:
                 got.append(copy)
@@ -335,16 +403,20 @@ class Core:
         self.refresh(worker)
 
     def refresh(self, worker: Worker) -> None:
-        """Keep the worker in its groups' `idle` exactly while it would take a task."""
-        now = worker.idle > 0
-        if worker.listed == now:
+        """Keep the worker in a group's `idle` exactly while it would take a task
+        of that group (asking, and the group's requests fit in what it has free)."""
+        taking = worker.taking
+        if not taking and not worker.listed:
             return
-        worker.listed = now
+        listed = False
+        name = worker.name
         for group in worker.groups:
-            if now:
-                group.idle[worker.name] = None
+            if taking and worker.fits(group.need):
+                group.idle[name] = None
+                listed = True
             else:
-                group.idle.pop(worker.name, None)
+                group.idle.pop(name, None)
+        worker.listed = listed
 
     def dispatch(self) -> list[Assignment]:
         """Hand queued tasks to asking workers; called after anything queued tasks."""
@@ -377,12 +449,15 @@ class Core:
     # ------------------------------------------------------------ workers
 
     def worker_join(self, name: str, attrs: dict[str, Any], slots: int,
-                    lease: int | None = None) -> Worker:
+                    lease: int | None = None, offer: Need | None = None) -> Worker:
+        """`offer`: what it has for tasks (cpus are its slots; not said: memory
+        and disk without a known limit, no GPUs)."""
         ad = classad_of(attrs)                    # may refuse the ad: nothing is changed
         old = self.workers.get(name)
         if old is not None:
             self.worker_lost(name)
-        worker = Worker(name, attrs, ad, slots, slots if lease is None else lease)
+        total = Need(slots, UNLIMITED, UNLIMITED, 0) if offer is None else offer._replace(cpus=slots)
+        worker = Worker(name, attrs, ad, slots, slots if lease is None else lease, total)
         worker.groups = [g for g in self.groups.values() if g.matches(worker)]
         self.workers[name] = worker
         return worker
@@ -411,12 +486,11 @@ class Core:
                 groups.append(group)
         if groups == worker.groups:
             return False
-        if worker.listed:
-            for group in worker.groups:
-                group.idle.pop(worker.name, None)
-            for group in groups:
-                group.idle[worker.name] = None
+        for group in worker.groups:
+            group.idle.pop(worker.name, None)
         worker.groups = groups
+        worker.listed = True
+        self.refresh(worker)
         return True
 
     def worker_lost(self, name: str) -> list[tuple[int, int]]:
@@ -489,6 +563,24 @@ class Core:
                                             else f"killed by signal {-status}")
             job.set_state(index, FAILED)
         return True
+
+    def task_held(self, name: str, jid: int, index: int, reason: str) -> list[str]:
+        """Worker `name` stopped the task for breaking its requests: it is held
+        with `reason` (a run elsewhere would end the same way: the workers of its
+        other runs are returned, to be told to kill them).  A stale report: []
+        and nothing changes, as for `task_done`."""
+        job = self.jobs.get(jid)
+        worker = self.workers.get(name)
+        if worker is not None:
+            self.free_slot(worker, jid, index)
+            self.refresh(worker)
+        if job is None or name not in self.runners(job, index):
+            return []
+        others = [w for w in self.runners(job, index) if w != name]
+        self.end_runs(job, index, None)
+        job.reasons[index] = reason
+        job.set_state(index, HELD)
+        return [name, *others]
 
     def task_vacated(self, name: str, jid: int, index: int) -> bool:
         """Worker `name`'s owner took the machine back: the task goes back to the
@@ -576,14 +668,32 @@ class Core:
         job.counts[QUEUED] = 0
 
     def release(self, jid: int) -> None:
+        """Queue the job's held tasks again: held by the job's owner, by a parent
+        that failed, or one by one for breaking their requests."""
         job = self.job(jid)
-        if not job.held:
+        if not job.held and not job.counts[HELD]:
             raise CoreError(f"job {jid} is not held")
         job.held = False
-        job.state = job.state.translate(RELEASE)    # one pass; nothing keeps the old one
+        state = job.state
+        for index in [i for i in job.reasons if state[i] == HELD]:
+            del job.reasons[index]                  # the reasons of tasks held one by one
+        job.state = state.translate(RELEASE)    # one pass; nothing keeps the old one
         job.counts[QUEUED] += job.counts[HELD]
         job.counts[HELD] = 0
         job.rewind()
+        self.enqueue(job)
+
+    def set_request(self, jid: int, key: str, value: int) -> None:
+        """Change what the job's tasks ask for (`request_memory` ...): the tasks
+        not running yet are matched by the new requests (a group of their own);
+        running ones keep what they were given."""
+        job = self.job(jid)
+        if job.finished:
+            raise CoreError(f"job {jid} is finished")
+        changes: dict[str, Any] = {key: value}
+        spec = dataclasses.replace(job.spec, **changes)
+        self.group_of(Job(jid, spec, job.owner, 0, bytearray(), array("i"), []))  # may refuse
+        job.spec = spec
         self.enqueue(job)
 
     def set_priority(self, jid: int, priority: int) -> None:

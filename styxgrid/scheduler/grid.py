@@ -15,8 +15,9 @@ from pathlib import Path
 import trio
 
 from ..adtext import literal
-from ..describe import JobSpec
+from ..describe import DescriptionError, JobSpec
 from ..exchange import Kill
+from ..resources import UNLIMITED
 from ..ninep.tree import Signal
 from . import store as rows
 from .config import SchedulerConfig
@@ -140,6 +141,15 @@ class Grid:
         self.labour.dispatch()
         return job
 
+    def check_parents(self, spec: JobSpec, owner: str, admin: bool) -> None:
+        """The jobs a new job waits for must exist and be the submitter's to read
+        (their own or shared; an admin's: any).  A job can only wait for jobs
+        older than itself, so no chain of them is a cycle."""
+        for parent, _ in spec.after:
+            job = self.core.jobs.get(parent)
+            if job is None or not (admin or job.owner == owner or job.spec.share):
+                raise DescriptionError(f"after: no job {parent} of yours to wait for")
+
     async def job_verb(self, jid: int, verb: str, arg: int | None = None) -> None:
         """A job ctl verb; CoreError (wrong state, no such job) says why it can't."""
         core = self.core
@@ -154,7 +164,12 @@ class Grid:
             statements = [rows.job_row(job)]
         elif verb == "release":
             core.release(jid)
-            statements = [rows.job_row(job)]
+            statements = [rows.job_row(job), rows.forget_held(job)]
+        elif verb.startswith("request_"):
+            assert arg is not None
+            core.set_request(jid, verb, arg)
+            self.labour.task_texts.pop(jid, None)       # workers are sent the new one
+            statements = [rows.spec_row(job)]
         elif verb == "priority":
             assert arg is not None
             core.set_priority(jid, arg)
@@ -185,6 +200,22 @@ class Grid:
         if job.finished and job.id not in self.announced:
             self.announced.add(job.id)
             self.events.add(job.id, f"job {job.id} {job.state_name}")
+            self.parent_ended(job)
+
+    def parent_ended(self, parent: Job) -> None:
+        """The jobs that waited for `parent` run now, or are held if it failed."""
+        statements = []
+        for child, held in self.core.parent_ended(parent.id):
+            statements.append(rows.job_row(child))
+            if held:
+                self.events.add(child.id, f"job {child.id} held (its parent job {parent.id} "
+                                f"{parent.state_name})")
+            elif not child.waiting:
+                self.events.add(child.id, f"job {child.id} queued (its parent jobs ended)")
+            self.notify(child.id)
+        if statements and self.labour.nursery is not None:
+            self.labour.nursery.start_soon(self.store.write, statements)
+        self.labour.dispatch()
 
     # ------------------------------------------------------------ views
 
@@ -220,10 +251,12 @@ class Grid:
             "paused" if worker.lease == 0 else "busy" if worker.running else "idle"
         held = len(worker.running)
         seen = trio.current_time() - link.last_seen
-        return (f"{name} {state} cpus={a.get('Cpus', '?')} mem={a.get('Memory', '?')} "
-                f"load={a.get('LoadAvg', '?')} os={a.get('OpSys', '?')} "
-                f"arch={a.get('Arch', '?')} slots={worker.slots} lease={worker.lease} running={held} "
-                f"seen={seen:.1f}s\n")
+        free = worker.free()
+        offers = " ".join(f"{what}={free[i]}/{worker.total[i] if worker.total[i] < UNLIMITED else '-'}"
+                          for i, what in enumerate(("cpus", "memory", "disk", "gpus")))
+        return (f"{name} {state} {offers} load={a.get('LoadAvg', '?')} os={a.get('OpSys', '?')} "
+                f"arch={a.get('Arch', '?')} slots={worker.slots} lease={worker.lease} "
+                f"running={held} seen={seen:.1f}s\n")
 
     def node(self, name: str) -> WorkerLink:
         link = self.labour.links.get(name)
@@ -232,7 +265,14 @@ class Grid:
         return link
 
     def node_ad(self, name: str) -> str:
-        attrs = self.core.workers[self.node(name).name].attrs
+        """The node's ad, with what it has free now beside what it offers."""
+        worker = self.core.workers[self.node(name).name]
+        free = worker.free()
+        attrs = {**worker.attrs, "FreeCpus": free.cpus, "FreeGpus": free.gpus}
+        if worker.total.memory < UNLIMITED:
+            attrs["FreeMemory"] = free.memory
+        if worker.total.disk < UNLIMITED:
+            attrs["FreeDisk"] = free.disk
         return "".join(f"{k} = {literal(v)}\n" for k, v in sorted(attrs.items()))
 
     # ------------------------------------------------------------ users

@@ -17,8 +17,9 @@ from typing import Callable, Sequence
 
 import trio
 
-from ..exchange import (REPLACED, Checkpoint, Done, Heartbeat, Join, Kill, Output, TaskRecord,
-                        Vacated)
+from ..exchange import (REPLACED, Checkpoint, Done, Heartbeat, Held, Join, Kill, Output,
+                        TaskRecord, Vacated)
+from ..resources import UNLIMITED
 from ..ninep.tree import Signal
 from . import store as rows
 from .core import Core
@@ -223,10 +224,16 @@ class Labour:
             old.lost_reason = f"{REPLACED} {name}; this one stops"
             self.lose(old, "another worker joined under its name")
         attrs = {**dict(join.attrs), "Name": name, "Slots": slots}  # its own words lose
-        self.core.worker_join(name, attrs, slots, join.lease)
+        offer = join.offer
+        if offer.memory < UNLIMITED:            # what requirements read is what it offers
+            attrs["Memory"] = offer.memory
+        if offer.disk < UNLIMITED:
+            attrs["Disk"] = offer.disk
+        attrs["Gpus"] = offer.gpus
+        self.core.worker_join(name, attrs, slots, join.lease, offer)
         link = WorkerLink(name, trio.current_time())
         self.links[name] = link
-        self.events.add(0, f"node {name} joined slots={slots}")
+        self.events.add(0, f"node {name} joined slots={slots} offers {offer.words()}")
         for jid, index in join.running:
             if self.core.reclaim(name, jid, index):
                 self.events.add(jid, f"job {jid} task {index} running node={name} (reclaimed)")
@@ -294,7 +301,8 @@ class Labour:
                     self.lose(link, f"no heartbeat for {self.heartbeat_timeout:g}s")
             self.ticks()
 
-    async def tasks_done(self, link: WorkerLink, reports: Sequence[Done | Vacated | Checkpoint],
+    async def tasks_done(self, link: WorkerLink,
+                         reports: Sequence[Done | Vacated | Held | Checkpoint],
                          outputs: Sequence[Output] = ()) -> None:
         """A worker's reports, committed together before this returns, after the
         output that came with them is in the spool; watchers hear of them after
@@ -321,6 +329,16 @@ class Labour:
         for done in reports:
             if isinstance(done, Checkpoint):
                 self.checkpointed(link, done)
+                continue
+            if isinstance(done, Held):
+                kill = self.core.task_held(link.name, done.job, done.task, done.reason)
+                if kill:
+                    job = changed[done.job] = self.core.jobs[done.job]
+                    statements.append(rows.result_row(job, done.task, link.name))
+                    for other in kill[1:]:
+                        self.order(other, Kill(done.job, done.task))
+                    self.events.add(done.job, f"job {done.job} task {done.task} held on "
+                                    f"{link.name}: {done.reason}")
                 continue
             if isinstance(done, Vacated):
                 if self.core.task_vacated(link.name, done.job, done.task):

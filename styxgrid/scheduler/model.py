@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import allowlist
 from ..describe import JobSpec
+from ..resources import UNLIMITED, Need
 
 QUEUED, RUNNING, DONE, FAILED, KILLED, HELD = range(6)
 STATE_NAMES = ("queued", "running", "done", "failed", "killed", "held")
@@ -109,7 +110,9 @@ class Job:
     held: bool = False
     killed: bool = False                      # killed tasks never run again: no retry
     note: str = ""                            # why all its tasks failed, if it was not loaded
+    waiting: dict[int, bool] = field(default_factory=dict)   # parent jobs still to end
     heap_key: tuple[int, int] | None = None  # the entry this job has in its group's heap
+    group: "Group | None" = None              # the group whose heap holds that entry
 
     @property
     def finished(self) -> bool:
@@ -120,14 +123,21 @@ class Job:
         return self.counts[QUEUED]
 
     @property
+    def runnable(self) -> bool:
+        """Whether its queued tasks may be handed out now."""
+        return bool(self.counts[QUEUED]) and not self.held and not self.waiting
+
+    @property
     def state_name(self) -> str:
         c = self.counts
         if self.finished:
             return "failed" if c[FAILED] else "killed" if c[KILLED] else "done"
         if c[RUNNING]:
             return "running"
-        if self.held:
+        if self.held or (c[HELD] and not c[QUEUED]):
             return "held"
+        if self.waiting:
+            return "waiting"
         return "queued"
 
     def status_line(self) -> str:
@@ -179,11 +189,12 @@ class Assignment:
 
 @dataclass(eq=False)
 class Group:
-    """Jobs with the same requirements and program (allowlist.job_program): a
-    worker matches all of them or none."""
+    """Jobs with the same requirements, program (allowlist.job_program) and
+    requests: a worker matches all of them or none, and has room for all or none."""
 
     requirements: str
     program: allowlist.Program
+    need: Need
     expr: Any
     queues: dict[str, list] = field(default_factory=dict)  # user -> heap of (-priority, job id)
     idle: dict[str, None] = field(default_factory=dict)  # matching workers that would take one
@@ -195,7 +206,7 @@ class Group:
         return self.requirements.lower()
 
     def matches(self, worker: "Worker") -> bool:
-        if not worker.runs(self.program):
+        if not self.need.fits(worker.total) or not worker.runs(self.program):
             return False
         if self.expr is None:
             return True
@@ -207,13 +218,16 @@ class Worker:
     name: str
     attrs: dict[str, Any]
     ad: Any
-    slots: int
+    slots: int                                # its cpus
     lease: int                                # most tasks held at once (>= slots: some wait)
-    running: set[tuple[int, int]] = field(default_factory=set)   # held: leased, not reported
+    total: Need = Need(1, UNLIMITED, UNLIMITED, 0)    # what it offers tasks in all
+    # held (leased, not reported) -> what each asks: the sum is `used`
+    running: dict[tuple[int, int], Need] = field(default_factory=dict)
+    used: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     groups: list[Group] = field(default_factory=list)
     draining: bool = False
     asking: bool = False                      # a read of /work waits for tasks
-    listed: bool = False                      # in its groups' `idle`
+    listed: bool = False                      # in the `idle` of some of its groups
     recent: int = 0                           # the job it last reported a task of
     allow: tuple[str, ...] = ()               # its owner's allow list (from its ad)
     owner: str = "away"                       # the desktop owner: away, suspended, ...
@@ -231,12 +245,23 @@ class Worker:
                                    folders if isinstance(folders, str) else "")
 
     @property
-    def idle(self) -> int:
-        """How many tasks of any job it would take now: its free slots."""
-        if not self.asking or self.draining:
-            return 0
-        return max(0, min(self.slots, self.lease) - len(self.running))
+    def taking(self) -> bool:
+        """Whether it would take a task that fits it now."""
+        return self.asking and not self.draining and len(self.running) < self.lease
 
+    @property
+    def idle(self) -> int:
+        """How many tasks of one cpu it would take now: its free cpus."""
+        return max(0, self.total[0] - self.used[0]) if self.taking else 0
+
+    def fits(self, need: Need) -> bool:
+        """Whether a task asking `need` fits in what its held tasks leave free."""
+        used, total = self.used, self.total
+        return (need[0] + used[0] <= total[0] and need[1] + used[1] <= total[1]
+                and need[2] + used[2] <= total[2] and need[3] + used[3] <= total[3])
+
+    def free(self) -> Need:
+        return Need(*(max(0, t - u) for t, u in zip(self.total, self.used)))
 
     def eval(self, expr: Any) -> Any:
         try:

@@ -66,6 +66,8 @@ def copy_for(core: "Core", worker: Worker) -> Assignment | None:
     that it matches."""
     now = core.clock()
     for group in worker.groups:
+        if not group.tails or not worker.fits(group.need):
+            continue
         for jid in list(group.tails):
             job = core.jobs.get(jid)
             if job is None or not job.counts[RUNNING] or job.held:

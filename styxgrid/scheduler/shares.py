@@ -25,9 +25,9 @@ MIN_FACTOR, MAX_FACTOR = 1.0, 1_000_000.0
 class Share:
     name: str
     factor: float = 1.0          # set by an admin: 2 gets half the share of 1
-    usage: float = 0.0           # decayed slot-seconds, as at `at`
+    usage: float = 0.0           # decayed cpu-seconds, as at `at`
     at: float = 0.0              # when `usage` was settled (the shares' clock)
-    running: int = 0             # slots its tasks hold now
+    running: int = 0             # cpus its tasks hold now
 
 
 class Shares:
@@ -58,15 +58,15 @@ class Shares:
         now = self.clock()
         share.usage, share.at = self.usage(share, now), now
 
-    def started(self, name: str) -> None:
+    def started(self, name: str, cpus: int = 1) -> None:
         share = self.of(name)
         self.settle(share)
-        share.running += 1
+        share.running += cpus
 
-    def ended(self, name: str) -> None:
+    def ended(self, name: str, cpus: int = 1) -> None:
         share = self.of(name)
         self.settle(share)
-        share.running = max(0, share.running - 1)
+        share.running = max(0, share.running - cpus)
 
     def set_factor(self, name: str, factor: float) -> None:
         if not MIN_FACTOR <= factor <= MAX_FACTOR:

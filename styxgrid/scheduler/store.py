@@ -16,7 +16,8 @@ starts a PASSIVE one in a thread, on its own connection, once CHECKPOINT_ROWS ro
 have changed.  Commits go on meanwhile (WAL lets a writer run beside a checkpoint).
 
 What is kept: each job's description, owner, priority, held and killed flags; each
-finished task's state, exit status, reason and the node it ran on.  Other tasks are
+finished task's state, exit status, reason and the node it ran on, and each task
+held for breaking its requests, with the reason.  Other tasks are
 implied: on restart every task without a result is queued again, or killed if its
 job was killed (so killing a job of ten million tasks writes one row, not ten
 million, and other writers never wait behind it).
@@ -39,7 +40,7 @@ from typing import Iterable
 import trio
 
 from .core import Core
-from .model import FAILED, FINISHED, KILLED, Job
+from .model import FAILED, FINISHED, HELD, KILLED, Job
 from .shares import Share
 from ..describe import MAX_TASKS, JobSpec
 
@@ -50,7 +51,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, spec TEXT NOT NULL,
     priority INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
-    killed INTEGER NOT NULL DEFAULT 0);
+    killed INTEGER NOT NULL DEFAULT 0, waited INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS results (
     job INTEGER NOT NULL, task INTEGER NOT NULL, state INTEGER NOT NULL,
     exit INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '', node TEXT NOT NULL DEFAULT '',
@@ -83,8 +84,11 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
-        if "killed" not in {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}:
-            self.db.execute("ALTER TABLE jobs ADD COLUMN killed INTEGER NOT NULL DEFAULT 0")
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        for column in ("killed", "waited"):         # a file of an earlier version
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL "
+                                "DEFAULT 0")
         self.reader = sqlite3.connect(path, check_same_thread=False)
         self.checkpointer = sqlite3.connect(path, check_same_thread=False,
                                             isolation_level=None)
@@ -128,10 +132,11 @@ class Store:
         if orphans is not None:         # a remove stopped half-way: finish it
             core.next_job = max(core.next_job, orphans + 1)     # never reuse its id
             self.db.execute("DELETE FROM results WHERE job NOT IN (SELECT id FROM jobs)")
-        for jid, owner, spec, priority, held, killed in self.db.execute(
-                "SELECT id, owner, spec, priority, held, killed FROM jobs ORDER BY id"):
+        for jid, owner, spec, priority, held, killed, waited in self.db.execute(
+                "SELECT id, owner, spec, priority, held, killed, waited FROM jobs ORDER BY id"):
             try:
-                job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid)
+                job = core.submit(JobSpec.from_lines(spec), owner, job_id=jid,
+                                  parents=not waited)
             except Exception as exc:    # whatever it is, the other jobs still load
                 why = f"cannot load this job: {type(exc).__name__}: {str(exc)[:300]}"
                 log.error("job=%s not loaded: %s", jid, why)
@@ -141,7 +146,7 @@ class Store:
             job.priority = priority
             for task, state, status, reason in self.reader.execute(
                     "SELECT task, state, exit, reason FROM results WHERE job=?", (jid,)):
-                if not 0 <= task < job.spec.tasks or state not in FINISHED:
+                if not 0 <= task < job.spec.tasks or (state not in FINISHED and state != HELD):
                     continue
                 job.set_state(task, state)
                 job.exit[task] = status
@@ -220,9 +225,12 @@ class Store:
 # Statements for the changes the scheduler makes, named once.
 
 def job_row(job: Job) -> Statement:
-    """A job's priority and held flag (its description is never written again)."""
-    return ("UPDATE jobs SET priority=?, held=? WHERE id=?",
-            (job.priority, int(job.held), job.id))
+    """A job's priority and held flag, and whether the jobs it waited for have
+    ended (from then on its held flag alone says whether it may run: a child
+    its owner released after its parent failed stays released)."""
+    return ("UPDATE jobs SET priority=?, held=?, waited=? WHERE id=?",
+            (job.priority, int(job.held), int(bool(job.spec.after) and not job.waiting),
+             job.id))
 
 
 def new_job_row(jid: int, owner: str, spec: JobSpec) -> Statement:
@@ -231,10 +239,21 @@ def new_job_row(jid: int, owner: str, spec: JobSpec) -> Statement:
 
 
 def result_row(job: Job, task: int, node: str = "") -> Statement:
-    assert job.state[task] in FINISHED
+    """A finished task's result, or a task held for breaking its requests."""
+    assert job.state[task] in FINISHED or job.state[task] == HELD
     return ("INSERT OR REPLACE INTO results (job, task, state, exit, reason, node) "
             "VALUES (?,?,?,?,?,?)",
             (job.id, task, job.state[task], job.exit_of(task), job.reasons.get(task, ""), node))
+
+
+def forget_held(job: Job) -> Statement:
+    """A released job's tasks held one by one are queued again: their rows go."""
+    return ("DELETE FROM results WHERE job=? AND state=?", (job.id, HELD))
+
+
+def spec_row(job: Job) -> Statement:
+    """A job whose requests were changed: its description as it is now."""
+    return ("UPDATE jobs SET spec=? WHERE id=?", (job.spec.lines(), job.id))
 
 
 def user_row(share: Share) -> Statement:

@@ -3,8 +3,9 @@ condor_q -better-analyze."""
 
 from __future__ import annotations
 
+from ..resources import Need, mib
 from .core import Core
-from .model import RUNNING, expression, split_clauses
+from .model import HELD, RUNNING, Worker, expression, split_clauses
 
 
 def explain(core: Core, jid: int) -> str:
@@ -14,7 +15,20 @@ def explain(core: Core, jid: int) -> str:
         note = f": {job.note}" if job.note else ""
         return f"job {jid} is finished ({job.state_name}){note}\n"
     if job.held:
+        parents = core.blocking_parents(job)
+        if parents:
+            said = ", ".join(f"job {p} {how}" for p, how in parents)
+            return (f"job {jid} is held: its parent {said} (retry the parent, or "
+                    f"'release' this job to run it anyway)\n")
         return f"job {jid} is held: 'release' it to let it run\n"
+    if job.counts[HELD] and not job.queued:
+        index, reason = next((i, r) for i, r in sorted(job.reasons.items())
+                             if job.state[i] == HELD)
+        return (f"job {jid}: {job.counts[HELD]} tasks are held, task {index}: {reason}; "
+                f"change the request (request_memory SIZE ...) and 'release' it\n")
+    if job.waiting:
+        said = " ".join(str(p) for p in job.waiting)
+        return f"job {jid} is waiting for job{'s' if len(job.waiting) > 1 else ''} {said} to end\n"
     if not job.queued:
         copies = sum(len(c) for c in job.copies.values())
         extra = f" ({copies} of them copied to another node: slow)" if copies else ""
@@ -26,6 +40,7 @@ def explain(core: Core, jid: int) -> str:
     matching = [w for w in workers if group.matches(w)]
     if not matching:
         lines = [f"job {jid}: no node matches its requirements ({len(workers)} connected)"]
+        lines += too_big(job.spec.need, workers)
         refusing = sum(1 for w in workers if not w.runs(group.program))
         if refusing:
             lines.append(f"  program {job.spec.cmd!r} is not on the allow list of {refusing} "
@@ -44,11 +59,28 @@ def explain(core: Core, jid: int) -> str:
         said = f" ({back} with their owners back: tasks suspended or vacated)" if back else ""
         return (f"job {jid}: all {len(usable)} matching nodes are paused{said}: their owners' "
                 f"machines are busy; {job.queued} tasks wait\n")
-    if not any(w.idle for w in usable):
+    if not any(w.idle and w.fits(group.need) for w in usable):
         busy = sum(len(w.running) for w in usable)
+        if busy and any(w.idle for w in usable):
+            return (f"job {jid}: no matching node has room for a task asking "
+                    f"{job.spec.need.words()} now ({busy} tasks running on "
+                    f"{len(usable)} nodes); {job.queued} tasks wait\n")
         if not busy:
             return (f"job {jid}: {len(usable)} matching nodes are connected but none is "
                     f"asking for work now; {job.queued} tasks wait for their next read\n")
         return (f"job {jid}: all {len(usable)} matching nodes are busy "
                 f"({busy} tasks running); {job.queued} tasks wait their turn\n")
     return f"job {jid}: {job.queued} tasks are being dispatched\n"
+
+
+def too_big(need: Need, workers: list[Worker]) -> list[str]:
+    """A line for each request no connected node can meet, with the most any
+    node offers ("needs 8 GiB memory; the largest node offers 4 GiB")."""
+    lines = []
+    for i, what in enumerate(("cpus", "memory", "disk", "GPUs")):
+        most = max(w.total[i] for w in workers)
+        if need[i] > most:
+            shown = (mib(need[i]), mib(most)) if what in ("memory", "disk") else \
+                (str(need[i]), str(most))
+            lines.append(f"  needs {shown[0]} {what}; the largest node offers {shown[1]}")
+    return lines

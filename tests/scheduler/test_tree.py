@@ -112,7 +112,8 @@ async def test_ctl_verbs_refused_with_the_table_help(tmp_path):
         user = await connect()
         job = await submit(user, "cmd /bin/true\nsubmit\n")
         with pytest.raises(NinePError, match="^unknown verb 'explode': expected kill, hold, "
-                           "release, priority P, retry or remove$"):
+                           "release, priority P, retry, remove, request_cpus N, "
+                           "request_memory SIZE, request_disk SIZE or request_gpus N$"):
             await user.write_file(f"jobs/{job}/ctl", b"explode\n")
         with pytest.raises(NinePError, match="^bad verb 'priority high': want 'priority P' "
                            "with P in -1000..1000$"):

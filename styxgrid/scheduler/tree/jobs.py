@@ -6,12 +6,14 @@ import os
 from typing import Iterable
 
 from ... import checks
+from ...describe import request_size
 from ...exchange import STREAMS
 from ...ninep.errors import NinePError
 from ...ninep.exportfs import ExportFS
 from ...ninep.synthetic import PollHandle
 from ...ninep.tree import Node, Session, Signal
 from ...shellwords import BLANKS
+from ...resources import MAX_CPUS, MAX_GPUS
 from .. import access
 from ..model import FINISHED, HELD, QUEUED, RUNNING
 from ..grid import Grid
@@ -24,7 +26,15 @@ EBADSTREAM = "stream files are read in order, from the start"
 JOB_VERBS = Verbs(Verb("kill"), Verb("hold"), Verb("release"),
                   Verb("priority", "P", lambda text: checks.integer("priority", text, -1000, 1000),
                        "P in -1000..1000"),
-                  Verb("retry"), Verb("remove"))
+                  Verb("retry"), Verb("remove"),
+                  Verb("request_cpus", "N", lambda text: checks.integer("cpus", text, 1, MAX_CPUS),
+                       f"N in 1..{MAX_CPUS}"),
+                  Verb("request_memory", "SIZE", lambda text: request_size("request_memory", text),
+                       "SIZE such as 2GB or 512M (no blank inside)"),
+                  Verb("request_disk", "SIZE", lambda text: request_size("request_disk", text),
+                       "SIZE such as 10GB (no blank inside; a plain number is KiB)"),
+                  Verb("request_gpus", "N", lambda text: checks.integer("gpus", text, 0, MAX_GPUS),
+                       f"N in 0..{MAX_GPUS}"))
 
 
 class JobsDir(GridDir):

@@ -7,6 +7,7 @@ import codecs
 from ...describe import Description, DescriptionError, check_new
 from ...ninep.errors import NinePError
 from ...ninep.tree import Handle, Session
+from .. import access
 from ..grid import Grid
 
 
@@ -48,6 +49,8 @@ class NewHandle(Handle):
             spec = self.description.feed(self.decoder.decode(data))
             if spec is not None:
                 check_new(spec)
+                self.grid.check_parents(spec, self.session.uname,
+                                        access.role(self.session) == access.ADMIN)
         except (DescriptionError, UnicodeDecodeError) as exc:
             self.description = Description()
             self.decoder.reset()

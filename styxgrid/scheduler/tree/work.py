@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 
 from ...exchange import (Checkpoint, Done, ExchangeError, Heartbeat, Join, Lease, Output,
-                         Vacated, parse_reports)
+                         Held, Vacated, parse_reports)
 from ...ninep.errors import NinePError
 from ...ninep.synthetic import text, words
 from ...ninep.tree import Handle, Session, Signal
@@ -82,7 +82,7 @@ class WorkHandle(Handle):
             raise NinePError(str(exc)) from None
         leases = [r.size for r in records if isinstance(r, Lease)]
         outputs = [r for r in records if isinstance(r, Output)]
-        reports = [r for r in records if isinstance(r, (Done, Vacated, Checkpoint))]
+        reports = [r for r in records if isinstance(r, (Done, Vacated, Held, Checkpoint))]
         try:
             if leases:
                 self.grid.labour.set_lease(link, leases[-1])
