@@ -92,8 +92,19 @@ def servers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="run a worker that dials out to the scheduler")
     scheduler_option(p)
     p.add_argument("--name", help="node name, one per worker (default: host name)")
-    p.add_argument("--slots", type=int, default=os.cpu_count() or 1, metavar="K",
-                   help="tasks run at once (default: one per core)")
+    p.add_argument("--slots", "--cpus", type=int, default=os.cpu_count() or 1, metavar="K",
+                   help="cpus offered to tasks: K tasks of one cpu run at once "
+                        "(default: one per core)")
+    p.add_argument("--memory", default="", metavar="SIZE",
+                   help="memory offered to tasks, e.g. 8G (default: the machine's)")
+    p.add_argument("--disk", default="", metavar="SIZE",
+                   help="disk offered to tasks, e.g. 100G (default: free in the workdir)")
+    p.add_argument("--gpus", default=None, metavar="N|LIST",
+                   help="GPUs offered: a count (devices 0..N-1) or device numbers 0,2 "
+                        "(default: /dev/nvidiaN found)")
+    p.add_argument("--limits", choices=("auto", "cgroup", "rlimit"), default="auto",
+                   help="how tasks are held to their requests (default auto: cgroup v2, "
+                        "else v1, else rlimits)")
     p.add_argument("--workdir", metavar="DIR", help="where task sandboxes are made "
                    "(default /tmp/styxgrid-worker-NAME)")
     p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",

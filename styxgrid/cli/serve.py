@@ -12,6 +12,7 @@ from typing import Callable
 
 import trio
 
+from .. import checks, resources
 from ..errgroups import unwrapped
 from ..ninep import memory, serve_listeners
 from ..ninep.exportfs import ExportFS
@@ -108,6 +109,21 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def gpu_list(text: str | None) -> tuple[str, ...] | None:
+    """`--gpus 2` (devices 0 and 1) or `--gpus 0,3` (those devices)."""
+    if text is None:
+        return None
+    words = [w for w in text.split(",") if w]
+    if len(words) == 1 and "," not in text:
+        count = checks.integer("--gpus", text, 0, resources.MAX_GPUS)
+        return tuple(str(n) for n in range(count))
+    for word in words:
+        checks.integer("--gpus device", word, 0, 9999)
+    if len(set(words)) != len(words) or len(words) > resources.MAX_GPUS:
+        raise ValueError(f"--gpus {text}: each device once, at most {resources.MAX_GPUS}")
+    return tuple(words)
+
+
 def worker_config(args: argparse.Namespace):
     from ..security.identity import Identity, worker_identity_dir
     from ..worker.ad import parse_attr
@@ -128,7 +144,11 @@ def worker_config(args: argparse.Namespace):
         if not glob.startswith(("/", "*")):
             raise ValueError(f"--allow {glob!r}: a glob matches a program's absolute path "
                              f"(e.g. /usr/bin/{glob} or */{glob})")
+    memory = resources.size("--memory", args.memory) if args.memory else 0
+    disk = resources.size("--disk", args.disk) if args.disk else 0
     return WorkerConfig(scheduler=scheduler, name=name, slots=args.slots,
+                        memory=memory, disk=disk, gpus=gpu_list(args.gpus),
+                        limits=args.limits,
                         workdir=args.workdir or "", attrs=attrs, nice=args.nice,
                         heartbeat=args.heartbeat, identity=identity,
                         allow=tuple(args.allow), max_load=args.max_load,

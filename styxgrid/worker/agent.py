@@ -24,7 +24,7 @@ from typing import Awaitable, Callable, TypeVar
 import trio
 
 from ..ninep.client import Client
-from .ad import machine_ad
+from .ad import machine_ad, offer
 from .config import WorkerConfig
 from .link import JoinRefused, Linker, Replaced
 from .owner import OwnerWatch
@@ -42,10 +42,12 @@ class Worker:
             tempfile.gettempdir(), f"styxgrid-worker-{config.name}"))
         os.makedirs(self.workdir, exist_ok=True)
         os.chmod(self.workdir, 0o711)           # task users reach their folders, list nothing
-        self.runner = Runner(config, self.workdir, self.over_link)
+        offered, gpus = offer(config, self.workdir)
+        self.runner = Runner(config, self.workdir, self.over_link, offered, gpus)
         users = self.runner.users
         ad = machine_ad(config, len(users.pool) if users else 0,
-                        self.runner.env.get("PATH", ""), self.workdir)
+                        self.runner.env.get("PATH", ""), self.workdir, offered,
+                        self.runner.limits.kind)
         self.linker = Linker(config, self.runner, ad)
         self.owner = OwnerWatch(config, self.runner, self.linker.owner_changed)
 

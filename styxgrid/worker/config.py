@@ -13,7 +13,11 @@ from ..security.identity import Identity
 class WorkerConfig:
     scheduler: str
     name: str
-    slots: int = 1
+    slots: int = 1                            # cpus it offers tasks
+    memory: int = 0                           # MiB it offers (0: the machine's memory)
+    disk: int = 0                             # MiB (0: what is free in its work folder)
+    gpus: tuple[str, ...] | None = None       # device numbers (None: those in /dev)
+    limits: str = "auto"                      # how tasks are held to requests (limits.py)
     workdir: str = ""                         # default: a folder in the system's temp
     attrs: dict[str, Any] = field(default_factory=dict)
     nice: int = 10

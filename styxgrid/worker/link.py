@@ -109,8 +109,10 @@ class Linker:
 
     def join(self) -> Join:
         self.ad["LoadAvg"] = round(os.getloadavg()[0], 2)
+        offered = self.runner.pool.offer
         return Join(self.config.name, self.config.slots, self.runner.wanted_lease(),
-                    tuple(self.ad.items()), tuple(self.runner.tasks))
+                    tuple(self.ad.items()), tuple(self.runner.tasks), offered.memory,
+                    offered.disk, offered.gpus)
 
     async def connect(self, task_status: trio.TaskStatus[None]) -> None:
         stream, uname = await dial(self.config.scheduler, self.config.identity)

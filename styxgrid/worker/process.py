@@ -17,6 +17,7 @@ import signal
 import trio
 
 from .credentials import acting_as
+from .limits import Place
 
 
 class Process:
@@ -24,10 +25,12 @@ class Process:
 
     def __init__(self, program: str, argv: list[str], env: dict[str, str], cwd: str,
                  stdout: str, stderr: str, nice: int = 0,
-                 user: tuple[int, int] | None = None, append: bool = False) -> None:
+                 user: tuple[int, int] | None = None, append: bool = False,
+                 place: Place | None = None) -> None:
         """Start `program` (an absolute path: the one the owner's allow list was
         checked against, never looked up again) with `argv`; `append`: after
-        what an earlier run of the task wrote (a checkpoint exit's re-run)."""
+        what an earlier run of the task wrote (a checkpoint exit's re-run);
+        `place`: where it is held to its requests (limits.py)."""
         out_flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (
             os.O_APPEND if append else os.O_TRUNC)
         out = os.open(stdout, out_flags, 0o600)     # opened by us, beside the folder:
@@ -36,9 +39,17 @@ class Process:
                    (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
-            with acting_as(user):
-                self.pid = os.posix_spawn(program, argv, env, file_actions=actions,
-                                          setpgroup=0)
+            pid = None
+            if place is not None:
+                place.before_spawn()
+            try:
+                with acting_as(user):
+                    pid = os.posix_spawn(program, argv, env, file_actions=actions,
+                                         setpgroup=0)
+            finally:
+                if place is not None:
+                    place.after_spawn(pid)
+            self.pid = pid
         finally:
             os.chdir("/")                     # the worker itself never uses relative paths
             os.close(out)

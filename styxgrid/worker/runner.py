@@ -1,5 +1,7 @@
-"""The worker's side of its tasks: K slot loops that run leased tasks one after
-another, each in its sandbox, and the reports of the tasks that ended.
+"""The worker's side of its tasks: leased tasks started, in the order they came,
+as soon as what they ask for fits in what the node has free (pool.py), each in
+its sandbox and held to its requests (limits.py), and the reports of the tasks
+that ended.
 
 The runner knows nothing of connections: it fetches inputs and sends output
 through `over_link`, which runs an action on whichever connection is up, and it
@@ -21,17 +23,20 @@ import trio
 
 from .. import allowlist
 from ..checks import shown
-from ..exchange import Checkpoint, Done, Vacated
+from ..exchange import Checkpoint, Done, Held, Vacated
+from ..resources import Need, mib
 from ..ninep.client import Client
 from ..ninep.errors import NinePError
-from . import checkpoints, policy
+from . import checkpoints, limits, policy
 from .config import WorkerConfig
 from .outputs import last_output, send_outputs, upload_streams
 from .accounts import task_users
 from .keeper import Keeper
+from .pool import Pool
 from .process import Process
 from .removal import remove_tree
-from .sandbox import InputCache, Sandboxes, TaskRun, make_folder, place_input
+from .sandbox import (InputCache, Sandboxes, TaskRun, folder_size, make_folder,
+                      place_input)
 
 log = logging.getLogger("styxgrid.worker")
 T = TypeVar("T")
@@ -39,6 +44,7 @@ OverLink = Callable[[Callable[[Client], Awaitable[T]]], Awaitable[T]]
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"      # a task's PATH when it runs as another user
 OUTPUT_NOT_STORED = 125    # a task's status when it ran but an output of it was refused
 RERUN_EVERY = 1.0          # seconds: a checkpoint exit's re-run starts at most this often
+DISK_EVERY = 5.0           # seconds between looks at a running task's folder size
 
 
 @dataclass(eq=False)
@@ -52,9 +58,13 @@ class Report:
 
 
 class Runner:
-    def __init__(self, config: WorkerConfig, workdir: str, over_link: OverLink) -> None:
+    def __init__(self, config: WorkerConfig, workdir: str, over_link: OverLink,
+                 offered: Need | None = None, gpus: tuple[str, ...] = ()) -> None:
         self.config = config
         self.over_link = over_link
+        self.pool = Pool(offered or Need(config.slots), gpus)
+        self.limits = limits.choose(config.limits, config.name)
+        self.room = trio.Event()                # fired when a task may start now
         self.users = task_users(config.task_users, config.name, config.slots)
         if self.users is not None:
             os.setgroups([])                  # tasks get no supplementary groups of root's
@@ -89,12 +99,13 @@ class Runner:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                for _ in range(self.config.slots):
-                    nursery.start_soon(self.slot)
+                nursery.start_soon(self.starter)
+                nursery.start_soon(self.watch_limits)
                 if self.users is not None:
                     nursery.start_soon(self.users.sweep)
         finally:
             self.kill_all()
+            self.limits.close()
 
     # ------------------------------------------------------------ the lease
 
@@ -112,6 +123,7 @@ class Runner:
         if not paused:
             self.unpaused.set()
             self.unpaused = trio.Event()
+            self.wake()
         self.outbox_ready.set()                 # the reporter says the new lease
 
     def working(self) -> int:
@@ -127,9 +139,13 @@ class Runner:
         self.signal_running(signal.SIGCONT)
 
     def signal_running(self, sig: int) -> None:
+        """Signal the running tasks: their process groups, and in a cgroup,
+        their processes that left the group too."""
         for run in self.tasks.values():
             if run.running and run.process is not None:
                 run.process.signal(sig)
+                if run.place is not None:
+                    run.place.signal(sig)
 
     async def vacate(self, grace: float) -> None:
         """Give every task back: those waiting here at once, the running ones after
@@ -142,10 +158,11 @@ class Runner:
             run.vacated = True
             if run.running:
                 running.append(run)
-            elif run.process is None and not run.sandbox:   # waiting for a slot: its
-                self.post(run, -1, "")                      # slot passes it over
-        self.unpaused.set()                     # slots waiting with a task: pass it over
+            elif run.process is None and not run.sandbox:   # waiting for room: the
+                self.post(run, -1, "")                      # starter passes it over
+        self.unpaused.set()                     # a task waiting to start: pass it over
         self.unpaused = trio.Event()
+        self.wake()
         for run in running:
             assert run.process is not None
             run.process.signal(signal.SIGCONT)
@@ -178,6 +195,7 @@ class Runner:
         run = self.tasks.get((job, index))
         if run is not None:
             run.killed = True
+            self.wake()
             if run.process is not None:
                 run.process.kill()
 
@@ -203,12 +221,17 @@ class Runner:
 
     # ------------------------------------------------------------ one task
 
-    async def slot(self) -> None:
-        """Run leased tasks one after another.  The slot is free again the moment a
-        task's process ends: output still to upload goes up beside the next task,
-        and the `done` is left to the reporter, which forgets the task once the
-        scheduler has taken it.  A task already waiting starts at once, with no
-        pass of the run loop before it."""
+    def wake(self) -> None:
+        """Something that a task waiting to start waits for has changed."""
+        self.room.set()
+        self.room = trio.Event()
+
+    async def starter(self) -> None:
+        """Start leased tasks in the order they came, each once what it asks for
+        fits in what is free (tasks of one cpu on a node of K cpus: K slots).  A
+        task already waiting whose request fits starts at once, with no pass of
+        the run loop before it."""
+        assert self.nursery is not None
         while True:
             try:
                 run = self.waiting_out.receive_nowait()
@@ -216,13 +239,28 @@ class Runner:
                 run = await self.waiting_out.receive()
             if not self.queued():
                 self.outbox_ready.set()
+            need = run.spec.need
+            if not self.pool.ever_fits(need):       # a scheduler sends none of these
+                self.post(run, 127, f"it asks for {need.words()}; node {self.config.name} "
+                          f"offers {self.pool.offer.words()}")
+                continue
+            while not run.killed and not run.vacated and (self.paused or
+                                                          not self.pool.fits(need)):
+                await self.room.wait()
             if run.killed:
                 self.forget(run)
                 continue
-            while self.paused and not run.vacated:
-                await self.unpaused.wait()
             if run.vacated:                     # given back while it waited here
                 continue
+            run.gpus = self.pool.take(need)
+            self.nursery.start_soon(self.run_task, run)
+
+    async def run_task(self, run: TaskRun) -> None:
+        """One task, from its start to its report.  What it holds of the node is
+        free again the moment its process ends: output still to upload goes up
+        beside the next task, and the `done` is left to the reporter, which
+        forgets the task once the scheduler has taken it."""
+        try:
             if self.users is not None:
                 run.account = await self.users.take(run.owner)
             run.sandbox = self.sandboxes.take(run.account)
@@ -236,20 +274,25 @@ class Runner:
                 log.debug("job=%s task=%s ended status=%s%s", run.job, run.index, status,
                           f" reason={shown(reason)!r}" if reason else "")
             self.pace(run.job, trio.current_time() - started)
-            if run.killed:
-                self.forget(run)
-                continue
-            if run.vacated and run.process is not None:
-                await self.save_checkpoint(run)      # after SIGTERM: what it saved goes up
-            if run.process is None or run.vacated:   # never started: the files beside its
-                self.post(run, status, reason)       # folder are an earlier task's
-                continue
-            output = None if run.spec.outputs else last_output(run, self.inline)
-            if output is None:
-                assert self.nursery is not None
-                self.nursery.start_soon(self.finish, run, status, reason)
-            else:
-                self.post(run, status, reason, output)
+        finally:
+            if run.place is not None:
+                self.limits.give_back(run.place)       # what it left in its cgroup ends
+                run.place = None
+            self.pool.give_back(run.spec.need, run.gpus)
+            self.wake()
+        if run.killed:
+            self.forget(run)
+            return
+        if run.vacated and run.process is not None:
+            await self.save_checkpoint(run)      # after SIGTERM: what it saved goes up
+        if run.process is None or run.vacated or run.held:  # never started, or its files
+            self.post(run, status, reason)                  # go with it: none are sent
+            return
+        output = None if run.spec.outputs else last_output(run, self.inline)
+        if output is None:
+            await self.finish(run, status, reason)
+        else:
+            self.post(run, status, reason, output)
 
     def pace(self, job: int, seconds: float) -> None:
         """Learn how long the job's tasks take and lease ahead accordingly (the
@@ -284,7 +327,10 @@ class Runner:
                        TMPDIR=run.sandbox)
         env.update(STYXGRID_JOB=str(run.job), STYXGRID_TASK=str(run.index),
                    STYXGRID_TASKS=str(run.tasks), STYXGRID_NODE=self.config.name,
-                   STYXGRID_CHECKPOINT=checkpoints.folder(run))
+                   STYXGRID_CHECKPOINT=checkpoints.folder(run),
+                   STYXGRID_CPUS=str(run.spec.request_cpus))
+        if self.pool.offer.gpus:                # only the GPUs it was given are seen
+            env["CUDA_VISIBLE_DEVICES"] = env["STYXGRID_GPUS"] = ",".join(run.gpus)
         env.update((k, run.expand(v)) for k, v in run.spec.env)
         env.update(self.keeper.env)             # last: a job cannot unmark itself
         return env
@@ -312,10 +358,12 @@ class Runner:
             if run.vacated:
                 return -1, ""
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
+            place = run.place = self.limits.take()
+            place.prepare(spec.need)
 
             def start(again: bool = False) -> Process:
                 process = Process(program, argv, env, run.cwd, run.local("stdout"),
-                                  run.local("stderr"), config.nice, run.user, again)
+                                  run.local("stderr"), config.nice, run.user, again, place)
                 if self.suspended:              # the owner came back meanwhile
                     process.signal(signal.SIGSTOP)
                 return process
@@ -330,7 +378,11 @@ class Runner:
             return 127, f"cannot start the task: {type(exc).__name__}: {str(exc)[:200]}"
         if run.killed:
             run.process.kill()
-        return await self.watch(run, start), ""
+        status = await self.watch(run, start)
+        if status == -signal.SIGKILL and not run.held and not run.killed and \
+                run.place is not None and run.place.over_memory():
+            run.held = limits.over_memory_reason(spec.need)
+        return status, ""
 
     async def watch(self, run: TaskRun, start: Callable[[bool], Process]) -> int:
         """The task's exit status.  An exit with the job's `checkpoint_exit` saves
@@ -454,11 +506,47 @@ class Runner:
         if run.vacated:                         # its output goes with it: it runs again
             record = Vacated(run.job, run.index, "the owner took the machine back").encode()
             output = b""
+        elif run.held:
+            record = Held(run.job, run.index, run.held).encode()
         else:
             record = Done(run.job, run.index, status, reason).encode()
         self.outbox.append(Report(output + record, run))
         if self.report_due():
             self.outbox_ready.set()
+
+
+    async def watch_limits(self) -> None:
+        """Every POLL seconds: with rlimits, the memory of each running task's
+        process group; every DISK_EVERY, the size of its folder.  A task past its
+        request is stopped, to be held with the reason."""
+        checked = trio.current_time()
+        while True:
+            await trio.sleep(limits.POLL)
+            disk = trio.current_time() - checked >= DISK_EVERY
+            if disk:
+                checked = trio.current_time()
+            for run in [r for r in self.tasks.values() if r.running and not r.held]:
+                need = run.spec.need
+                if self.limits.kind == "rlimit" and run.process is not None:
+                    used = await trio.to_thread.run_sync(limits.group_memory, run.process.pid)
+                    if used > need.memory << 20:
+                        self.stop_held(run, limits.over_memory_reason(need, used >> 20))
+                        continue
+                if disk and run.sandbox:
+                    size = await trio.to_thread.run_sync(folder_size, run.sandbox,
+                                                         (need.disk + 1) << 20)
+                    if size > need.disk << 20 and run.running:
+                        self.stop_held(run, f"used more than {mib(size >> 20)} of disk, past "
+                                       f"its {mib(need.disk)} request, and was stopped: "
+                                       "raise request_disk and release it")
+
+    def stop_held(self, run: TaskRun, reason: str) -> None:
+        log.info("job=%s task=%s stopped: %s", run.job, run.index, reason)
+        run.held = reason
+        if run.process is not None:
+            run.process.kill()
+        if run.place is not None:
+            run.place.signal(signal.SIGKILL)
 
 
 def _read(path: str) -> bytes:

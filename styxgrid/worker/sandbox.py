@@ -14,6 +14,7 @@ from ..describe import JobSpec
 from ..exchange import STREAMS
 from .accounts import Account
 from .credentials import acting_as
+from .limits import Place
 from .process import Process
 from .removal import empty_folder, remove_tree
 
@@ -38,6 +39,9 @@ class TaskRun:
     sent: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     uploads: int = 0                          # output uploads in flight: keep the folder
     over: bool = False                        # ended and reported: the folder may go
+    gpus: tuple[str, ...] = ()                # the node's GPUs it was given
+    place: Place | None = None                # where it is held to its requests, running
+    held: str = ""                            # why it was stopped for breaking a request
 
     def expand(self, text: str) -> str:
         """$STYXGRID_TASK / $STYXGRID_JOB in args and file names, like Condor's $(Process)."""
@@ -62,6 +66,32 @@ class TaskRun:
     def user(self) -> tuple[int, int] | None:
         """(uid, gid) it runs as; None: the worker's own."""
         return self.account.ids if self.account else None
+
+
+def folder_size(root: str, stop: int) -> int:
+    """Bytes the files under `root` take on disk (blocks, as `du`), by a walk of
+    descriptors that follows no link and stops once past `stop` (or 100,000
+    entries: a folder of more is counted as past it)."""
+    total, seen = 0, 0
+    stack = [root]
+    while stack and total <= stop:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > 100_000:
+                        return stop + 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
 
 
 class Sandboxes:

@@ -96,8 +96,9 @@ def test_errstr_keeps_the_message_not_the_mounts_lookups(mounted):
     sh(f"echo 'submit echo x' > {g}/new")
     assert sh(f"echo kill kill > {g}/jobs/1/ctl", check=False).returncode != 0
     sh(f"cat {g}/jobs/1/no-such-file {g}/jobs/2/status", check=False)
-    assert sh(f"cat {g}/errstr").stdout == ("unknown verb 'kill kill': expected kill, hold, "
-                                            "release, priority P, retry or remove\n")
+    assert sh(f"cat {g}/errstr").stdout == (
+        "unknown verb 'kill kill': expected kill, hold, release, priority P, retry, remove, "
+        "request_cpus N, request_memory SIZE, request_disk SIZE or request_gpus N\n")
 
 
 def test_sigint_ends_a_blocked_cat_within_a_second(mounted):
