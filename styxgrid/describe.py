@@ -356,7 +356,7 @@ class Description:
         elif key in ("request_memory", "request_disk"):
             f[key] = request_size(key, value)
         elif key == "after":
-            f["after"] = f.get("after", ()) + tuple(_parent(word) for word in value.split())
+            f["after"] = f.get("after", ()) + tuple(parent(word) for word in value.split())
             if not value.split():
                 raise DescriptionError("after: name the jobs to wait for (after 3 4:any)")
         return None
@@ -377,7 +377,7 @@ def request_size(key: str, value: str) -> int:
         raise DescriptionError(str(exc)) from None
 
 
-def _parent(word: str) -> tuple[int, bool]:
+def parent(word: str) -> tuple[int, bool]:
     """`3` (run after job 3 is done) or `3:any` (after it ends, however)."""
     number, colon, how = word.partition(":")
     if colon and how != "any":

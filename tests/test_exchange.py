@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from styxgrid.exchange import (MAX_LEASE, MAX_SLOTS, Checkpoint, Done, ExchangeError, Heartbeat, Join, Kill,
-                               Lease, Output, TaskRecord, Vacated, parse_orders, parse_reports,
-                               parse_tasks)
+from styxgrid.exchange import (MAX_LEASE, MAX_SLOTS, Checkpoint, Done, ExchangeError, Heartbeat,
+                               Held, Join, Kill, Lease, Output, TaskRecord, Vacated, parse_orders,
+                               parse_reports, parse_tasks)
 
 JOIN = Join("w1", 4, 8, (("Cpus", 4), ("OpSys", "LINUX"), ("Gpu", False), ("Speed", 1.5)),
             ((3, 0), (3, 7)))
@@ -19,6 +19,10 @@ CASES = [
     (JOIN, b"join w1\nslots 4\nlease 8\nattr Cpus = 4\nattr OpSys = \"LINUX\"\n"
            b"attr Gpu = false\nattr Speed = 1.5\nrunning 3 0\nrunning 3 7\n", Join.parse),
     (Join("n-2.example"), b"join n-2.example\nslots 1\n", Join.parse),
+    (Join("g", 2, memory=4096, disk=10240, gpus=1),
+     b"join g\nslots 2\noffer memory=4096 disk=10240 gpus=1\n", Join.parse),
+    (Held(3, 1, "used 1.2 GiB of its 1 GiB memory request"),
+     b"held 3 1 used 1.2 GiB of its 1 GiB memory request\n", lambda b: parse_reports(b)[0]),
     (Heartbeat(0.25), b"heartbeat load=0.25", Heartbeat.parse),
     (Heartbeat(), b"heartbeat", Heartbeat.parse),
     (Heartbeat(1.5, "suspended"), b"heartbeat load=1.50 owner=suspended", Heartbeat.parse),
@@ -72,6 +76,12 @@ REFUSED = [
     (Join.parse, b"join w\nattr 9x = 1\n", "bad attribute name '9x'"),
     (Join.parse, b"join w\nrunning 1\n", "bad join line 'running 1'"),
     (Join.parse, b"join w\nfly away\n", "unknown join line 'fly away'"),
+    (Join.parse, b"join w\noffer memory=-1\n", "join: offer memory: -1 is out of range"),
+    (Join.parse, b"join w\noffer gpus=65\n", "join: offer gpus: 65 is out of range"),
+    (Join.parse, b"join w\noffer memory=%d\n" % (1 << 31), "out of range"),
+    (Join.parse, b"join w\noffer cpus=4\n", "want 'offer memory=MIB disk=MIB gpus=N'"),
+    (Join.parse, b"join w\noffer memory\n", "want 'offer memory=MIB disk=MIB gpus=N'"),
+    (parse_reports, b"held 1 2\n", "want 'done J T STATUS"),
     (Join.parse, b"join w\xff\n", "not UTF-8 text"),
     (Heartbeat.parse, b"heartbeat load=1e999", "not a finite number"),
     (Heartbeat.parse, b"heartbeat load=-1", "heartbeat: load '-1' is not a number in"),

@@ -210,6 +210,14 @@ def user_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retries", type=int, metavar="R", help="re-runs of a failed task")
     p.add_argument("--share", action="store_true",
                    help="let every user read the job's files (default: you and admins)")
+    p.add_argument("--cpus", type=int, metavar="N", help="cpus each task needs (default 1)")
+    p.add_argument("--memory", metavar="SIZE",
+                   help="memory each task needs and may use, e.g. 2GB (default 512M)")
+    p.add_argument("--disk", metavar="SIZE",
+                   help="disk each task needs in its folder, e.g. 10GB (default 1G)")
+    p.add_argument("--gpus", type=int, metavar="N", help="GPUs each task needs (default 0)")
+    p.add_argument("--after", action="append", default=[], metavar="JOB[:any]",
+                   help="run once this job is done (:any: however it ended; repeatable)")
     send = p.add_mutually_exclusive_group()
     send.add_argument("--send", action="store_true", default=None,
                       help="send the program along even when its path is absolute")

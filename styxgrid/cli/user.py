@@ -21,7 +21,7 @@ from .session import client_command, explain, read
 def description(args: argparse.Namespace) -> str:
     """The job the command line describes, checked here as the scheduler checks it
     and sent in its normal form (quoted where it must be: it arrives as given)."""
-    from ..describe import DescriptionError, JobSpec, check_new
+    from ..describe import DescriptionError, JobSpec, check_new, parent, request_size
     if args.cmd[:1] == ["--"]:
         args.cmd = args.cmd[1:]
     if not args.cmd:
@@ -33,11 +33,17 @@ def description(args: argparse.Namespace) -> str:
             raise UserError(f"--env {e!r}: want NAME=VALUE", 2)
         env.append((name, value))
     try:
+        requests = {"request_cpus": args.cpus, "request_gpus": args.gpus,
+                    "request_memory": args.memory and request_size("request_memory",
+                                                                   args.memory),
+                    "request_disk": args.disk and request_size("request_disk", args.disk)}
         spec = JobSpec(cmd=args.cmd[0], args=tuple(args.cmd[1:]), tasks=args.tasks,
                        env=tuple(env), dir=args.dir or "", inputs=tuple(args.input),
                        outputs=tuple(args.output), requirements=args.requirements or "",
                        rank=args.rank or "", priority=args.priority or 0,
-                       retries=args.retries or 0, share=args.share)
+                       retries=args.retries or 0, share=args.share,
+                       after=tuple(parent(word) for word in args.after),
+                       **{k: v for k, v in requests.items() if v is not None})
         JobSpec.from_lines(spec.lines())      # every line's check, as the scheduler's
         check_new(spec)
     except DescriptionError as exc:

@@ -24,8 +24,7 @@ def explain(core: Core, jid: int) -> str:
     if job.counts[HELD] and not job.queued:
         index, reason = next((i, r) for i, r in sorted(job.reasons.items())
                              if job.state[i] == HELD)
-        return (f"job {jid}: {job.counts[HELD]} tasks are held, task {index}: {reason}; "
-                f"change the request (request_memory SIZE ...) and 'release' it\n")
+        return f"job {jid}: {job.counts[HELD]} tasks are held, task {index}: {reason}\n"
     if job.waiting:
         said = " ".join(str(p) for p in job.waiting)
         return f"job {jid} is waiting for job{'s' if len(job.waiting) > 1 else ''} {said} to end\n"

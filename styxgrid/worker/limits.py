@@ -4,10 +4,10 @@ Three ways, chosen once when the worker starts (`choose`), said in its ad
 (`Limits`):
 
 - cgroup v1 (`cgroup1`): a cgroup per place in the memory, cpu and pids
-  hierarchies, under the worker's own; the task is started inside it (the
-  spawning thread steps into the place's cgroups around the spawn and back out,
-  which v1 allows a thread to do alone, so no process of the task ever runs
-  outside it).  memory.limit_in_bytes is the request (and memory+swap too):
+  hierarchies, under the worker's own; a thread of the worker lives in the
+  place's cgroups (v1 lets a thread be in other cgroups than its process) and
+  spawns the place's tasks, which are born there: no process of a task ever
+  runs outside it, and no spawn pays for a move between cgroups.  memory.limit_in_bytes is the request (and memory+swap too):
   the kernel stops a task that goes past it, and the place's oom_kill count
   says so.  cpu.cfs_quota_us is the request's cpus; pids.max bounds forks.
 - cgroup v2 (`cgroup2`): the same with memory.max, memory.swap.max, cpu.max,
@@ -31,17 +31,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import resource
 import signal
 import threading
+from typing import Callable, TypeVar
+
+import outcome
+import trio
 
 from ..resources import Need, mib
 
 log = logging.getLogger("styxgrid.worker")
+T = TypeVar("T")
 MODES = ("auto", "cgroup", "rlimit")
 PIDS_MAX = 4096             # processes and threads of one task (cgroups)
 POLL = 0.5                  # seconds between looks at a task's memory (rlimits)
 CPU_PERIOD = 100_000        # microseconds: the cpu quota's period
+RLIMIT_TRIES = 200
 V1 = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("memory", "cpu", "pids")
 MiB = 1 << 20
@@ -78,14 +85,23 @@ def over_memory_reason(need: Need, used: int | None = None) -> str:
 class Place:
     """Where one task at a time runs, held to its request."""
 
+    async def spawn(self, start: Callable[[], T]) -> T:
+        """Run `start` (which spawns the task, calling the hooks below) where the
+        task is to be born."""
+        return start()
+
     def prepare(self, need: Need) -> None:
         """Set the limits for the next task's request."""
 
     def before_spawn(self) -> None:
         """In the spawning thread, just before the spawn."""
 
+    def limit(self, pid: int) -> None:
+        """Just after the spawn, in the spawning thread still acting as the task's
+        user (a process's rlimits may be lowered by its own user)."""
+
     def after_spawn(self, pid: int | None) -> None:
-        """In the spawning thread, just after (None: the spawn failed)."""
+        """In the spawning thread, just after, as itself (None: the spawn failed)."""
 
     def over_memory(self) -> bool:
         """Whether the task that ran here last went past its memory (asked once
@@ -146,14 +162,25 @@ class RlimitPlace(Place):
     def prepare(self, need: Need) -> None:
         self.need = need
 
-    def after_spawn(self, pid: int | None) -> None:
-        if pid is None:
-            return
+    warned = False
+
+    def limit(self, pid: int) -> None:
+        """The spawn returns once the child has begun its exec, which may not yet
+        have made the child's saved uid its user's (the kernel then refuses us
+        for a moment): a few tries, for at most about a millisecond."""
         limit = 2 * self.need.memory * MiB
-        try:
-            resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
-        except (OSError, ValueError) as exc:
-            log.warning("cannot limit task process %s: %s", pid, exc)
+        for _ in range(RLIMIT_TRIES):
+            try:
+                resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
+                return
+            except PermissionError:
+                os.sched_yield()
+            except (OSError, ValueError):      # it has ended already
+                return
+        if not RlimitPlace.warned:
+            RlimitPlace.warned = True
+            log.warning("cannot set the rlimits of task process %s (refused); its memory "
+                        "is still looked at", pid)
 
 
 def group_memory(pgid: int) -> int:
@@ -187,14 +214,25 @@ def own_cgroups(text: str) -> dict[str, str]:
 
 
 class V1Place(Place):
-    def __init__(self, dirs: dict[str, str], back: dict[str, int]) -> None:
+    """A place of cgroup v1 with a thread of the worker's that lives in it: the
+    tasks it spawns are born there.  (Moving a thread in and out around every
+    spawn costs more than the spawn while other processes fork and exit: each
+    move waits for them, on the kernel's lock of every process's cgroups.)"""
+
+    def __init__(self, dirs: dict[str, str]) -> None:
         self.dirs = dirs
-        self.back = back                  # the worker's own cgroups' `tasks` files, open
         for folder in dirs.values():
             os.makedirs(folder, exist_ok=True)
         _write(f"{dirs['pids']}/pids.max", str(PIDS_MAX))
-        self.into = {c: os.open(f"{d}/tasks", os.O_WRONLY | os.O_CLOEXEC)
-                     for c, d in dirs.items()}
+        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        entered = queue.SimpleQueue[BaseException | None]()
+        self.thread = threading.Thread(target=self.serve, args=(entered,), daemon=True,
+                                       name=f"spawns in {os.path.basename(dirs['pids'])}")
+        self.thread.start()
+        failed = entered.get()
+        if failed is not None:
+            self.thread.join()
+            raise failed
         self.memsw = os.path.exists(f"{dirs['memory']}/memory.memsw.limit_in_bytes")
         self.memory = 1 << 50                 # MiB: a new cgroup has no limit
         self.cpus = -1
@@ -222,15 +260,31 @@ class V1Place(Place):
             _write(f"{self.dirs['cpu']}/cpu.cfs_quota_us", str(need.cpus * CPU_PERIOD))
             self.cpus = need.cpus
 
-    def before_spawn(self) -> None:
-        tid = str(threading.get_native_id()).encode()
-        for fd in self.into.values():
-            os.write(fd, tid)
+    def serve(self, entered: "queue.SimpleQueue[BaseException | None]") -> None:
+        """The place's thread: into the place's cgroups once, then spawn there."""
+        try:
+            tid = str(threading.get_native_id())
+            for folder in self.dirs.values():
+                _write(f"{folder}/tasks", tid)
+        except OSError as exc:
+            entered.put(exc)
+            return
+        entered.put(None)
+        while (job := self.jobs.get()) is not None:
+            job()
 
-    def after_spawn(self, pid: int | None) -> None:
-        tid = str(threading.get_native_id()).encode()
-        for fd in self.back.values():
-            os.write(fd, tid)
+    async def spawn(self, start: Callable[[], T]) -> T:
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        result: list[outcome.Outcome[T]] = []
+
+        def job() -> None:
+            result.append(outcome.capture(start))
+            token.run_sync_soon(done.set)
+        self.jobs.put(job)
+        with trio.CancelScope(shield=True):     # a task spawned is a task tracked
+            await done.wait()
+        return result[0].unwrap()
 
     def oom_kills(self) -> int:
         return _counter(_read(f"{self.dirs['memory']}/memory.oom_control"), "oom_kill")
@@ -240,13 +294,15 @@ class V1Place(Place):
         return self.kills > kills
 
     def pids(self) -> list[int]:
-        text = _read(f"{self.dirs['memory']}/cgroup.procs")
-        return [int(word) for word in text.split()]
+        """The task's processes (not the worker, whose spawning thread is here)."""
+        me = os.getpid()
+        return [pid for pid in map(int, _read(f"{self.dirs['memory']}/cgroup.procs").split())
+                if pid != me]
 
     def remove(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
         self.signal(signal.SIGKILL)
-        for fd in self.into.values():
-            os.close(fd)
         for folder in self.dirs.values():
             _rmdir(folder)
 
@@ -309,8 +365,6 @@ class CgroupV1(Limits):
         tag = tag_of(name)
         folders = {c: f"{root}/{c}{own.get(c, '/').rstrip('/')}" for c in V1_CONTROLLERS}
         self.bases = {c: f"{folder}/{tag}" for c, folder in folders.items()}
-        self.back = {c: os.open(f"{folder}/tasks", os.O_WRONLY | os.O_CLOEXEC)
-                     for c, folder in folders.items()}
         for folder in folders.values():
             clear_stale(folder, tag)
         for base in self.bases.values():
@@ -318,7 +372,7 @@ class CgroupV1(Limits):
         self.free.append(self.take())        # a first place: does it work at all?
 
     def make(self, number: int) -> Place:
-        return V1Place({c: f"{b}/p{number}" for c, b in self.bases.items()}, self.back)
+        return V1Place({c: f"{b}/p{number}" for c, b in self.bases.items()})
 
     def close(self) -> None:
         super().close()

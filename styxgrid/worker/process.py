@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import trio
 
 from .credentials import acting_as
 from .limits import Place
+
+
+SPAWNING = threading.Lock()       # spawns change the process's folder around them
 
 
 class Process:
@@ -37,6 +41,7 @@ class Process:
         err = os.open(stderr, out_flags, 0o600)     # no task user reaches them by name
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
+        SPAWNING.acquire()                    # the folder is the process's: one at a time
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
             pid = None
@@ -46,12 +51,15 @@ class Process:
                 with acting_as(user):
                     pid = os.posix_spawn(program, argv, env, file_actions=actions,
                                          setpgroup=0)
+                    if place is not None:       # as its user: allowed with no capability
+                        place.limit(pid)
             finally:
                 if place is not None:
                     place.after_spawn(pid)
             self.pid = pid
         finally:
             os.chdir("/")                     # the worker itself never uses relative paths
+            SPAWNING.release()
             os.close(out)
             os.close(err)
         self.pidfd = os.pidfd_open(self.pid)

@@ -361,13 +361,14 @@ class Runner:
             place = run.place = self.limits.take()
             place.prepare(spec.need)
 
-            def start(again: bool = False) -> Process:
-                process = Process(program, argv, env, run.cwd, run.local("stdout"),
-                                  run.local("stderr"), config.nice, run.user, again, place)
+            async def start(again: bool = False) -> Process:
+                process = await place.spawn(lambda: Process(
+                    program, argv, env, run.cwd, run.local("stdout"), run.local("stderr"),
+                    config.nice, run.user, again, place))
                 if self.suspended:              # the owner came back meanwhile
                     process.signal(signal.SIGSTOP)
                 return process
-            run.process = start()
+            run.process = await start()
 
         except OSError as exc:
             return 127, f"cannot run {spec.cmd}: {exc.strerror or exc}"
@@ -384,7 +385,7 @@ class Runner:
             run.held = limits.over_memory_reason(spec.need)
         return status, ""
 
-    async def watch(self, run: TaskRun, start: Callable[[bool], Process]) -> int:
+    async def watch(self, run: TaskRun, start: Callable[[bool], Awaitable[Process]]) -> int:
         """The task's exit status.  An exit with the job's `checkpoint_exit` saves
         the checkpoint and starts the task again here at once; with
         `checkpoint_every`, the task is asked to save (SIGUSR1) that often."""
@@ -406,7 +407,7 @@ class Runner:
             await trio.sleep_until(began + RERUN_EVERY)     # a task that only exits
             if run.killed or run.vacated:                   # does not loop flat out
                 return status
-            run.process = start(True)
+            run.process = await start(True)
 
     async def save_every(self, run: TaskRun, seconds: int) -> None:
         while True:

@@ -44,7 +44,7 @@ class WorkHandle(Handle):
     def write_nowait(self, offset: int, data: bytes) -> int:
         head = data[:16].split(None, 1)
         first = text(head[0]) if head else ""
-        if first in ("done", "lease", "output", "vacated", "checkpoint"):
+        if first in ("done", "lease", "output", "vacated", "held", "checkpoint"):
             raise trio.WouldBlock                 # reports may carry output: bytes
         if first == "join":
             self.join(text(data))
@@ -55,7 +55,7 @@ class WorkHandle(Handle):
                 raise NinePError(words(exc)) from None
         else:
             raise NinePError(f"unknown /work verb {first!r}: expected join, heartbeat, lease, "
-                             "output, done, vacated or checkpoint")
+                             "output, done, vacated, held or checkpoint")
         return len(data)
 
     def join(self, line: str) -> None:
