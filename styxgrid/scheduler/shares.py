@@ -1,9 +1,9 @@
 """Fair share between users, like HTCondor's user priorities.
 
-Each user's usage is the slot-seconds their tasks held, decaying with a
-half-life (a day by default): while r slots run, usage u moves as
+Each user's usage is the cpu-seconds their tasks held, decaying with a
+half-life (a day by default): while r cpus run, usage u moves as
 du/dt = r - ln2/H * u, which has a closed form, so a user's usage is settled
-only when their count of running slots changes, never by a periodic pass.  A
+only when their count of running cpus changes, never by a periodic pass.  A
 user's effective priority is factor * (0.5 + usage): smaller is better (0.5, as
 HTCondor's least real priority, lets the factor order users with no usage).
 When a slot frees, the matching task of the user with the best effective

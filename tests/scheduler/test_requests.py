@@ -6,7 +6,7 @@ import pytest
 from styxgrid.describe import Description, DescriptionError, JobSpec
 from styxgrid.resources import Need, mib, size
 from styxgrid.scheduler.core import Core
-from styxgrid.scheduler.model import DONE, FAILED, HELD, QUEUED, RUNNING, CoreError
+from styxgrid.scheduler.model import HELD, QUEUED, CoreError
 from styxgrid.scheduler.why import explain
 
 LINUX = {"OpSys": "LINUX"}
@@ -110,7 +110,7 @@ def test_a_job_bigger_than_every_node_waits_and_why_says_what_it_needs():
 def test_a_worker_that_says_no_offer_has_its_slots_and_no_memory_limit():
     core = Core()
     core.worker_join("old", LINUX, slots=2)
-    job = core.submit(JobSpec(cmd="x", tasks=3, request_memory=64 * GiB), "u")
+    core.submit(JobSpec(cmd="x", tasks=3, request_memory=64 * GiB), "u")
     assert len(core.ask("old", 3)) == 2
 
 
