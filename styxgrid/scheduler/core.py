@@ -564,17 +564,25 @@ class Core:
             job.set_state(index, FAILED)
         return True
 
-    def task_held(self, name: str, jid: int, index: int, reason: str) -> list[str]:
-        """Worker `name` stopped the task for breaking its requests: it is held
-        with `reason` (a run elsewhere would end the same way: the workers of its
-        other runs are returned, to be told to kill them).  A stale report: []
-        and nothing changes, as for `task_done`."""
+    def report_of(self, name: str, jid: int, index: int) -> Job | None:
+        """Worker `name` no longer holds the task: its room is free; the job if one
+        of the task's runs was that worker's (else the report is stale)."""
         job = self.jobs.get(jid)
         worker = self.workers.get(name)
         if worker is not None:
             self.free_slot(worker, jid, index)
             self.refresh(worker)
         if job is None or name not in self.runners(job, index):
+            return None
+        return job
+
+    def task_held(self, name: str, jid: int, index: int, reason: str) -> list[str]:
+        """Worker `name` stopped the task for breaking its requests: it is held
+        with `reason` (a run elsewhere would end the same way: the workers of its
+        other runs are returned, to be told to kill them).  A stale report: []
+        and nothing changes, as for `task_done`."""
+        job = self.report_of(name, jid, index)
+        if job is None:
             return []
         others = [w for w in self.runners(job, index) if w != name]
         self.end_runs(job, index, None)
@@ -585,12 +593,8 @@ class Core:
     def task_vacated(self, name: str, jid: int, index: int) -> bool:
         """Worker `name`'s owner took the machine back: the task goes back to the
         queue, an eviction and not a failure (False: a stale report)."""
-        job = self.jobs.get(jid)
-        worker = self.workers.get(name)
-        if worker is not None:
-            self.free_slot(worker, jid, index)
-            self.refresh(worker)
-        if job is None or name not in self.runners(job, index):
+        job = self.report_of(name, jid, index)
+        if job is None:
             return False
         job.evictions[index] = job.evictions.get(index, 0) + 1
         if not self.drop_run(job, index, name):
