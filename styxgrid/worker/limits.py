@@ -92,9 +92,6 @@ class Place:
     def prepare(self, need: Need) -> None:
         """Set the limits for the next task's request."""
 
-    def before_spawn(self) -> None:
-        """In the spawning thread, just before the spawn."""
-
     def limit(self, pid: int) -> None:
         """Just after the spawn, in the spawning thread still acting as the task's
         user (a process's rlimits may be lowered by its own user)."""

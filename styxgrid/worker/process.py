@@ -45,8 +45,6 @@ class Process:
         try:
             os.chdir(cwd)                     # the child starts in its sandbox
             pid = None
-            if place is not None:
-                place.before_spawn()
             try:
                 with acting_as(user):
                     pid = os.posix_spawn(program, argv, env, file_actions=actions,

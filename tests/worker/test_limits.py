@@ -26,7 +26,6 @@ HOG = [sys.executable, "-c", "import sys, time; b = [bytearray(1 << 20) for _ in
 def spawn(place, argv, setsid=False):
     """Start `argv` in the place as the worker does (Process, less the files)."""
     def start():
-        place.before_spawn()
         pid = None
         try:
             pid = os.posix_spawn(argv[0], argv, dict(os.environ),
