@@ -382,7 +382,11 @@ def parent(word: str) -> tuple[int, bool]:
     number, colon, how = word.partition(":")
     if colon and how != "any":
         raise DescriptionError(f"after: want JOB or JOB:any, got {quoted(word)}")
-    return _int("after", number, 1, checks.MAX_JOB), bool(colon)
+    parent_id = checks.index(number)
+    if parent_id is None or parent_id == 0:
+        raise DescriptionError(f"after: {quoted(number)} is not a job id (1 to {checks.MAX_JOB}, "
+                               "no leading zero)")
+    return parent_id, bool(colon)
 
 
 def check_new(spec: JobSpec) -> None:

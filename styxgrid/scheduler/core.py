@@ -727,6 +727,23 @@ class Core:
         self.enqueue(job)
         return again
 
+    def wait_again(self, jid: int) -> list[Job]:
+        """A retried job runs again: the jobs that named it in `after` and have
+        not begun wait for it again (one its failure held stays held till released, then
+        waits).  A pass over the jobs, for a verb, never for a dispatch."""
+        again: list[Job] = []
+        if self.jobs[jid].finished:              # nothing was retried
+            return again
+        for child in self.jobs.values():
+            anyway = dict(child.spec.after).get(jid)
+            if anyway is None or jid in child.waiting or \
+                    any(child.counts[state] for state in (RUNNING, DONE, FAILED, KILLED)):
+                continue                        # it has begun: it does not wait again
+            child.waiting[jid] = anyway
+            self.children.setdefault(jid, []).append(child.id)
+            again.append(child)
+        return again
+
     def remove(self, jid: int) -> None:
         job = self.job(jid)
         if not job.finished:

@@ -177,7 +177,8 @@ class Grid:
         elif verb == "retry":
             core.retry(jid)
             self.announced.discard(jid)
-            statements = rows.forget_failed(job)
+            statements = rows.forget_failed(job) + [rows.job_row(child)
+                                                    for child in core.wait_again(jid)]
         elif verb == "remove":
             core.remove(jid)
             statements = rows.forget_job(jid, job.spec.tasks)

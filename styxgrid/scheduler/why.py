@@ -18,8 +18,9 @@ def explain(core: Core, jid: int) -> str:
         parents = core.blocking_parents(job)
         if parents:
             said = ", ".join(f"job {p} {how}" for p, how in parents)
-            return (f"job {jid} is held: its parent {said} (retry the parent, or "
-                    f"'release' this job to run it anyway)\n")
+            return (f"job {jid} is held: its parent {said} (retry the parent and "
+                    f"release this job to run them again, or release it alone to run "
+                    f"it anyway)\n")
         return f"job {jid} is held: 'release' it to let it run\n"
     if job.counts[HELD] and not job.queued:
         index, reason = next((i, r) for i, r in sorted(job.reasons.items())

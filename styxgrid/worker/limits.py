@@ -230,6 +230,9 @@ class V1Place(Place):
             self.thread.join()
             raise failed
         self.memsw = os.path.exists(f"{dirs['memory']}/memory.memsw.limit_in_bytes")
+        # read after every task (open once: a read at 0 of an open file is fresh)
+        self.oom_control = os.open(f"{dirs['memory']}/memory.oom_control",
+                                   os.O_RDONLY | os.O_CLOEXEC)
         self.memory = 1 << 50                 # MiB: a new cgroup has no limit
         self.cpus = -1
         self.kills = self.oom_kills()
@@ -284,7 +287,7 @@ class V1Place(Place):
         return result[0].unwrap()
 
     def oom_kills(self) -> int:
-        return _counter(_read(f"{self.dirs['memory']}/memory.oom_control"), "oom_kill")
+        return _counter(os.pread(self.oom_control, 4096, 0).decode(), "oom_kill")
 
     def over_memory(self) -> bool:
         kills, self.kills = self.kills, self.oom_kills()
@@ -299,6 +302,7 @@ class V1Place(Place):
     def remove(self) -> None:
         self.jobs.put(None)
         self.thread.join()
+        os.close(self.oom_control)
         self.signal(signal.SIGKILL)
         for folder in self.dirs.values():
             _rmdir(folder)

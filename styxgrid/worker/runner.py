@@ -380,8 +380,8 @@ class Runner:
         if run.killed:
             run.process.kill()
         status = await self.watch(run, start)
-        if status == -signal.SIGKILL and not run.held and not run.killed and \
-                run.place is not None and run.place.over_memory():
+        if run.place is not None and run.place.over_memory() and not run.held \
+                and not run.killed:     # the kernel killed it, or one of its processes
             run.held = limits.over_memory_reason(spec.need)
         return status, ""
 

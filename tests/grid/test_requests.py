@@ -90,6 +90,17 @@ async def test_a_task_past_its_memory_request_is_held_then_raised_and_released(g
     assert worker.popen.poll() is None
 
 
+async def test_a_child_process_killed_past_the_request_holds_the_task(grid):
+    """The kernel kills the greedy child, the task's own process lives on and
+    exits 0: the task is held all the same."""
+    grid.start_worker("cg", 1, "--limits", "cgroup")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd sh -c '" + hog(300, 0).removeprefix("cmd ").strip()
+                           .replace("'", "\"") + "; echo survived'\nrequest_memory 100M\nsubmit\n")
+        status = await until(c, f"jobs/{job}/tasks/0/status", " held ")
+        assert "went past its memory request of 100 MiB" in status, status
+
+
 async def test_the_rlimit_fallback_holds_a_task_past_its_memory_request_too(grid):
     """With rlimits the worker looks: 150 MiB is seen (an allocation past twice
     the request, 200 MiB, would fail inside the task)."""
@@ -185,7 +196,7 @@ async def test_unknown_and_later_parents_are_refused_at_submit(grid):
         mine = await submit(c, "cmd true\nsubmit\n")
         for text, error in ((f"after {mine + 1}", f"after: no job {mine + 1} of yours"),
                             ("after 99999", "after: no job 99999 of yours"),
-                            ("after x", "after: 'x' is not a whole number")):
+                            ("after x", "after: 'x' is not a job id")):
             try:
                 await submit(c, f"cmd true\n{text}\nsubmit\n")
             except Exception as exc:            # the write of /new is refused

@@ -50,8 +50,9 @@ def test_mib_is_written_for_people():
     ("request_disk 0", "out of range"),
     ("after", "name the jobs to wait for"),
     ("after 3:all", "want JOB or JOB:any"),
-    ("after x", "not a whole number"),
-    ("after 0", "out of range"),
+    ("after x", "'x' is not a job id"),
+    ("after 0", "'0' is not a job id"),
+    ("after 01", "no leading zero"),
     ("after 3 3:any", "a parent job is named twice"),
     ("reqest_memory 1G", "did you mean request_memory?"),
 ])
@@ -196,8 +197,16 @@ def test_a_failed_parent_holds_its_child_and_any_runs_it_anyway():
     assert started(core.ask("w", 8)) == [(c.id, 0)]
     late = core.submit(JobSpec(cmd="d", after=((a.id, False),)), "u")   # a ended already
     assert late.state_name == "held"
-    core.release(b.id)                        # run it anyway
-    assert b.state_name == "queued"
+    core.retry(a.id)                          # the chain again: b waits for a again
+    assert core.wait_again(a.id) == [b, late]
+    core.release(b.id)
+    assert b.state_name == "waiting"
+    assert started(core.ask("w", 8)) == [(a.id, 0)]          # a alone: b waits
+    core.task_done("w", a.id, 0, 0)
+    assert core.parent_ended(a.id) == [(b, False), (late, False)]
+    assert b.state_name == "queued" and late.state_name == "held"
+    core.release(late.id)                     # run it anyway: nothing to wait for
+    assert late.state_name == "queued"
 
 
 def test_a_waiting_job_can_be_held_and_killed_and_its_own_children_hear_of_it():
