@@ -82,7 +82,6 @@ class Runner:
         self.lease = config.slots               # what we want to hold at once
         self.lease_told = 0                     # what the scheduler was last told
         self.paused = False                     # the owner is back: lease 0, start nothing
-        self.unpaused = trio.Event()
         self.suspended = False                  # the running tasks are stopped
         self.inline = config.inline_output      # output sent in a report, at most
         self.env = {k: os.environ[k] for k in config.passed_env if k in os.environ}
@@ -121,8 +120,6 @@ class Runner:
             return
         self.paused = paused
         if not paused:
-            self.unpaused.set()
-            self.unpaused = trio.Event()
             self.wake()
         self.outbox_ready.set()                 # the reporter says the new lease
 
@@ -160,9 +157,7 @@ class Runner:
                 running.append(run)
             elif run.process is None and not run.sandbox:   # waiting for room: the
                 self.post(run, -1, "")                      # starter passes it over
-        self.unpaused.set()                     # a task waiting to start: pass it over
-        self.unpaused = trio.Event()
-        self.wake()
+        self.wake()                             # a task waiting to start: pass it over
         for run in running:
             assert run.process is not None
             run.process.signal(signal.SIGCONT)
