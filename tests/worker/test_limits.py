@@ -102,8 +102,10 @@ def test_what_leaves_the_task_s_process_group_dies_with_its_place(v1):
     assert status_of(pid) == 0
     left = [p for p in place.pids()]
     assert left, "the setsid'd sleep should still be in the place"
-    v1.give_back(place)
-    time.sleep(0.2)
+    v1.give_back(place)                      # SIGKILL to each: gone once reaped by init
+    deadline = time.time() + 5
+    while place.pids() and time.time() < deadline:
+        time.sleep(0.02)
     assert place.pids() == []
 
 
