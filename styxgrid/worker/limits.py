@@ -226,6 +226,7 @@ class V1Place(Place):
                                        name=f"spawns in {os.path.basename(dirs['pids'])}")
         self.thread.start()
         failed = entered.get()
+        self.resident = 1                     # our thread, in pids.current
         if failed is not None:
             self.thread.join()
             raise failed
@@ -233,6 +234,7 @@ class V1Place(Place):
         # read after every task (open once: a read at 0 of an open file is fresh)
         self.oom_control = os.open(f"{dirs['memory']}/memory.oom_control",
                                    os.O_RDONLY | os.O_CLOEXEC)
+        self.pids_current = os.open(f"{dirs['pids']}/pids.current", os.O_RDONLY | os.O_CLOEXEC)
         self.memory = 1 << 50                 # MiB: a new cgroup has no limit
         self.cpus = -1
         self.kills = self.oom_kills()
@@ -276,14 +278,15 @@ class V1Place(Place):
         """Spawn in the place's thread and wait for it, blocking: the spawn holds
         the interpreter's lock while the child execs anyway, and two thread
         switches cost less than waking the event loop from the thread."""
-        done = threading.Event()
+        done = threading.Lock()
+        done.acquire()
         result: list[outcome.Outcome[T]] = []
 
         def job() -> None:
             result.append(outcome.capture(start))
-            done.set()
+            done.release()
         self.jobs.put(job)
-        done.wait()
+        done.acquire()
         return result[0].unwrap()
 
     def oom_kills(self) -> int:
@@ -294,7 +297,11 @@ class V1Place(Place):
         return self.kills > kills
 
     def pids(self) -> list[int]:
-        """The task's processes (not the worker, whose spawning thread is here)."""
+        """The task's processes (not the worker, whose spawning thread is here).
+        Asked after every task: the usual answer, none, costs one read of a
+        counter instead of the list (which the kernel builds and sorts)."""
+        if int(os.pread(self.pids_current, 32, 0)) <= self.resident:    # our thread alone
+            return []
         me = os.getpid()
         return [pid for pid in map(int, _read(f"{self.dirs['memory']}/cgroup.procs").split())
                 if pid != me]
@@ -302,25 +309,28 @@ class V1Place(Place):
     def remove(self) -> None:
         self.jobs.put(None)
         self.thread.join()
-        os.close(self.oom_control)
+        self.resident = 0                     # our thread is out of pids.current now
         self.signal(signal.SIGKILL)
+        os.close(self.oom_control)
+        os.close(self.pids_current)
         for folder in self.dirs.values():
             _rmdir(folder)
 
 
 def tag_of(name: str) -> str:
-    """The cgroups of this worker process: its name's and its own (two workers of
-    one name, one taking over from the other, keep apart)."""
+    """The cgroups of this worker process, named after its name and pid."""
     return f"styxgrid-{hashlib.sha256(name.encode()).hexdigest()[:12]}-{os.getpid()}"
 
 
-def clear_stale(folder: str, tag: str) -> None:
-    """Remove what workers of this name that ended without cleaning (SIGKILL)
-    left in `folder`: their places, and what still ran in them."""
-    prefix = tag.rpartition("-")[0] + "-"
+def clear_stale(folder: str) -> None:
+    """Remove what workers that ended without cleaning (SIGKILL) left in
+    `folder`: their places, and what still ran in them.  A place's name carries
+    its worker's pid, so any worker clears any gone worker's places; two workers
+    of one name, one taking over from the other, keep apart."""
     for name in os.listdir(folder):
-        pid = name[len(prefix):]
-        if not name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)):
+        words = name.split("-")
+        if len(words) != 3 or words[0] != "styxgrid" or not words[2].isdigit() \
+                or _alive(int(words[2])):
             continue
         base = os.path.join(folder, name)
         for place in [os.path.join(base, p) for p in os.listdir(base)
@@ -367,7 +377,7 @@ class CgroupV1(Limits):
         folders = {c: f"{root}/{c}{own.get(c, '/').rstrip('/')}" for c in V1_CONTROLLERS}
         self.bases = {c: f"{folder}/{tag}" for c, folder in folders.items()}
         for folder in folders.values():
-            clear_stale(folder, tag)
+            clear_stale(folder)
         for base in self.bases.values():
             os.makedirs(base, exist_ok=True)
         self.free.append(self.take())        # a first place: does it work at all?
@@ -455,7 +465,7 @@ class CgroupV2(Limits):
         _write(f"{leaf}/cgroup.procs", str(os.getpid()))
         self.folder = folder
         self.tag = tag_of(name)
-        clear_stale(folder, self.tag)
+        clear_stale(folder)
         enable(folder)
         os.makedirs(f"{folder}/{self.tag}", exist_ok=True)
         enable(f"{folder}/{self.tag}")

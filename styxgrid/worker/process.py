@@ -1,8 +1,8 @@
 """Starting and reaping task processes without threads.
 
-`os.posix_spawn` starts the program (vfork speed) in its own process group, with
-stdout and stderr going straight to files beside its sandbox; a pidfd tells the
-trio loop when it has ended.  Killing a task kills its whole process group.
+`os.posix_spawn` starts the program (vfork speed) in its own process group, every
+signal at its default, with stdout and stderr going straight to files beside its
+sandbox; a pidfd tells the trio loop when it has ended.  Killing a task kills its whole process group.
 
 A worker running as root starts each task as its task user with no extra exec:
 around the spawn the spawning thread acts as that user (credentials.py); execve
@@ -22,6 +22,10 @@ from .limits import Place
 
 
 SPAWNING = threading.Lock()       # spawns change the process's folder around them
+# A task starts with every signal at its default, not with what the worker ignores
+# (SIGPIPE: `yes | head` would complain of a broken pipe); asked for by name, the
+# reset also spares the spawn a look at each signal first.
+DEFAULT_SIGNALS = signal.valid_signals()
 
 
 class Process:
@@ -48,7 +52,7 @@ class Process:
             try:
                 with acting_as(user):
                     pid = os.posix_spawn(program, argv, env, file_actions=actions,
-                                         setpgroup=0)
+                                         setpgroup=0, setsigdef=DEFAULT_SIGNALS)
                     if place is not None:       # as its user: allowed with no capability
                         place.limit(pid)
             finally:

@@ -39,6 +39,19 @@ async def test_echo_hi_one_task(grid):
         assert str(job) in [s.name for s in await c.ls("jobs")]
 
 
+async def test_a_task_starts_with_no_signal_ignored(grid):
+    """Not the worker's SIGPIPE: a pipe whose reader goes away ends its writer
+    quietly, as in a shell."""
+    grid.start_worker("w1")
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "submit sh -c 'grep SigIgn /proc/self/status; yes | head -1'\n")
+        assert " done " in await wait(c, job)
+        ignored, y = (await read(c, f"jobs/{job}/stdout")).split("\n")[:2]
+        assert int(ignored.split()[1], 16) & 0x7fffffff == 0     # 1..31 (32, 33: libc's)
+        assert y == "y"
+        assert await read(c, f"jobs/{job}/stderr") == ""
+
+
 async def test_hundred_tasks_each_see_their_index(grid):
     grid.start_worker("w1", slots=2)
     grid.start_worker("w2", slots=2)

@@ -109,7 +109,7 @@ def test_what_leaves_the_task_s_process_group_dies_with_its_place(v1):
     assert place.pids() == []
 
 
-def test_a_killed_worker_s_cgroups_are_cleared_by_the_next_of_its_name(tmp_path):
+def test_a_killed_worker_s_cgroups_are_cleared_by_the_next_worker_and_a_live_one_s_kept():
     name = f"stale-{os.getpid()}"
     code = ("import os, signal, sys, trio; from styxgrid.worker import limits; "
             f"l = limits.choose('cgroup', {name!r}); p = l.take(); p.prepare(limits.Need()); "
@@ -120,14 +120,18 @@ def test_a_killed_worker_s_cgroups_are_cleared_by_the_next_of_its_name(tmp_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     sleeper = int(out.stdout)
     assert gone(sleeper) is False
-    chosen = limits.choose("cgroup", name)          # finds the dead one's, clears them
+    live = limits.choose("cgroup", f"live-{os.getpid()}")      # a worker that goes on
+    chosen = limits.choose("cgroup", f"other-{os.getpid()}")   # finds the dead one's
     deadline = time.time() + 5
     while not gone(sleeper) and time.time() < deadline:
         time.sleep(0.02)
     assert gone(sleeper)
-    assert len([n for n in os.listdir(os.path.dirname(chosen.bases["pids"]))
-                if n.startswith(limits.tag_of(name).rpartition("-")[0])]) == 1
+    folder = os.path.dirname(chosen.bases["pids"])
+    assert not [n for n in os.listdir(folder)
+                if n.startswith(limits.tag_of(name).rpartition("-")[0])]
+    assert os.path.isdir(live.bases["pids"] + "/p0")
     chosen.close()
+    live.close()
 
 
 def test_cgroup_v2_writes_its_limits_and_reads_its_kills(tmp_path):
