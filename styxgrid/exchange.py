@@ -94,11 +94,16 @@ class Join:
         offer = {"memory": UNLIMITED, "disk": UNLIMITED, "gpus": 0}
         attrs: dict[str, Any] = {}
         running: list[tuple[int, int]] = []
+        said: set[str] = set()                  # join, slots, lease, offer: once each
         for line in _text(data).split("\n"):
             key, _, value = line.strip().partition(" ")
             value = value.strip()
             if not key:
                 continue
+            if key in said:
+                raise ExchangeError(f"join: {key} said twice")
+            if key in ("join", "slots", "lease", "offer"):
+                said.add(key)
             if key == "join":
                 try:
                     name = checks.node_name(value)
@@ -109,11 +114,15 @@ class Join:
             elif key == "lease":
                 lease = Lease.size_of(value)
             elif key == "offer":
+                offered: set[str] = set()
                 for word in value.split():
                     what, eq, number = word.partition("=")
                     if not eq or what not in offer:
                         raise ExchangeError(f"bad join line {quoted(line)}: want "
                                             "'offer memory=MIB disk=MIB gpus=N'")
+                    if what in offered:
+                        raise ExchangeError(f"join: offer {what} said twice")
+                    offered.add(what)
                     offer[what] = _number(f"join: offer {what}", number,
                                           0, MAX_GPUS if what == "gpus" else MAX_SIZE)
             elif key == "attr":
@@ -121,6 +130,8 @@ class Join:
                 if not eq:
                     raise ExchangeError(f"bad attribute line {quoted(line)}: "
                                         "want 'attr Name = value'")
+                if attr.strip() in attrs:
+                    raise ExchangeError(f"join: attribute {attr.strip()} said twice")
                 try:
                     attrs[attr.strip()] = checks.attribute(attr.strip(), written)
                 except ValueError as exc:
