@@ -18,7 +18,7 @@ import threading
 import trio
 
 from .credentials import acting_as
-from .limits import Place
+from .places import Place
 
 
 SPAWNING = threading.Lock()       # spawns change the process's folder around them
@@ -38,7 +38,7 @@ class Process:
         """Start `program` (an absolute path: the one the owner's allow list was
         checked against, never looked up again) with `argv`; `append`: after
         what an earlier run of the task wrote (a checkpoint exit's re-run);
-        `place`: where it is held to its requests (limits.py)."""
+        `place`: where it is held to its requests (places.py)."""
         out_flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (
             os.O_APPEND if append else os.O_TRUNC)
         out = os.open(stdout, out_flags, 0o600)     # opened by us, beside the folder:

@@ -1,6 +1,6 @@
 """The worker's side of its tasks: leased tasks started, in the order they came,
 as soon as what they ask for fits in what the node has free (pool.py), each in
-its sandbox and held to its requests (limits.py), and the reports of the tasks
+its sandbox and held to its requests (places.py), and the reports of the tasks
 that ended.
 
 The runner knows nothing of connections: it fetches inputs and sends output
@@ -27,7 +27,7 @@ from ..exchange import Checkpoint, Done, Held, Vacated
 from ..resources import Need, mib
 from ..ninep.client import Client
 from ..ninep.errors import NinePError
-from . import checkpoints, limits, policy
+from . import checkpoints, limits, places, policy
 from .config import WorkerConfig
 from .outputs import last_output, send_outputs, upload_streams
 from .accounts import task_users
@@ -377,7 +377,7 @@ class Runner:
         status = await self.watch(run, start)
         if run.place is not None and run.place.over_memory() and not run.held \
                 and not run.killed:     # the kernel killed it, or one of its processes
-            run.held = limits.over_memory_reason(spec.need)
+            run.held = places.over_memory_reason(spec.need)
         return status, ""
 
     async def watch(self, run: TaskRun, start: Callable[[bool], Awaitable[Process]]) -> int:
@@ -517,16 +517,16 @@ class Runner:
         request is stopped, to be held with the reason."""
         checked = trio.current_time()
         while True:
-            await trio.sleep(limits.POLL)
+            await trio.sleep(places.POLL)
             disk = trio.current_time() - checked >= DISK_EVERY
             if disk:
                 checked = trio.current_time()
             for run in [r for r in self.tasks.values() if r.running and not r.held]:
                 need = run.spec.need
                 if self.limits.kind == "rlimit" and run.process is not None:
-                    used = await trio.to_thread.run_sync(limits.group_memory, run.process.pid)
+                    used = await trio.to_thread.run_sync(places.group_memory, run.process.pid)
                     if used > need.memory << 20:
-                        self.stop_held(run, limits.over_memory_reason(need, used >> 20))
+                        self.stop_held(run, places.over_memory_reason(need, used >> 20))
                         continue
                 if disk and run.sandbox:
                     size = await trio.to_thread.run_sync(folder_size, run.sandbox,

@@ -14,7 +14,7 @@ from ..describe import JobSpec
 from ..exchange import STREAMS
 from .accounts import Account
 from .credentials import acting_as
-from .limits import Place
+from .places import Place
 from .process import Process
 from .removal import empty_folder, remove_tree
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from styxgrid.resources import Need
-from styxgrid.worker import limits
+from styxgrid.worker import cgroup2, limits, places
 from styxgrid.worker.pool import Pool
 from styxgrid.worker.sandbox import folder_size
 
@@ -76,7 +76,7 @@ def test_cgroup_v1_starts_a_task_inside_and_the_kernel_stops_it_past_its_memory(
     with open(f"{place.dirs['memory']}/memory.limit_in_bytes") as f:
         assert int(f.read()) == 64 << 20
     with open(f"{place.dirs['cpu']}/cpu.cfs_quota_us") as f:
-        assert int(f.read()) == limits.CPU_PERIOD
+        assert int(f.read()) == places.CPU_PERIOD
     pid = spawn(place, HOG + ["10", "5"])
     with open(f"/proc/{pid}/cgroup") as f:
         text = f.read()
@@ -112,7 +112,8 @@ def test_what_leaves_the_task_s_process_group_dies_with_its_place(v1):
 def test_a_killed_worker_s_cgroups_are_cleared_by_the_next_worker_and_a_live_one_s_kept():
     name = f"stale-{os.getpid()}"
     code = ("import os, signal, sys, trio; from styxgrid.worker import limits; "
-            f"l = limits.choose('cgroup', {name!r}); p = l.take(); p.prepare(limits.Need()); "
+            "from styxgrid.resources import Need; "
+            f"l = limits.choose('cgroup', {name!r}); p = l.take(); p.prepare(Need()); "
             "pid = trio.run(p.spawn, lambda: os.posix_spawn('/bin/sleep', ['sleep', '61'], {}, "
             "file_actions=[(os.POSIX_SPAWN_OPEN, 1, '/dev/null', os.O_WRONLY, 0), "
             "(os.POSIX_SPAWN_DUP2, 1, 2)])); "
@@ -128,7 +129,7 @@ def test_a_killed_worker_s_cgroups_are_cleared_by_the_next_worker_and_a_live_one
     assert gone(sleeper)
     folder = os.path.dirname(chosen.bases["pids"])
     assert not [n for n in os.listdir(folder)
-                if n.startswith(limits.tag_of(name).rpartition("-")[0])]
+                if n.startswith(places.tag_of(name).rpartition("-")[0])]
     assert os.path.isdir(live.bases["pids"] + "/p0")
     chosen.close()
     live.close()
@@ -149,19 +150,19 @@ def test_cgroup_v2_writes_its_limits_and_reads_its_kills(tmp_path):
                      "cgroup.subtree_control"):
             if not os.path.exists(os.path.join(path, name)):
                 open(os.path.join(path, name), "w").close()
-    limits.os.makedirs = makedirs
+    cgroup2.os.makedirs = makedirs
     try:
-        chosen = limits.CgroupV2("w", str(own))
+        chosen = cgroup2.CgroupV2("w", str(own))
         place = chosen.take()
     finally:
-        limits.os.makedirs = real_makedirs
+        cgroup2.os.makedirs = real_makedirs
     assert (own / "worker" / "cgroup.procs").read_text() == str(os.getpid())
-    folder = own / limits.tag_of("w") / "p0"
+    folder = own / places.tag_of("w") / "p0"
     place.prepare(Need(2, 100, 1, 0))
     assert (folder / "memory.max").read_text() == str(100 << 20)
     assert (folder / "memory.swap.max").read_text() == "0"
-    assert (folder / "cpu.max").read_text() == f"{2 * limits.CPU_PERIOD} {limits.CPU_PERIOD}"
-    assert (folder / "pids.max").read_text() == str(limits.PIDS_MAX)
+    assert (folder / "cpu.max").read_text() == f"{2 * places.CPU_PERIOD} {places.CPU_PERIOD}"
+    assert (folder / "pids.max").read_text() == str(places.PIDS_MAX)
     place.after_spawn(4242)
     assert (folder / "cgroup.procs").read_text() == "4242"
     assert not place.over_memory()
@@ -179,13 +180,13 @@ def test_without_cgroups_rlimits_and_a_look_at_the_process_group():
         line = next(li for li in f if li.startswith("Max data size"))
     assert line.split()[3] == str(100 << 20)          # twice the request
     deadline = time.time() + 10
-    while limits.group_memory(pid) < 80 << 20 and time.time() < deadline:
+    while places.group_memory(pid) < 80 << 20 and time.time() < deadline:
         time.sleep(0.05)
-    assert limits.group_memory(pid) >= 80 << 20
+    assert places.group_memory(pid) >= 80 << 20
     os.kill(pid, signal.SIGKILL)
     status_of(pid)
     assert status_of(spawn(place, HOG + ["150", "0"])) != 0     # past twice: refused
-    assert limits.over_memory_reason(Need(1, 1024), 1229) == (
+    assert places.over_memory_reason(Need(1, 1024), 1229) == (
         "used 1.2 GiB of its 1 GiB memory request and was stopped: raise request_memory "
         "and release it")
 

@@ -1,0 +1,235 @@
+"""Where a task runs, held to its request: the place, the worker's way of
+holding (`Limits`), and the fallback that needs no cgroup (rlimits).
+
+A place is reused by one task after another (making and removing cgroups for
+every task would cost more than a tiny task), so its settings are written
+only when they change.  Whatever is still in a place when its task ends is
+killed, even processes that left the task's process group.  With rlimits the
+memory a task's process group holds is looked at every POLL seconds; over the
+request, the task is stopped and held; RLIMIT_DATA at twice the request stops a
+runaway between two looks (its allocation fails).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import resource
+import signal
+import threading
+from typing import Callable, TypeVar
+
+from ..resources import Need, mib
+
+log = logging.getLogger("styxgrid.worker")
+T = TypeVar("T")
+PIDS_MAX = 4096             # processes and threads of one task (cgroups)
+POLL = 0.5                  # seconds between looks at a task's memory (rlimits)
+CPU_PERIOD = 100_000        # microseconds: the cpu quota's period
+RLIMIT_TRIES = 200
+MiB = 1 << 20
+
+
+def write_file(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def counter(text: str, key: str) -> int:
+    """A `key N` line of memory.oom_control / memory.events (0 if none)."""
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == key:
+            return int(words[1])
+    return 0
+
+
+def over_memory_reason(need: Need, used: int | None = None) -> str:
+    """Why a task is held: in the words its owner acts on."""
+    if used is None:
+        return (f"went past its memory request of {mib(need.memory)} and was stopped: raise "
+                "request_memory and release it")
+    return (f"used {mib(used)} of its {mib(need.memory)} memory request and was stopped: "
+            "raise request_memory and release it")
+
+
+class Place:
+    """Where one task at a time runs, held to its request."""
+
+    async def spawn(self, start: Callable[[], T]) -> T:
+        """Run `start` (which spawns the task, calling the hooks below) where the
+        task is to be born."""
+        return start()
+
+    def prepare(self, need: Need) -> None:
+        """Set the limits for the next task's request."""
+
+    def limit(self, pid: int) -> None:
+        """Just after the spawn, in the spawning thread still acting as the task's
+        user (a process's rlimits may be lowered by its own user)."""
+
+    def after_spawn(self, pid: int | None) -> None:
+        """In the spawning thread, just after, as itself (None: the spawn failed)."""
+
+    def over_memory(self) -> bool:
+        """Whether the task that ran here last went past its memory (asked once
+        it has ended)."""
+        return False
+
+    def pids(self) -> list[int]:
+        """Every process in the place (for a cgroup: those that left the task's
+        process group too)."""
+        return []
+
+    def signal(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def remove(self) -> None:
+        """At the worker's end."""
+
+
+class Limits:
+    """The worker's way of holding tasks to their requests; `kind` goes in its ad."""
+
+    kind = "rlimit"
+
+    def __init__(self) -> None:
+        self.free: list[Place] = []
+        self.made: list[Place] = []
+
+    def take(self) -> Place:
+        if self.free:
+            return self.free.pop()
+        place = self.make(len(self.made))
+        self.made.append(place)
+        return place
+
+    def give_back(self, place: Place) -> None:
+        place.signal(signal.SIGKILL)          # what the task left behind
+        self.free.append(place)
+
+    def make(self, number: int) -> Place:
+        return RlimitPlace()
+
+    def close(self) -> None:
+        for place in self.made:
+            try:
+                place.remove()
+            except OSError as exc:
+                log.warning("cannot remove a task's cgroup: %s", exc)
+
+
+class RlimitPlace(Place):
+    def __init__(self) -> None:
+        self.need = Need()
+
+    def prepare(self, need: Need) -> None:
+        self.need = need
+
+    warned = False
+
+    def limit(self, pid: int) -> None:
+        """The spawn returns once the child has begun its exec, which may not yet
+        have made the child's saved uid its user's (the kernel then refuses us
+        for a moment): a few tries, for at most about a millisecond."""
+        limit = 2 * self.need.memory * MiB
+        for _ in range(RLIMIT_TRIES):
+            try:
+                resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
+                return
+            except PermissionError:
+                os.sched_yield()
+            except (OSError, ValueError):      # it has ended already
+                return
+        if not RlimitPlace.warned:
+            RlimitPlace.warned = True
+            log.warning("cannot set the rlimits of task process %s (refused); its memory "
+                        "is still looked at", pid)
+
+
+def group_memory(pgid: int) -> int:
+    """Bytes resident in the processes of process group `pgid` (rlimit mode's look)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = read_file(f"/proc/{name}/stat")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 21 and int(fields[2]) == pgid:
+            total += int(fields[21]) * page
+    return total
+
+
+def own_cgroups(text: str) -> dict[str, str]:
+    """Controller -> this process's cgroup path, from /proc/self/cgroup."""
+    out = {}
+    for line in text.splitlines():
+        number, _, rest = line.partition(":")
+        names, _, path = rest.partition(":")
+        for name in names.split(",") if names else [""]:
+            out[name] = path
+    return out
+
+
+def tag_of(name: str) -> str:
+    """The cgroups of this worker process, named after its name and pid."""
+    return f"styxgrid-{hashlib.sha256(name.encode()).hexdigest()[:12]}-{os.getpid()}"
+
+
+def clear_stale(folder: str) -> None:
+    """Remove what workers that ended without cleaning (SIGKILL) left in
+    `folder`: their places, and what still ran in them.  A place's name carries
+    its worker's pid, so any worker clears any gone worker's places; two workers
+    of one name, one taking over from the other, keep apart."""
+    for name in os.listdir(folder):
+        words = name.split("-")
+        if len(words) != 3 or words[0] != "styxgrid" or not words[2].isdigit() \
+                or alive(int(words[2])):
+            continue
+        base = os.path.join(folder, name)
+        for place in [os.path.join(base, p) for p in os.listdir(base)
+                      if os.path.isdir(os.path.join(base, p))]:
+            for word in read_file(f"{place}/cgroup.procs").split():
+                try:
+                    os.kill(int(word), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            remove_cgroup(place)
+        remove_cgroup(base)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_cgroup(folder: str) -> None:
+    """Remove an emptied cgroup (its killed processes may take a moment to leave)."""
+    for _ in range(50):
+        try:
+            os.rmdir(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            threading.Event().wait(0.02)
+    log.warning("cannot remove cgroup %s", folder)
