@@ -3,8 +3,8 @@
 No I/O: the 9P tree and the store feed it events (submit, a slot asks for work, a
 task ends, a worker is lost, a ctl verb) and act on what it returns; its clock
 is given (the grid's trio clock).  Its records (jobs, groups, workers) are in
-model.py; copies of slow tasks and run-time limits are in runs.py; users' fair shares in
-shares.py.
+model.py; copies of slow tasks and run-time limits are in runs.py; jobs that wait
+for jobs in dependencies.py; users' fair shares in shares.py.
 
 A group's queue is a heap of jobs per user; the best task of a group is the best
 job of the user with the best effective priority (a pass over the users with
@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol
 from .. import allowlist
 from ..describe import JobSpec
 from ..resources import UNLIMITED, Need
-from . import runs
+from . import dependencies, runs
 from .shares import Shares
 from .model import (DONE, FAILED, HELD, HOLD, KILL, KILLED, MAX_LOSSES, QUEUED, RELEASE,
                     RETRY, RUNNING, Assignment, CoreError, Group, Job, Worker, classad_of,
@@ -62,6 +62,7 @@ class Core:
         self.shares = shares or Shares()
         self.queued_users: dict[str, int] = {}  # user -> groups with a queue of theirs
         self.children: dict[int, list[int]] = {}   # job -> jobs waiting for it to end
+                                                   # (dependencies.py)
         self.now = 0.0      # the shares' clock, read once per take or dispatch: one
                             # user's tasks compare alike in every group
 
@@ -88,49 +89,12 @@ class Core:
         self.jobs[jid] = job
         if spec.max_runtime:
             self.timed[jid] = None
-        for parent, anyway in spec.after if parents else ():
-            if parent in self.jobs and not self.jobs[parent].finished:
-                job.waiting[parent] = anyway
-                self.children.setdefault(parent, []).append(jid)
-            elif parent in self.jobs and self.parent_failed(self.jobs[parent], anyway):
-                job.held = True
+        if parents:
+            dependencies.wait_for_parents(self, job)
         if job.held:
             self.hold(jid)
         self.enqueue(job)
         return job
-
-    @staticmethod
-    def parent_failed(parent: Job, anyway: bool) -> bool:
-        """Whether a finished parent keeps its child from running (it did not end
-        done, and the child did not say `JOB:any`)."""
-        return not anyway and parent.state_name != "done"
-
-    def parent_ended(self, jid: int) -> list[tuple[Job, bool]]:
-        """Job `jid` has finished: the jobs that waited for it, each with whether
-        it is now held (the parent failed); those waiting for no other job are
-        queued."""
-        out = []
-        parent = self.jobs[jid]
-        for child_id in self.children.pop(jid, []):
-            child = self.jobs.get(child_id)
-            if child is None or jid not in child.waiting:
-                continue
-            anyway = child.waiting.pop(jid)
-            held = self.parent_failed(parent, anyway) and not child.finished
-            if held and not child.held:
-                self.hold(child_id)
-            self.enqueue(child)
-            out.append((child, held))
-        return out
-
-    def blocking_parents(self, job: Job) -> list[tuple[int, str]]:
-        """The parents that keep a held job from running: (id, how it ended)."""
-        out = []
-        for parent_id, anyway in job.spec.after:
-            parent = self.jobs.get(parent_id)
-            if parent is not None and parent.finished and self.parent_failed(parent, anyway):
-                out.append((parent_id, parent.state_name))
-        return out
 
     def submit_failed(self, jid: int, owner: str, tasks: int, why: str) -> Job:
         """A stored job this scheduler cannot run: every task failed, for `why`."""
@@ -725,23 +689,6 @@ class Core:
         job.counts[FAILED] = 0
         job.rewind()
         self.enqueue(job)
-        return again
-
-    def wait_again(self, jid: int) -> list[Job]:
-        """A retried job runs again: the jobs that named it in `after` and have
-        not begun wait for it again (one its failure held stays held till released, then
-        waits).  A pass over the jobs, for a verb, never for a dispatch."""
-        again: list[Job] = []
-        if self.jobs[jid].finished:              # nothing was retried
-            return again
-        for child in self.jobs.values():
-            anyway = dict(child.spec.after).get(jid)
-            if anyway is None or jid in child.waiting or \
-                    any(child.counts[state] for state in (RUNNING, DONE, FAILED, KILLED)):
-                continue                        # it has begun: it does not wait again
-            child.waiting[jid] = anyway
-            self.children.setdefault(jid, []).append(child.id)
-            again.append(child)
         return again
 
     def remove(self, jid: int) -> None:

@@ -19,7 +19,7 @@ from ..describe import DescriptionError, JobSpec
 from ..exchange import Kill
 from ..resources import UNLIMITED
 from ..ninep.tree import Signal
-from . import store as rows
+from . import dependencies, store as rows
 from .config import SchedulerConfig
 from .core import Core
 from .events import EventLog
@@ -178,7 +178,7 @@ class Grid:
             core.retry(jid)
             self.announced.discard(jid)
             statements = rows.forget_failed(job) + [rows.job_row(child)
-                                                    for child in core.wait_again(jid)]
+                                                    for child in dependencies.wait_again(core, jid)]
         elif verb == "remove":
             core.remove(jid)
             statements = rows.forget_job(jid, job.spec.tasks)
@@ -206,7 +206,7 @@ class Grid:
     def parent_ended(self, parent: Job) -> None:
         """The jobs that waited for `parent` run now, or are held if it failed."""
         statements = []
-        for child, held in self.core.parent_ended(parent.id):
+        for child, held in dependencies.parent_ended(self.core, parent.id):
             statements.append(rows.job_row(child))
             if held:
                 self.events.add(child.id, f"job {child.id} held (its parent job {parent.id} "

@@ -4,6 +4,7 @@ condor_q -better-analyze."""
 from __future__ import annotations
 
 from ..resources import Need, mib
+from . import dependencies
 from .core import Core
 from .model import HELD, RUNNING, Worker, expression, split_clauses
 
@@ -15,7 +16,7 @@ def explain(core: Core, jid: int) -> str:
         note = f": {job.note}" if job.note else ""
         return f"job {jid} is finished ({job.state_name}){note}\n"
     if job.held:
-        parents = core.blocking_parents(job)
+        parents = dependencies.blocking_parents(core, job)
         if parents:
             said = ", ".join(f"job {p} {how}" for p, how in parents)
             return (f"job {jid} is held: its parent {said} (retry the parent and "

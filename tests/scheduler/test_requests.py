@@ -5,6 +5,7 @@ import pytest
 
 from styxgrid.describe import Description, DescriptionError, JobSpec
 from styxgrid.resources import Need, mib, size
+from styxgrid.scheduler import dependencies
 from styxgrid.scheduler.core import Core
 from styxgrid.scheduler.model import HELD, QUEUED, CoreError
 from styxgrid.scheduler.why import explain
@@ -158,7 +159,7 @@ def test_a_request_change_keeps_what_running_tasks_were_given():
 def finish(core, worker, job, status=0):
     for a in core.ask(worker, job.spec.tasks):
         core.task_done(worker, a.job, a.index, status)
-    return core.parent_ended(job.id) if job.finished else []
+    return dependencies.parent_ended(core, job.id) if job.finished else []
 
 
 def test_a_chain_and_a_diamond_run_in_order():
@@ -172,14 +173,14 @@ def test_a_chain_and_a_diamond_run_in_order():
     assert "waiting for job 1 to end" in explain(core, b.id)
     assert started(core.ask("w", 8)) == [(a.id, 0)]
     core.task_done("w", a.id, 0, 0)
-    assert core.parent_ended(a.id) == [(b, False)]
+    assert dependencies.parent_ended(core, a.id) == [(b, False)]
     assert started(core.fill("w") or core.ask("w", 8)) == [(b.id, 0)]
     core.task_done("w", b.id, 0, 0)
-    core.parent_ended(b.id)
+    dependencies.parent_ended(core, b.id)
     assert "waiting for job 3 to end" in explain(core, d.id)
     assert started(core.ask("w", 8)) == [(c.id, 0)]
     core.task_done("w", c.id, 0, 0)
-    core.parent_ended(c.id)
+    dependencies.parent_ended(core, c.id)
     assert started(core.ask("w", 8)) == [(d.id, 0)]
 
 
@@ -191,19 +192,19 @@ def test_a_failed_parent_holds_its_child_and_any_runs_it_anyway():
     c = core.submit(JobSpec(cmd="c", after=((a.id, True),)), "u")
     core.ask("w", 1)
     core.task_done("w", a.id, 0, 3)
-    assert core.parent_ended(a.id) == [(b, True), (c, False)]
+    assert dependencies.parent_ended(core, a.id) == [(b, True), (c, False)]
     assert b.state_name == "held" and b.counts[HELD] == 1
     assert "its parent job 1 failed" in explain(core, b.id)
     assert started(core.ask("w", 8)) == [(c.id, 0)]
     late = core.submit(JobSpec(cmd="d", after=((a.id, False),)), "u")   # a ended already
     assert late.state_name == "held"
     core.retry(a.id)                          # the chain again: b waits for a again
-    assert core.wait_again(a.id) == [b, late]
+    assert dependencies.wait_again(core, a.id) == [b, late]
     core.release(b.id)
     assert b.state_name == "waiting"
     assert started(core.ask("w", 8)) == [(a.id, 0)]          # a alone: b waits
     core.task_done("w", a.id, 0, 0)
-    assert core.parent_ended(a.id) == [(b, False), (late, False)]
+    assert dependencies.parent_ended(core, a.id) == [(b, False), (late, False)]
     assert b.state_name == "queued" and late.state_name == "held"
     core.release(late.id)                     # run it anyway: nothing to wait for
     assert late.state_name == "queued"
@@ -218,8 +219,8 @@ def test_a_waiting_job_can_be_held_and_killed_and_its_own_children_hear_of_it():
     core.hold(b.id)
     core.ask("w", 1)
     core.task_done("w", a.id, 0, 0)
-    core.parent_ended(a.id)
+    dependencies.parent_ended(core, a.id)
     assert b.state_name == "held" and core.ask("w", 8) == []
     core.kill(b.id)
-    assert core.parent_ended(b.id) == [(c, False)]
+    assert dependencies.parent_ended(core, b.id) == [(c, False)]
     assert started(core.ask("w", 8)) == [(c.id, 0)]
