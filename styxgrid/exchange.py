@@ -130,7 +130,7 @@ class Join:
                 if not eq:
                     raise ExchangeError(f"bad attribute line {quoted(line)}: "
                                         "want 'attr Name = value'")
-                if attr.strip() in attrs:
+                if attr.strip().lower() in {a.lower() for a in attrs}:   # names ignore case
                     raise ExchangeError(f"join: attribute {attr.strip()} said twice")
                 try:
                     attrs[attr.strip()] = checks.attribute(attr.strip(), written)

@@ -89,6 +89,7 @@ REFUSED = [
     (Join.parse, b"join w\noffer gpus=1\noffer disk=2\n", "join: offer said twice"),
     (Join.parse, b"join w\noffer gpus=1 gpus=2\n", "join: offer gpus said twice"),
     (Join.parse, b"join w\nattr A = 1\nattr A = 2\n", "join: attribute A said twice"),
+    (Join.parse, b"join w\nattr Name = 1\nattr name = 2\n", "join: attribute name said twice"),
     (Heartbeat.parse, b"heartbeat load=1e999", "not a finite number"),
     (Heartbeat.parse, b"heartbeat load=-1", "heartbeat: load '-1' is not a number in"),
     (Heartbeat.parse, b"beat", "bad heartbeat 'beat'"),

@@ -33,6 +33,11 @@ log = logging.getLogger("styxgrid.scheduler")
 
 ELOST = "worker lost: join again"
 ENOTJOINED = "not joined: write 'join NAME' to /work first"
+# a node's attributes the scheduler writes (at join, heartbeat, the ad's read); of
+# these a worker may say only MAY_SAY, spelt so (ClassAd names ignore case)
+SCHEDULER_WORDS = {"name", "slots", "memory", "disk", "gpus", "loadavg", "freecpus",
+                   "freegpus", "freememory", "freedisk"}
+MAY_SAY = ("Memory", "Disk", "LoadAvg")
 MIN_RECORD = 48             # no task record is shorter: a read of N bytes wants <= N/48
 
 
@@ -223,7 +228,9 @@ class Labour:
         if old is not None:
             old.lost_reason = f"{REPLACED} {name}; this one stops"
             self.lose(old, "another worker joined under its name")
-        attrs = {**dict(join.attrs), "Name": name, "Slots": slots}  # its own words lose
+        # its own words lose to ours; `name = "x"` would stand beside our Name
+        attrs = {k: v for k, v in join.attrs if k.lower() not in SCHEDULER_WORDS or k in MAY_SAY}
+        attrs.update(Name=name, Slots=slots)
         offer = join.offer
         if offer.memory < UNLIMITED:            # what requirements read is what it offers
             attrs["Memory"] = offer.memory

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
 import threading
 from typing import Callable
 
@@ -114,6 +113,9 @@ class V1Place(Place):
         kills, self.kills = self.kills, self.oom_kills()
         return self.kills > kills
 
+    def bar_forks(self, barred: bool) -> None:
+        write_file(f"{self.dirs['pids']}/pids.max", "0" if barred else str(PIDS_MAX))
+
     def pids(self) -> list[int]:
         """The task's processes (not the worker, whose spawning thread is here).
         Asked after every task: the usual answer, none, costs one read of a
@@ -128,7 +130,7 @@ class V1Place(Place):
         self.jobs.put(None)
         self.thread.join()
         self.resident = 0                     # our thread is out of pids.current now
-        self.signal(signal.SIGKILL)
+        self.kill_all()
         os.close(self.oom_control)
         os.close(self.pids_current)
         for folder in self.dirs.values():

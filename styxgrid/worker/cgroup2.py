@@ -8,7 +8,6 @@ own cgroup, so that the places can have controllers beside it.
 from __future__ import annotations
 
 import os
-import signal
 
 from ..resources import Need
 from .places import (CPU_PERIOD, PIDS_MAX, Limits, MiB, Place, clear_stale, counter,
@@ -55,11 +54,14 @@ class V2Place(Place):
         kills, self.kills = self.kills, self.oom_kills()
         return self.kills > kills
 
+    def bar_forks(self, barred: bool) -> None:
+        write_file(f"{self.folder}/pids.max", "0" if barred else str(PIDS_MAX))
+
     def pids(self) -> list[int]:
         return [int(word) for word in read_file(f"{self.folder}/cgroup.procs").split()]
 
     def remove(self) -> None:
-        self.signal(signal.SIGKILL)
+        self.kill_all()
         remove_cgroup(self.folder)
 
 

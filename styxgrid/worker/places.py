@@ -3,8 +3,9 @@ holding (`Limits`), and the fallback that needs no cgroup (rlimits).
 
 A place is reused by one task after another (making and removing cgroups for
 every task would cost more than a tiny task), so its settings are written
-only when they change.  Whatever is still in a place when its task ends is
-killed, even processes that left the task's process group.  With rlimits the
+only when they change.  Whatever is still in a cgroup place when its task ends
+is killed, even processes that left the task's process group (an rlimit place
+knows only the process group, which the task's end kills).  With rlimits the
 memory a task's process group holds is looked at every POLL seconds; over the
 request, the task is stopped and held; RLIMIT_DATA at twice the request stops a
 runaway between two looks (its allocation fails).
@@ -12,9 +13,11 @@ runaway between two looks (its allocation fails).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import re
 import resource
 import signal
 import threading
@@ -28,6 +31,9 @@ PIDS_MAX = 4096             # processes and threads of one task (cgroups)
 POLL = 0.5                  # seconds between looks at a task's memory (rlimits)
 CPU_PERIOD = 100_000        # microseconds: the cpu quota's period
 RLIMIT_TRIES = 200
+KILL_ROUNDS = 100           # passes of SIGKILL over what a task left in its place
+MAX_PID = 1 << 22           # the kernel's PID_MAX_LIMIT
+STALE = re.compile(r"styxgrid-[0-9a-f]{12}-([1-9][0-9]{0,6})")    # a worker's, by tag_of
 MiB = 1 << 20
 
 
@@ -94,6 +100,26 @@ class Place:
             except ProcessLookupError:
                 pass
 
+    def kill_all(self) -> None:
+        """SIGKILL whatever is in the place.  A process that forks and exits in a
+        loop outruns a pass over the list, so forks are barred meanwhile (where
+        the place can bar them) and the passes go on while anything is left."""
+        if not self.pids():
+            return
+        self.bar_forks(True)
+        try:
+            for _ in range(KILL_ROUNDS):
+                self.signal(signal.SIGKILL)
+                if not self.pids():
+                    return
+            log.warning("processes keep appearing in a task's place after %d rounds "
+                        "of SIGKILL", KILL_ROUNDS)
+        finally:
+            self.bar_forks(False)
+
+    def bar_forks(self, barred: bool) -> None:
+        """No process may fork in the place while `barred` (a cgroup: pids.max 0)."""
+
     def remove(self) -> None:
         """At the worker's end."""
 
@@ -115,7 +141,7 @@ class Limits:
         return place
 
     def give_back(self, place: Place) -> None:
-        place.signal(signal.SIGKILL)          # what the task left behind
+        place.kill_all()                      # what the task left behind
         self.free.append(place)
 
     def make(self, number: int) -> Place:
@@ -194,21 +220,25 @@ def clear_stale(folder: str) -> None:
     """Remove what workers that ended without cleaning (SIGKILL) left in
     `folder`: their places, and what still ran in them.  A place's name carries
     its worker's pid, so any worker clears any gone worker's places; two workers
-    of one name, one taking over from the other, keep apart."""
+    of one name, one taking over from the other, keep apart.  Two workers
+    starting at once may both clear one: what the other removed is gone."""
     for name in os.listdir(folder):
-        words = name.split("-")
-        if len(words) != 3 or words[0] != "styxgrid" or not words[2].isdigit() \
-                or alive(int(words[2])):
+        found = STALE.fullmatch(name)
+        if found is None or int(found[1]) >= MAX_PID or alive(int(found[1])):
             continue
         base = os.path.join(folder, name)
-        for place in [os.path.join(base, p) for p in os.listdir(base)
-                      if os.path.isdir(os.path.join(base, p))]:
-            for word in read_file(f"{place}/cgroup.procs").split():
-                try:
-                    os.kill(int(word), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            remove_cgroup(place)
+        try:
+            for place in [os.path.join(base, p) for p in os.listdir(base)
+                          if os.path.isdir(os.path.join(base, p))]:
+                for word in read_file(f"{place}/cgroup.procs").split():
+                    try:
+                        os.kill(int(word), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                remove_cgroup(place)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENODEV):   # removed meanwhile
+                raise
         remove_cgroup(base)
 
 
@@ -228,8 +258,8 @@ def remove_cgroup(folder: str) -> None:
         try:
             os.rmdir(folder)
             return
-        except FileNotFoundError:
-            return
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENODEV):
+                return
             threading.Event().wait(0.02)
     log.warning("cannot remove cgroup %s", folder)

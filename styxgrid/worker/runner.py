@@ -139,10 +139,16 @@ class Runner:
         """Signal the running tasks: their process groups, and in a cgroup,
         their processes that left the group too."""
         for run in self.tasks.values():
-            if run.running and run.process is not None:
-                run.process.signal(sig)
-                if run.place is not None:
-                    run.place.signal(sig)
+            if run.running:
+                self.signal_task(run, sig)
+
+    @staticmethod
+    def signal_task(run: TaskRun, sig: int) -> None:
+        """A task's process group, and in a cgroup, its processes that left it."""
+        if run.process is not None:
+            run.process.signal(sig)
+        if run.place is not None:
+            run.place.signal(sig)
 
     async def vacate(self, grace: float) -> None:
         """Give every task back: those waiting here at once, the running ones after
@@ -159,9 +165,8 @@ class Runner:
                 self.post(run, -1, "")                      # starter passes it over
         self.wake()                             # a task waiting to start: pass it over
         for run in running:
-            assert run.process is not None
-            run.process.signal(signal.SIGCONT)
-            run.process.signal(signal.SIGTERM)
+            self.signal_task(run, signal.SIGCONT)
+            self.signal_task(run, signal.SIGTERM)
         with trio.move_on_after(grace):
             for run in running:
                 assert run.process is not None

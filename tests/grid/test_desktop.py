@@ -7,10 +7,12 @@ from __future__ import annotations
 import glob
 import io
 import os
+import pathlib
 import shlex
 import shutil
 import signal
 import tarfile
+import tempfile
 
 import pytest
 import trio
@@ -150,6 +152,28 @@ async def test_an_owner_who_stays_has_the_task_vacated_and_it_runs_elsewhere(gri
         assert "done" in status and "evictions=1" in status
         events = (await c.read_file(f"jobs/{job}/events")).decode()
         assert "queued (vacated from desk: the owner took the machine back)" in events
+
+
+async def test_vacating_asks_a_task_s_setsid_leftover_to_end_too(grid):
+    """SIGTERM goes to the task's cgroup, not only its process group."""
+    marks = pathlib.Path(tempfile.mkdtemp(dir="/tmp"))     # where the task user may write
+    marks.chmod(0o1777)
+    busy = os.path.join(grid.dir, "busy")
+    grid.start_worker("desk", 1, "--busy-file", busy, "--suspend-for", "0.5",
+                      "--vacate-grace", "2")
+    apart = f"trap 'echo term > {marks}/apart; exit' TERM; while :; do sleep 0.05; done"
+    async with open_client(grid.sock) as c:
+        script = f"setsid sh -c {shlex.quote(apart)} & echo started > {marks}/task; sleep 60"
+        job = await submit(c, f"cmd sh -c {shlex.quote(script)}\nsubmit\n")
+        with trio.fail_after(30):
+            while not (marks / "task").exists():
+                await trio.sleep(0.05)
+        open(busy, "w").close()
+        with trio.fail_after(30):
+            while b"evictions=1" not in await c.read_file(f"jobs/{job}/tasks/0/status"):
+                await trio.sleep(0.05)
+        assert (marks / "apart").read_text() == "term\n"
+    shutil.rmtree(marks)
 
 
 def counted(grid) -> int:

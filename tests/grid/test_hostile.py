@@ -160,6 +160,23 @@ async def test_a_ctl_write_of_two_verbs_is_refused_and_changes_nothing(grid):
         assert b" queued=1 " in await c.read_file(f"jobs/{job}/status")
 
 
+async def test_a_worker_cannot_say_the_scheduler_s_attributes_in_another_case(grid):
+    """ClassAd names ignore case: a worker's `name` would stand beside the Name the
+    scheduler gives it, and requirements aimed at another node would match it."""
+    async with open_client(grid.sock) as c:
+        job = await submit(c, 'cmd true\nrequirements Name == "desk"\nsubmit\n')
+        async with open_client(grid.sock, aname="worker") as w:
+            ctl = await w.open("work", ORDWR)
+            await ctl.pwrite(0, b'join evil\nattr name = "desk"\nattr slots = 64\n'
+                                b'attr FreeCpus = 99\nattr Memory = 100\nattr LoadAvg = 0.5\n')
+            ad = (await c.read_file("nodes/evil/ad")).decode()
+            assert 'Name = "evil"' in ad and "name =" not in ad and "slots =" not in ad
+            assert "Slots = 1" in ad and "Memory = 100" in ad and "LoadAvg = 0.5" in ad
+            assert "FreeCpus = 1" in ad                   # what it has free, not its word
+            assert "no node matches" in (await c.read_file(f"jobs/{job}/why")).decode()
+    await alive(grid)
+
+
 async def test_a_worker_fid_joins_once(grid):
     async with open_client(grid.sock, aname="worker") as w:
         ctl = await w.open("work", ORDWR)

@@ -109,6 +109,57 @@ def test_what_leaves_the_task_s_process_group_dies_with_its_place(v1):
     assert place.pids() == []
 
 
+HOPPER = [sys.executable, "-c", "import os\nos.setsid()\nwhile True:\n    if os.fork():\n"
+          "        os._exit(0)"]
+
+
+def test_a_leftover_that_forks_and_exits_in_a_loop_dies_with_its_place(v1):
+    """One pass of SIGKILL over the place's list misses the child forked meanwhile."""
+    for _ in range(5):
+        place = v1.take()
+        place.prepare(Need())
+        pid = spawn(place, ["/bin/sh", "-c", " ".join(HOPPER[:2]) + " '" + HOPPER[2] +
+                            "' & sleep 0.3"])
+        assert status_of(pid) == 0
+        assert place.pids(), "the hopper should still be in the place"
+        v1.give_back(place)
+        assert place.pids() == []
+        time.sleep(0.05)
+        assert place.pids() == [], "a hopper outlived its place's end"
+
+
+def test_strange_names_beside_the_places_are_left_and_two_workers_clear_at_once():
+    with open("/proc/self/cgroup") as f:
+        folder = "/sys/fs/cgroup/pids" + places.own_cgroups(f.read())["pids"].rstrip("/")
+    strange = [f"{folder}/styxgrid-x-99999999999999999999", f"{folder}/styxgrid-x-\u00b2",
+               f"{folder}/styxgrid-0123456789ab-99999999"]
+    stale = [f"{folder}/styxgrid-{os.getpid() % 4096:012x}-{dead_pid()}/p{i}" for i in range(20)]
+    try:
+        for path in strange + stale:
+            os.makedirs(path)
+        code = ("import sys; from styxgrid.worker import limits; "
+                "c = limits.choose('cgroup', sys.argv[1]); print(c.kind); c.close()")
+        both = [subprocess.Popen([sys.executable, "-c", code, f"race{i}-{os.getpid()}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for i in range(2)]
+        for p in both:
+            out, err = p.communicate()
+            assert out == "cgroup1\n", err
+        assert all(os.path.isdir(p) for p in strange)
+        assert not any(os.path.exists(p) for p in stale)
+    finally:
+        for path in strange + stale + [os.path.dirname(stale[0])]:
+            if os.path.isdir(path):
+                os.rmdir(path)
+
+
+def dead_pid():
+    """A pid no process has (one that has just ended)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
 def test_a_killed_worker_s_cgroups_are_cleared_by_the_next_worker_and_a_live_one_s_kept():
     name = f"stale-{os.getpid()}"
     code = ("import os, signal, sys, trio; from styxgrid.worker import limits; "
