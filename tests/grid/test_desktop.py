@@ -163,7 +163,9 @@ async def test_vacating_asks_a_task_s_setsid_leftover_to_end_too(grid):
                       "--vacate-grace", "2")
     apart = f"trap 'echo term > {marks}/apart; exit' TERM; while :; do sleep 0.05; done"
     async with open_client(grid.sock) as c:
-        script = f"setsid sh -c {shlex.quote(apart)} & echo started > {marks}/task; sleep 60"
+        # the task ends a second after its SIGTERM: its leftover is killed once it ends
+        script = (f"trap 'sleep 1; exit 0' TERM; setsid sh -c {shlex.quote(apart)} & "
+                  f"echo started > {marks}/task; while :; do sleep 0.05; done")
         job = await submit(c, f"cmd sh -c {shlex.quote(script)}\nsubmit\n")
         with trio.fail_after(30):
             while not (marks / "task").exists():
