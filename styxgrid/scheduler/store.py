@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 Statement = tuple[str, tuple]
+CHECKPOINT_TRIES = 5            # passive checkpoints in a row that found the log busy
+CHECKPOINT_AGAIN = 0.05         # seconds between them
 CHECKPOINT_ROWS = 1000          # a row changes about a page; SQLite's own automatic
                                 # checkpoint comes after 1000 pages of log
 
@@ -199,13 +201,26 @@ class Store:
                     nursery.start_soon(self.checkpoint)
 
     async def checkpoint(self) -> None:
-        """Move the WAL into the database file, in a thread (it fsyncs)."""
+        """Move the WAL into the database file, in a thread (it fsyncs).  A passive
+        checkpoint that meets a commit at the wrong moment moves nothing (busy):
+        it tries again a moment later, a few times."""
         try:
-            await trio.to_thread.run_sync(
-                self.checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+            for _ in range(CHECKPOINT_TRIES):
+                busy, frames, moved = await trio.to_thread.run_sync(self.checkpoint_once)
+                if not busy and (moved > 0 or frames <= 0):
+                    return
+                await trio.sleep(CHECKPOINT_AGAIN)
+            log.info("the store's checkpoint found the log busy %d times; the next "
+                     "one tries again", CHECKPOINT_TRIES)
         finally:
             self.checkpointing = False
             self.checkpointed.set()
+
+    def checkpoint_once(self) -> tuple[int, int, int]:
+        """(busy, frames in the log, frames moved into the database file)."""
+        busy, frames, moved = self.checkpointer.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, frames, moved
 
     def _commit(self, batches: list[_Batch]) -> None:
         db = self.db
