@@ -19,14 +19,14 @@ from typing import Callable
 import outcome
 
 from ..resources import Need
-from .places import (CPU_PERIOD, PIDS_MAX, Limits, MiB, Place, T, clear_stale, counter,
-                     own_cgroups, read_file, remove_cgroup, tag_of, write_file)
+from .places import (CPU_PERIOD, PIDS_MAX, CgroupPlace, Limits, MiB, T, clear_stale,
+                     counter, own_cgroups, read_file, remove_cgroup, tag_of, write_file)
 
 V1 = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("memory", "cpu", "pids")
 
 
-class V1Place(Place):
+class V1Place(CgroupPlace):
     """A place of cgroup v1 with a thread of the worker's that lives in it: the
     tasks it spawns are born there.  (Moving a thread in and out around every
     spawn costs more than the spawn while other processes fork and exit: each
@@ -36,7 +36,8 @@ class V1Place(Place):
         self.dirs = dirs
         for folder in dirs.values():
             os.makedirs(folder, exist_ok=True)
-        write_file(f"{dirs['pids']}/pids.max", str(PIDS_MAX))
+        self.pids_max = f"{dirs['pids']}/pids.max"
+        write_file(self.pids_max, str(PIDS_MAX))
         self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         entered = queue.SimpleQueue[BaseException | None]()
         self.thread = threading.Thread(target=self.serve, args=(entered,), daemon=True,
@@ -109,13 +110,6 @@ class V1Place(Place):
     def oom_kills(self) -> int:
         return counter(os.pread(self.oom_control, 4096, 0).decode(), "oom_kill")
 
-    def over_memory(self) -> bool:
-        kills, self.kills = self.kills, self.oom_kills()
-        return self.kills > kills
-
-    def bar_forks(self, barred: bool) -> None:
-        write_file(f"{self.dirs['pids']}/pids.max", "0" if barred else str(PIDS_MAX))
-
     def pids(self) -> list[int]:
         """The task's processes (not the worker, whose spawning thread is here).
         Asked after every task: the usual answer, none, costs one read of a
@@ -152,7 +146,7 @@ class CgroupV1(Limits):
             os.makedirs(base, exist_ok=True)
         self.free.append(self.take())        # a first place: does it work at all?
 
-    def make(self, number: int) -> Place:
+    def make(self, number: int) -> CgroupPlace:
         return V1Place({c: f"{b}/p{number}" for c, b in self.bases.items()})
 
     def close(self) -> None:

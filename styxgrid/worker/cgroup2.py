@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 from ..resources import Need
-from .places import (CPU_PERIOD, PIDS_MAX, Limits, MiB, Place, clear_stale, counter,
-                     read_file, remove_cgroup, tag_of, write_file)
+from .places import (CPU_PERIOD, PIDS_MAX, CgroupPlace, Limits, MiB, clear_stale,
+                     counter, read_file, remove_cgroup, tag_of, write_file)
 
 
 def v2_root() -> str:
@@ -23,11 +23,12 @@ def v2_root() -> str:
     return ""
 
 
-class V2Place(Place):
+class V2Place(CgroupPlace):
     def __init__(self, folder: str) -> None:
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
-        write_file(f"{folder}/pids.max", str(PIDS_MAX))
+        self.pids_max = f"{folder}/pids.max"
+        write_file(self.pids_max, str(PIDS_MAX))
         self.cpu = os.path.exists(f"{folder}/cpu.max")
         self.memory = -1
         self.cpus = -1
@@ -49,13 +50,6 @@ class V2Place(Place):
 
     def oom_kills(self) -> int:
         return counter(read_file(f"{self.folder}/memory.events"), "oom_kill")
-
-    def over_memory(self) -> bool:
-        kills, self.kills = self.kills, self.oom_kills()
-        return self.kills > kills
-
-    def bar_forks(self, barred: bool) -> None:
-        write_file(f"{self.folder}/pids.max", "0" if barred else str(PIDS_MAX))
 
     def pids(self) -> list[int]:
         return [int(word) for word in read_file(f"{self.folder}/cgroup.procs").split()]
@@ -95,7 +89,7 @@ class CgroupV2(Limits):
         enable(f"{folder}/{self.tag}")
         self.free.append(self.take())
 
-    def make(self, number: int) -> Place:
+    def make(self, number: int) -> CgroupPlace:
         return V2Place(f"{self.folder}/{self.tag}/p{number}")
 
     def close(self) -> None:

@@ -124,6 +124,25 @@ class Place:
         """At the worker's end."""
 
 
+class CgroupPlace(Place):
+    """A place that is a cgroup (v1 or v2): the kernel counts its OOM kills and
+    bounds its processes in `pids_max`."""
+
+    pids_max = ""
+    kills = 0
+
+    def oom_kills(self) -> int:
+        """The cgroup's count of processes the kernel killed past its memory."""
+        raise NotImplementedError
+
+    def over_memory(self) -> bool:
+        kills, self.kills = self.kills, self.oom_kills()
+        return self.kills > kills
+
+    def bar_forks(self, barred: bool) -> None:
+        write_file(self.pids_max, "0" if barred else str(PIDS_MAX))
+
+
 class Limits:
     """The worker's way of holding tasks to their requests; `kind` goes in its ad."""
 
