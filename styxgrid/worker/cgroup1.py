@@ -5,7 +5,10 @@ spawns the place's tasks, which are born there: no process of a task ever runs
 outside it, and no spawn pays for a move between cgroups.
 memory.limit_in_bytes is the request (and memory+swap too): the kernel stops a
 task that goes past it, and the place's oom_kill count says so.
-cpu.cfs_quota_us is the request's cpus; pids.max bounds forks.  What is left
+cpu.cfs_quota_us is the request's cpus and cpu.shares the weight of its cpus
+at the worker's nice value (as the worker's own cgroup of places is: the tasks
+weigh against the owner's programs as niced processes would); pids.max bounds
+forks.  What is left
 to pay is the switch to the place's thread and back for each spawn.
 """
 
@@ -20,7 +23,7 @@ import outcome
 
 from ..resources import Need
 from .places import (CPU_PERIOD, PIDS_MAX, CgroupPlace, Limits, MiB, T, clear_stale,
-                     counter, own_cgroups, read_file, remove_cgroup, tag_of, write_file)
+                     counter, cpu_shares, own_cgroups, read_file, remove_cgroup, tag_of, write_file)
 
 V1 = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("memory", "cpu", "pids")
@@ -32,8 +35,9 @@ class V1Place(CgroupPlace):
     spawn costs more than the spawn while other processes fork and exit: each
     move waits for them, on the kernel's lock of every process's cgroups.)"""
 
-    def __init__(self, dirs: dict[str, str]) -> None:
+    def __init__(self, dirs: dict[str, str], nice: int) -> None:
         self.dirs = dirs
+        self.nice = nice
         for folder in dirs.values():
             os.makedirs(folder, exist_ok=True)
         self.pids_max = f"{dirs['pids']}/pids.max"
@@ -77,6 +81,7 @@ class V1Place(CgroupPlace):
         if need.cpus != self.cpus:
             write_file(f"{self.dirs['cpu']}/cpu.cfs_period_us", str(CPU_PERIOD))
             write_file(f"{self.dirs['cpu']}/cpu.cfs_quota_us", str(need.cpus * CPU_PERIOD))
+            write_file(f"{self.dirs['cpu']}/cpu.shares", str(cpu_shares(self.nice, need.cpus)))
             self.cpus = need.cpus
 
     def serve(self, entered: "queue.SimpleQueue[BaseException | None]") -> None:
@@ -134,8 +139,9 @@ class V1Place(CgroupPlace):
 class CgroupV1(Limits):
     kind = "cgroup1"
 
-    def __init__(self, name: str, root: str = V1) -> None:
+    def __init__(self, name: str, nice: int, cpus: int, root: str = V1) -> None:
         super().__init__()
+        self.nice = nice
         own = own_cgroups(read_file("/proc/self/cgroup"))
         tag = tag_of(name)
         folders = {c: f"{root}/{c}{own.get(c, '/').rstrip('/')}" for c in V1_CONTROLLERS}
@@ -144,10 +150,11 @@ class CgroupV1(Limits):
             clear_stale(folder)
         for base in self.bases.values():
             os.makedirs(base, exist_ok=True)
+        write_file(f"{self.bases['cpu']}/cpu.shares", str(cpu_shares(nice, cpus)))
         self.free.append(self.take())        # a first place: does it work at all?
 
     def make(self, number: int) -> CgroupPlace:
-        return V1Place({c: f"{b}/p{number}" for c, b in self.bases.items()})
+        return V1Place({c: f"{b}/p{number}" for c, b in self.bases.items()}, self.nice)
 
     def close(self) -> None:
         super().close()

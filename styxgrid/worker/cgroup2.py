@@ -1,5 +1,6 @@
 """cgroup v2 (`cgroup2`): a cgroup per place with memory.max,
-memory.swap.max, cpu.max, pids.max and memory.events; v2 moves only whole
+memory.swap.max, cpu.max, cpu.weight (its cpus at the worker's nice value, as
+the worker's cgroup of places weighs too), pids.max and memory.events; v2 moves only whole
 processes, so the task is moved in right after the spawn.  It needs a cgroup
 delegated to the worker: the worker moves itself into a `worker` leaf of its
 own cgroup, so that the places can have controllers beside it.
@@ -11,7 +12,7 @@ import os
 
 from ..resources import Need
 from .places import (CPU_PERIOD, PIDS_MAX, CgroupPlace, Limits, MiB, clear_stale,
-                     counter, read_file, remove_cgroup, tag_of, write_file)
+                     counter, cpu_weight, read_file, remove_cgroup, tag_of, write_file)
 
 
 def v2_root() -> str:
@@ -24,8 +25,9 @@ def v2_root() -> str:
 
 
 class V2Place(CgroupPlace):
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, nice: int) -> None:
         self.folder = folder
+        self.nice = nice
         os.makedirs(folder, exist_ok=True)
         self.pids_max = f"{folder}/pids.max"
         write_file(self.pids_max, str(PIDS_MAX))
@@ -42,6 +44,7 @@ class V2Place(CgroupPlace):
             self.memory = need.memory
         if need.cpus != self.cpus and self.cpu:
             write_file(f"{self.folder}/cpu.max", f"{need.cpus * CPU_PERIOD} {CPU_PERIOD}")
+            write_file(f"{self.folder}/cpu.weight", str(cpu_weight(self.nice, need.cpus)))
             self.cpus = need.cpus
 
     def after_spawn(self, pid: int | None) -> None:
@@ -73,9 +76,10 @@ def enable(folder: str) -> None:
 class CgroupV2(Limits):
     kind = "cgroup2"
 
-    def __init__(self, name: str, folder: str) -> None:
+    def __init__(self, name: str, folder: str, nice: int, cpus: int) -> None:
         """`folder`: the worker's own cgroup (delegated to it)."""
         super().__init__()
+        self.nice = nice
         if "memory" not in read_file(f"{folder}/cgroup.controllers").split():
             raise OSError("cgroup v2 has no memory controller here")
         leaf = f"{folder}/worker"
@@ -86,11 +90,13 @@ class CgroupV2(Limits):
         clear_stale(folder)
         enable(folder)
         os.makedirs(f"{folder}/{self.tag}", exist_ok=True)
+        if os.path.exists(f"{folder}/{self.tag}/cpu.weight"):
+            write_file(f"{folder}/{self.tag}/cpu.weight", str(cpu_weight(nice, cpus)))
         enable(f"{folder}/{self.tag}")
         self.free.append(self.take())
 
     def make(self, number: int) -> CgroupPlace:
-        return V2Place(f"{self.folder}/{self.tag}/p{number}")
+        return V2Place(f"{self.folder}/{self.tag}/p{number}", self.nice)
 
     def close(self) -> None:
         super().close()

@@ -37,6 +37,20 @@ STALE = re.compile(r"styxgrid-[0-9a-f]{12}-([1-9][0-9]{0,6})")    # a worker's, 
 MiB = 1 << 20
 
 
+def cpu_shares(nice: int, cpus: int) -> int:
+    """cgroup v1 cpu.shares for tasks of `cpus` cpus niced to `nice`: the weight
+    the kernel gives a process of that nice value (1024 at 0, 110 at 10), for
+    each cpu.  A task's nice value counts only among the processes of its own
+    cgroup; without this its cgroup would weigh as much as the owner's
+    programs."""
+    return max(2, round(1024 / 1.25 ** nice)) * cpus
+
+
+def cpu_weight(nice: int, cpus: int) -> int:
+    """The same as a cgroup v2 cpu.weight (100 where v1 says 1024)."""
+    return max(1, min(10_000, round(cpu_shares(nice, cpus) * 100 / 1024)))
+
+
 def write_file(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)

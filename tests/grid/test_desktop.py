@@ -11,6 +11,7 @@ import pathlib
 import shlex
 import shutil
 import signal
+import subprocess
 import tarfile
 import tempfile
 
@@ -101,6 +102,42 @@ def ticking_shells() -> list[int]:
 def state_of(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SPIN = "sh -c while :; do :; done"
+
+
+async def test_a_busy_task_leaves_the_owner_s_busy_program_most_of_their_cpu(grid):
+    """A task and a program of the owner, both spinning on one cpu: the owner's
+    gets about nine tenths, as beside a process niced to 10 (the task's cgroup
+    weighs what such a process does, not what the owner's program does)."""
+    grid.start_worker("desk", 1)
+    owner = None
+    async with open_client(grid.sock) as c:
+        job = await submit(c, "cmd taskset -c 0 sh -c 'while :; do :; done'\nsubmit\n")
+        try:
+            with trio.fail_after(30):
+                while not (task := tasks_of((SPIN,))):
+                    await trio.sleep(0.05)
+            owner = subprocess.Popen(["taskset", "-c", "0", "sh", "-c", "while :; do :; done"])
+            await trio.sleep(0.3)
+            (spinner,) = task
+            before = cpu_seconds(spinner), cpu_seconds(owner.pid)
+            await trio.sleep(2)
+            task_cpu, owner_cpu = (cpu_seconds(p) - b for p, b in zip((spinner, owner.pid),
+                                                                       before))
+            assert owner_cpu / (owner_cpu + task_cpu) > 0.75, (owner_cpu, task_cpu)
+        finally:
+            if owner is not None:
+                owner.kill()
+                owner.wait()
+            await c.write_file(f"jobs/{job}/ctl", b"kill")
 
 
 async def test_the_owner_back_suspends_a_task_and_gone_again_it_finishes_there(grid):

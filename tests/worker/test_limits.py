@@ -63,7 +63,7 @@ def test_the_pool_starts_what_fits_and_gives_gpus_by_device():
 
 @pytest.fixture
 def v1():
-    chosen = limits.choose("cgroup", f"test-{os.getpid()}")
+    chosen = limits.choose("cgroup", f"test-{os.getpid()}", nice=10, cpus=2)
     assert chosen.kind == "cgroup1"        # these machines: v1 writable, v2 without memory
     yield chosen
     chosen.close()
@@ -77,6 +77,10 @@ def test_cgroup_v1_starts_a_task_inside_and_the_kernel_stops_it_past_its_memory(
         assert int(f.read()) == 64 << 20
     with open(f"{place.dirs['cpu']}/cpu.cfs_quota_us") as f:
         assert int(f.read()) == places.CPU_PERIOD
+    with open(f"{place.dirs['cpu']}/cpu.shares") as f:      # a process at nice 10 weighs 110
+        assert int(f.read()) == 110
+    with open(f"{v1.bases['cpu']}/cpu.shares") as f:        # and all tasks, the node's 2 cpus
+        assert int(f.read()) == 220
     pid = spawn(place, HOG + ["10", "5"])
     with open(f"/proc/{pid}/cgroup") as f:
         text = f.read()
@@ -195,13 +199,13 @@ def test_cgroup_v2_writes_its_limits_and_reads_its_kills(tmp_path):
 
     def makedirs(path, *args, **kwargs):      # a new cgroup comes with its files
         real_makedirs(path, *args, **kwargs)
-        for name in ("cgroup.procs", "memory.events", "cpu.max", "memory.swap.max",
-                     "cgroup.subtree_control"):
+        for name in ("cgroup.procs", "memory.events", "cpu.max", "cpu.weight",
+                     "memory.swap.max", "cgroup.subtree_control"):
             if not os.path.exists(os.path.join(path, name)):
                 open(os.path.join(path, name), "w").close()
     cgroup2.os.makedirs = makedirs
     try:
-        chosen = cgroup2.CgroupV2("w", str(own))
+        chosen = cgroup2.CgroupV2("w", str(own), 10, 4)
         place = chosen.take()
     finally:
         cgroup2.os.makedirs = real_makedirs
@@ -211,12 +215,22 @@ def test_cgroup_v2_writes_its_limits_and_reads_its_kills(tmp_path):
     assert (folder / "memory.max").read_text() == str(100 << 20)
     assert (folder / "memory.swap.max").read_text() == "0"
     assert (folder / "cpu.max").read_text() == f"{2 * places.CPU_PERIOD} {places.CPU_PERIOD}"
+    # weighed as niced processes: 110 of v1's 1024 a cpu at nice 10, v2's 100 a cpu at 0
+    assert (folder / "cpu.weight").read_text() == "21"
+    assert (own / places.tag_of("w") / "cpu.weight").read_text() == "43"
     assert (folder / "pids.max").read_text() == str(places.PIDS_MAX)
     place.after_spawn(4242)
     assert (folder / "cgroup.procs").read_text() == "4242"
     assert not place.over_memory()
     (folder / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert place.over_memory() and not place.over_memory()
+
+
+@pytest.mark.parametrize("nice, shares", [(0, 1024), (10, 110), (19, 15), (-5, 3125)])
+def test_a_task_cgroup_weighs_what_a_process_of_the_worker_s_nice_value_does(nice, shares):
+    assert places.cpu_shares(nice, 1) == shares
+    assert places.cpu_shares(nice, 3) == 3 * shares
+    assert places.cpu_weight(0, 1) == 100 and places.cpu_weight(19, 1) == 1
 
 
 def test_without_cgroups_rlimits_and_a_look_at_the_process_group():
