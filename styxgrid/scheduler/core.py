@@ -3,12 +3,9 @@
 No I/O: the 9P tree and the store feed it events (submit, a slot asks for work, a
 task ends, a worker is lost, a ctl verb) and act on what it returns; its clock
 is given (the grid's trio clock).  Its records (jobs, groups, workers) are in
-model.py; copies of slow tasks and run-time limits are in runs.py; jobs that wait
-for jobs in dependencies.py; users' fair shares in shares.py.
-
-A group's queue is a heap of jobs per user; the best task of a group is the best
-job of the user with the best effective priority (a pass over the users with
-queued jobs in that group only).
+model.py; the queue order (which task of a group comes next, by users' fair
+shares) in queues.py; copies of slow tasks and run-time limits in runs.py; jobs
+that wait for jobs in dependencies.py; users' fair shares in shares.py.
 
 A worker holds at most `lease` tasks at once (running, or leased and waiting their
 turn on the worker; 0 while its owner's machine is busy: it is *paused*); while one
@@ -22,7 +19,6 @@ read or report: a worker leases ahead only work it has just seen to be short
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import time
 from array import array
 from typing import Any, Callable, Protocol
@@ -30,7 +26,7 @@ from typing import Any, Callable, Protocol
 from .. import allowlist
 from ..describe import JobSpec
 from ..resources import UNLIMITED, Need
-from . import dependencies, runs
+from . import dependencies, queues, runs
 from .shares import Shares
 from .model import (DONE, FAILED, HELD, HOLD, KILL, KILLED, MAX_LOSSES, QUEUED, RELEASE,
                     RETRY, RUNNING, Assignment, CoreError, Group, Job, Worker, classad_of,
@@ -93,7 +89,7 @@ class Core:
             dependencies.wait_for_parents(self, job)
         if job.held:
             self.hold(jid)
-        self.enqueue(job)
+        queues.enqueue(self, job)
         return job
 
     def submit_failed(self, jid: int, owner: str, tasks: int, why: str) -> Job:
@@ -120,18 +116,6 @@ class Core:
                         worker.listed = True
         return group
 
-    def enqueue(self, job: Job) -> None:
-        """Make sure the job's group heap holds one live entry for it."""
-        key = (-job.priority, job.id)
-        group = self.group_of(job)
-        if job.runnable and (job.heap_key != key or job.group is not group):
-            job.heap_key, job.group = key, group
-            queues = group.queues
-            if job.owner not in queues:
-                queues[job.owner] = []
-                self.queued_users[job.owner] = self.queued_users.get(job.owner, 0) + 1
-            heapq.heappush(queues[job.owner], key)
-
     def job(self, jid: int) -> Job:
         job = self.jobs.get(jid)
         if job is None:
@@ -139,74 +123,6 @@ class Core:
         return job
 
     # ------------------------------------------------------------ dispatch
-
-    def live_top(self, group: Group) -> tuple[float, int, int] | None:
-        """The group's best job that can run now, as (the user's effective
-        priority, -job priority, job id): of each user's best, the one of the
-        user with the best effective priority."""
-        best = None
-        now, alone = self.now, len(self.queued_users) <= 1     # alone: nobody to share with
-        for user, heap in list(group.queues.items()):
-            key = self.user_top(group, heap)
-            if key is None:
-                del group.queues[user]
-                self.queued_users[user] -= 1
-                if not self.queued_users[user]:
-                    del self.queued_users[user]
-                continue
-            entry = (0.0 if alone else self.shares.effective(user, now), *key)
-            if best is None or entry < best:
-                best = entry
-        return best
-
-    def user_top(self, group: Group, heap: list) -> tuple[int, int] | None:
-        """A user's best heap entry whose job can run now; stale entries (job
-        gone, held, out of queued tasks, re-prioritized) are dropped on the way."""
-        while heap:
-            key = heap[0]
-            job = self.jobs.get(key[1])
-            if job is None or job.heap_key != key or job.group is not group:
-                heapq.heappop(heap)             # stale: the job is gone or elsewhere
-                continue
-            if job.runnable:
-                return key
-            heapq.heappop(heap)
-            job.heap_key = None
-            self.tail(group, job)
-        return None
-
-    @staticmethod
-    def tail(group: Group, job: Job) -> None:
-        """A job out of queued tasks with some running: its slow ones may be copied."""
-        if job.counts[RUNNING] and job.spec.speculate:
-            group.tails[job.id] = None
-
-    def next_task(self, group: Group) -> tuple[Job, int] | None:
-        """The best queued task of `group`, taken off the queue."""
-        while (key := self.live_top(group)) is not None:
-            job = self.jobs[key[2]]
-            index = job.pop_queued()
-            if index is not None:
-                return job, index
-            heapq.heappop(group.queues[job.owner])
-            job.heap_key = None
-            self.tail(group, job)
-        return None
-
-    def best_group(self, worker: Worker) -> tuple[Group | None, Group | None]:
-        """Of the groups this worker matches, the one whose best job comes first,
-        and the one of those that fit in what it has free now."""
-        best = fitting = None
-        best_key = fitting_key = None
-        for group in worker.groups:
-            key = self.live_top(group)
-            if key is None:
-                continue
-            if best_key is None or key < best_key:
-                best, best_key = group, key
-            if (fitting_key is None or key < fitting_key) and worker.fits(group.need):
-                fitting, fitting_key = group, key
-        return best, fitting
 
     def start(self, worker: Worker, job: Job, index: int) -> Assignment:
         job.set_state(index, RUNNING)
@@ -315,15 +231,15 @@ class Core:
         while len(got) < most:
             if len(worker.running) >= worker.lease:
                 break
-            best, group = self.best_group(worker)
+            best, group = queues.best_group(self, worker)
             if best is None:
                 break
             if group is None:       # nothing fits now: lease ahead the recent job alone
-                top = self.live_top(best)
+                top = queues.live_top(self, best)
                 if top is None or top[2] != worker.recent:
                     break
                 group = best
-            picked = self.next_task(group)
+            picked = queues.next_task(self, group)
             if picked is None:
                 break
             other = self.instead(group, worker, *picked)
@@ -388,7 +304,7 @@ class Core:
         self.now = self.shares.clock()
         for group in self.groups.values():
             while group.idle and group.queues:
-                picked = self.next_task(group)
+                picked = queues.next_task(self, group)
                 if picked is None:
                     break
                 job, index = picked
@@ -486,7 +402,7 @@ class Core:
         job.set_state(index, HELD if job.held else QUEUED)
         if not job.held:
             job.requeued.append(index)
-            self.enqueue(job)
+            queues.enqueue(self, job)
 
     def task_done(self, name: str, jid: int, index: int, status: int, reason: str = "") -> bool:
         """Worker `name` reports task (jid, index) ended with `status` (negative: killed
@@ -649,7 +565,7 @@ class Core:
         job.counts[QUEUED] += job.counts[HELD]
         job.counts[HELD] = 0
         job.rewind()
-        self.enqueue(job)
+        queues.enqueue(self, job)
 
     def set_request(self, jid: int, key: str, value: int) -> None:
         """Change what the job's tasks ask for (`request_memory` ...): the tasks
@@ -662,12 +578,12 @@ class Core:
         spec = dataclasses.replace(job.spec, **changes)
         self.group_of(Job(jid, spec, job.owner, 0, bytearray(), array("i"), []))  # may refuse
         job.spec = spec
-        self.enqueue(job)
+        queues.enqueue(self, job)
 
     def set_priority(self, jid: int, priority: int) -> None:
         job = self.job(jid)
         job.priority = priority
-        self.enqueue(job)
+        queues.enqueue(self, job)
 
     def retry(self, jid: int) -> int:
         """Queue the failed tasks again; returns how many."""
@@ -688,7 +604,7 @@ class Core:
         job.counts[HELD if job.held else QUEUED] += again
         job.counts[FAILED] = 0
         job.rewind()
-        self.enqueue(job)
+        queues.enqueue(self, job)
         return again
 
     def remove(self, jid: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import queues
 from .model import DONE, FAILED, KILLED, RUNNING, Job
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def parent_ended(core: "Core", jid: int) -> list[tuple[Job, bool]]:
         held = parent_failed(parent, anyway) and not child.finished
         if held and not child.held:
             core.hold(child_id)
-        core.enqueue(child)
+        queues.enqueue(core, child)
         out.append((child, held))
     return out
 
