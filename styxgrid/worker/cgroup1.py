@@ -6,9 +6,9 @@ outside it, and no spawn pays for a move between cgroups.
 memory.limit_in_bytes is the request (and memory+swap too): the kernel stops a
 task that goes past it, and the place's oom_kill count says so.
 cpu.cfs_quota_us is the request's cpus and cpu.shares the weight of its cpus
-at the worker's nice value (as the worker's own cgroup of places is: the tasks
-weigh against the owner's programs as niced processes would); pids.max bounds
-forks.  What is left
+at the worker's nice value (the worker's cgroup of places weighs one process of
+that nice value, however many cpus the node has: a busy task on one cpu would
+otherwise carry the weight of them all); pids.max bounds forks.  What is left
 to pay is the switch to the place's thread and back for each spawn.
 """
 
@@ -139,7 +139,7 @@ class V1Place(CgroupPlace):
 class CgroupV1(Limits):
     kind = "cgroup1"
 
-    def __init__(self, name: str, nice: int, cpus: int, root: str = V1) -> None:
+    def __init__(self, name: str, nice: int, root: str = V1) -> None:
         super().__init__()
         self.nice = nice
         own = own_cgroups(read_file("/proc/self/cgroup"))
@@ -150,7 +150,7 @@ class CgroupV1(Limits):
             clear_stale(folder)
         for base in self.bases.values():
             os.makedirs(base, exist_ok=True)
-        write_file(f"{self.bases['cpu']}/cpu.shares", str(cpu_shares(nice, cpus)))
+        write_file(f"{self.bases['cpu']}/cpu.shares", str(cpu_shares(nice, 1)))
         self.free.append(self.take())        # a first place: does it work at all?
 
     def make(self, number: int) -> CgroupPlace:

@@ -1,6 +1,6 @@
 """cgroup v2 (`cgroup2`): a cgroup per place with memory.max,
-memory.swap.max, cpu.max, cpu.weight (its cpus at the worker's nice value, as
-the worker's cgroup of places weighs too), pids.max and memory.events; v2 moves only whole
+memory.swap.max, cpu.max, cpu.weight (its cpus at the worker's nice value; the
+worker's cgroup of places weighs one process of that nice value), pids.max and memory.events; v2 moves only whole
 processes, so the task is moved in right after the spawn.  It needs a cgroup
 delegated to the worker: the worker moves itself into a `worker` leaf of its
 own cgroup, so that the places can have controllers beside it.
@@ -76,7 +76,7 @@ def enable(folder: str) -> None:
 class CgroupV2(Limits):
     kind = "cgroup2"
 
-    def __init__(self, name: str, folder: str, nice: int, cpus: int) -> None:
+    def __init__(self, name: str, folder: str, nice: int) -> None:
         """`folder`: the worker's own cgroup (delegated to it)."""
         super().__init__()
         self.nice = nice
@@ -91,7 +91,7 @@ class CgroupV2(Limits):
         enable(folder)
         os.makedirs(f"{folder}/{self.tag}", exist_ok=True)
         if os.path.exists(f"{folder}/{self.tag}/cpu.weight"):
-            write_file(f"{folder}/{self.tag}/cpu.weight", str(cpu_weight(nice, cpus)))
+            write_file(f"{folder}/{self.tag}/cpu.weight", str(cpu_weight(nice, 1)))
         enable(f"{folder}/{self.tag}")
         self.free.append(self.take())
 

@@ -14,10 +14,10 @@ from .places import Limits, own_cgroups, read_file
 log = logging.getLogger("styxgrid.worker")
 
 
-def choose(mode: str, name: str, nice: int = 10, cpus: int = 1) -> Limits:
+def choose(mode: str, name: str, nice: int = 10) -> Limits:
     """`auto`: cgroup v2 if it can be used, else v1, else rlimits; `cgroup`: a
-    cgroup or the worker does not start; `rlimit`: rlimits only.  `nice` and
-    `cpus` (the node's) weigh the task cgroups against the owner's programs."""
+    cgroup or the worker does not start; `rlimit`: rlimits only.  `nice`
+    weighs the task cgroups against the owner's programs."""
     if mode == "rlimit":
         return Limits()
     tried = []
@@ -25,11 +25,11 @@ def choose(mode: str, name: str, nice: int = 10, cpus: int = 1) -> Limits:
         root = v2_root()
         if root:
             own = own_cgroups(read_file("/proc/self/cgroup")).get("", "/")
-            return CgroupV2(name, root + own.rstrip("/"), nice, cpus)
+            return CgroupV2(name, root + own.rstrip("/"), nice)
     except (OSError, ValueError) as exc:
         tried.append(f"cgroup v2: {exc}")
     try:
-        return CgroupV1(name, nice, cpus)
+        return CgroupV1(name, nice)
     except (OSError, ValueError) as exc:
         tried.append(f"cgroup v1: {exc}")
     if mode == "cgroup":

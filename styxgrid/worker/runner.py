@@ -63,8 +63,7 @@ class Runner:
         self.config = config
         self.over_link = over_link
         self.pool = Pool(offered or Need(config.slots), gpus)
-        self.limits = limits.choose(config.limits, config.name, config.nice,
-                                    self.pool.offer.cpus)
+        self.limits = limits.choose(config.limits, config.name, config.nice)
         self.room = trio.Event()                # fired when a task may start now
         self.users = task_users(config.task_users, config.name, config.slots)
         if self.users is not None:

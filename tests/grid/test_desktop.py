@@ -116,8 +116,9 @@ SPIN = "sh -c while :; do :; done"
 async def test_a_busy_task_leaves_the_owner_s_busy_program_most_of_their_cpu(grid):
     """A task and a program of the owner, both spinning on one cpu: the owner's
     gets about nine tenths, as beside a process niced to 10 (the task's cgroup
-    weighs what such a process does, not what the owner's program does)."""
-    grid.start_worker("desk", 1)
+    weighs what such a process does, not what the owner's program does), on a
+    node of many cpus too (its cgroup of places weighs one niced process)."""
+    grid.start_worker("desk", 4)
     owner = None
     async with open_client(grid.sock) as c:
         job = await submit(c, "cmd taskset -c 0 sh -c 'while :; do :; done'\nsubmit\n")
