@@ -5,7 +5,8 @@ time, so neither can read the other's folder or signal the other's processes.
 Each account serves one grid user at a time.  A task takes the account that
 already serves its owner here, else an idle one; an account changes hands only
 when no folder of its tasks is left, and then what its last user left behind
-(processes that escaped their task, files in the machine's temporary folders) is
+(processes that escaped their task, files in the machine's temporary folders,
+System V shared memory, semaphores and message queues, POSIX message queues) is
 removed first.  Whenever an account has been idle for a moment (SWEEP), its
 leftover processes are killed, and a worker starting again does the same for
 all of its accounts.
@@ -22,6 +23,7 @@ worker's name, with no home and no login shell) or named with --task-users.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -39,7 +41,10 @@ from .credentials import acting_as
 from .removal import remove_tree
 
 log = logging.getLogger("styxgrid.worker")
-TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm")     # where a task's files may outlive it
+TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")   # where a task's files
+                                                                # may outlive it
+SYSV_IPC = {"shm": "shmid", "sem": "semid", "msg": "msqid"}   # /proc/sysvipc/X: id column
+IPC_RMID = 0
 LOCKS = "/run/styxgrid"                            # one lock per pool of task users
 
 
@@ -147,12 +152,43 @@ def remove_temporary(account: Account) -> None:
                 continue
 
 
+def owned_ipc(kind: str, uid: int) -> list[int]:
+    """The ids of the System V IPC objects of `kind` (shm, sem, msg) that `uid`
+    owns or made: another user given the account could attach to them."""
+    try:
+        with open(f"/proc/sysvipc/{kind}") as f:
+            header, *rows = f.read().splitlines()
+    except OSError:
+        return []
+    names = header.split()
+    ident, owner, maker = (names.index(n) for n in (SYSV_IPC[kind], "uid", "cuid"))
+    found = []
+    for row in rows:
+        words = row.split()
+        if len(words) == len(names) and uid in (int(words[owner]), int(words[maker])):
+            found.append(int(words[ident]))
+    return found
+
+
+def remove_ipc(account: Account) -> None:
+    """Remove the System V shared memory, semaphores and message queues the
+    account left (a segment outlives every process that used it)."""
+    libc = ctypes.CDLL(None)
+    for ident in owned_ipc("shm", account.uid):
+        libc.shmctl(ident, IPC_RMID, None)
+    for ident in owned_ipc("sem", account.uid):
+        libc.semctl(ident, 0, IPC_RMID)
+    for ident in owned_ipc("msg", account.uid):
+        libc.msgctl(ident, IPC_RMID, None)
+
+
 SWEEP = 0.5        # seconds between sweeps for the leftovers of idle accounts
 
 
 def clean(account: Account) -> None:
     kill_leftovers(account)
     remove_temporary(account)
+    remove_ipc(account)
 
 
 def task_users(names: tuple[str, ...], worker: str, slots: int) -> "TaskUsers | None":

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 
 import trio
 import trio.testing
 
-from styxgrid.worker.accounts import Account, TaskUsers
+from styxgrid.worker.accounts import Account, TaskUsers, owned_ipc
+
+IPC_LEFT = """
+import ctypes
+libc = ctypes.CDLL(None)
+shm = libc.shmget(0, 4096, 0o1600)               # IPC_PRIVATE, IPC_CREAT | 0600
+libc.shmat.restype = ctypes.c_void_p
+ctypes.memmove(libc.shmat(shm, None, 0), b"alice's secret", 14)
+assert libc.semget(0, 1, 0o1600) >= 0 and libc.msgget(0, 0o1600) >= 0
+"""
 
 
 def pool() -> list[Account]:
@@ -56,8 +66,13 @@ async def test_what_an_account_left_is_gone_before_it_serves_another_user():
             assert await trio.to_thread.run_sync(daemon.wait, 10) == -9
             sweeping.cancel_scope.cancel()
         assert os.path.isdir(left)               # its files wait till it changes hands
+        # System V IPC that outlives its processes: a shared memory segment with
+        # a secret, a semaphore set and a message queue, made as the account
+        subprocess.run([*as_account, sys.executable, "-c", IPC_LEFT], check=True)
+        assert all(owned_ipc(kind, account.uid) for kind in ("shm", "sem", "msg"))
         assert await users.take("bob") is account
         assert not os.path.exists(left)
+        assert not any(owned_ipc(kind, account.uid) for kind in ("shm", "sem", "msg"))
     finally:
         daemon.kill()
         subprocess.run(["rm", "-rf", left])
