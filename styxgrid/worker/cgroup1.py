@@ -57,6 +57,8 @@ class V1Place(CgroupPlace):
         self.oom_control = os.open(f"{dirs['memory']}/memory.oom_control",
                                    os.O_RDONLY | os.O_CLOEXEC)
         self.pids_current = os.open(f"{dirs['pids']}/pids.current", os.O_RDONLY | os.O_CLOEXEC)
+        self.usage = os.open(f"{dirs['memory']}/memory.usage_in_bytes", os.O_RDONLY | os.O_CLOEXEC)
+        self.stat = f"{dirs['memory']}/memory.stat"
         self.memory = 1 << 50                 # MiB: a new cgroup has no limit
         self.cpus = -1
         self.kills = self.oom_kills()
@@ -130,8 +132,8 @@ class V1Place(CgroupPlace):
         self.thread.join()
         self.resident = 0                     # our thread is out of pids.current now
         self.kill_all()
-        os.close(self.oom_control)
-        os.close(self.pids_current)
+        for fd in (self.oom_control, self.pids_current, self.usage):
+            os.close(fd)
         for folder in self.dirs.values():
             remove_cgroup(folder)
 

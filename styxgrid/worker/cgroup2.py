@@ -35,6 +35,8 @@ class V2Place(CgroupPlace):
         self.memory = -1
         self.cpus = -1
         self.kills = self.oom_kills()
+        self.usage = os.open(f"{folder}/memory.current", os.O_RDONLY | os.O_CLOEXEC)
+        self.stat = f"{folder}/memory.stat"
 
     def prepare(self, need: Need) -> None:
         if need.memory != self.memory:
@@ -59,6 +61,7 @@ class V2Place(CgroupPlace):
 
     def remove(self) -> None:
         self.kill_all()
+        os.close(self.usage)
         remove_cgroup(self.folder)
 
 

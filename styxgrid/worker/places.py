@@ -21,6 +21,7 @@ import re
 import resource
 import signal
 import threading
+import time
 from typing import Callable, TypeVar
 
 from ..resources import Need, mib
@@ -31,10 +32,11 @@ PIDS_MAX = 4096             # processes and threads of one task (cgroups)
 POLL = 0.5                  # seconds between looks at a task's memory (rlimits)
 CPU_PERIOD = 100_000        # microseconds: the cpu quota's period
 RLIMIT_TRIES = 200
-KILL_ROUNDS = 100           # passes of SIGKILL over what a task left in its place
+KILL_FOR = 2.0              # seconds of SIGKILL passes over what a task left in its place
 MAX_PID = 1 << 22           # the kernel's PID_MAX_LIMIT
 STALE = re.compile(r"styxgrid-[0-9a-f]{12}-([1-9][0-9]{0,6})")    # a worker's, by tag_of
 MiB = 1 << 20
+LEFT_CHARGED = 8 * MiB      # unfreeable memory a task may leave to the next in its place
 
 
 def cpu_shares(nice: int, cpus: int) -> int:
@@ -102,6 +104,11 @@ class Place:
         it has ended)."""
         return False
 
+    def holds_memory(self) -> bool:
+        """Whether what ran here left memory charged to the place that no kill
+        frees (files in a tmpfs, shared memory): the next task would pay for it."""
+        return False
+
     def pids(self) -> list[int]:
         """Every process in the place (for a cgroup: those that left the task's
         process group too)."""
@@ -117,17 +124,20 @@ class Place:
     def kill_all(self) -> None:
         """SIGKILL whatever is in the place.  A process that forks and exits in a
         loop outruns a pass over the list, so forks are barred meanwhile (where
-        the place can bar them) and the passes go on while anything is left."""
+        the place can bar them) and the passes go on while anything is left: a
+        killed process is listed until it has exited, which may take a moment."""
         if not self.pids():
             return
         self.bar_forks(True)
         try:
-            for _ in range(KILL_ROUNDS):
+            given_up = time.monotonic() + KILL_FOR
+            while time.monotonic() < given_up:
                 self.signal(signal.SIGKILL)
                 if not self.pids():
                     return
-            log.warning("processes keep appearing in a task's place after %d rounds "
-                        "of SIGKILL", KILL_ROUNDS)
+                time.sleep(0.001)
+            log.warning("processes are still in a task's place after %gs of SIGKILL",
+                        KILL_FOR)
         finally:
             self.bar_forks(False)
 
@@ -140,10 +150,17 @@ class Place:
 
 class CgroupPlace(Place):
     """A place that is a cgroup (v1 or v2): the kernel counts its OOM kills and
-    bounds its processes in `pids_max`."""
+    bounds its processes in `pids_max`, and charges it what its tasks left."""
 
     pids_max = ""
     kills = 0
+    usage = -1                  # an open file of the cgroup's memory charge, in bytes
+    stat = ""                   # the file of its memory.stat
+
+    def holds_memory(self) -> bool:
+        if int(os.pread(self.usage, 32, 0)) < LEFT_CHARGED:     # the usual: one read
+            return False
+        return counter(read_file(self.stat), "shmem") >= LEFT_CHARGED
 
     def oom_kills(self) -> int:
         """The cgroup's count of processes the kernel killed past its memory."""
@@ -165,17 +182,45 @@ class Limits:
     def __init__(self) -> None:
         self.free: list[Place] = []
         self.made: list[Place] = []
+        self.numbered = 0
 
     def take(self) -> Place:
         if self.free:
             return self.free.pop()
-        place = self.make(len(self.made))
+        place = self.make(self.numbered)
+        self.numbered += 1
         self.made.append(place)
+        return place
+
+    def take_for(self, need: Need) -> Place:
+        """A place set for `need`.  One that cannot be (its memory limit cannot
+        go below what is charged to it) is removed and a new one made."""
+        place = self.take()
+        try:
+            place.prepare(need)
+        except OSError as exc:
+            log.info("a task's place refused the limits of %s (%s): a new one", need.words(),
+                     exc)
+            self.retire(place)
+            place = self.take()
+            place.prepare(need)
         return place
 
     def give_back(self, place: Place) -> None:
         place.kill_all()                      # what the task left behind
-        self.free.append(place)
+        if place.holds_memory():
+            self.retire(place)
+        else:
+            self.free.append(place)
+
+    def retire(self, place: Place) -> None:
+        """Remove a place the next task must not inherit (the memory charged to it
+        stays with the removed cgroup)."""
+        self.made.remove(place)
+        try:
+            place.remove()
+        except OSError as exc:
+            log.warning("cannot remove a task's cgroup: %s", exc)
 
     def make(self, number: int) -> Place:
         return RlimitPlace()

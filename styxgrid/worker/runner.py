@@ -358,8 +358,7 @@ class Runner:
             if run.vacated:
                 return -1, ""
             argv = [spec.cmd, *(run.expand(a) for a in spec.args)]
-            place = run.place = self.limits.take()
-            place.prepare(spec.need)
+            place = run.place = self.limits.take_for(spec.need)
 
             async def start(again: bool = False) -> Process:
                 process = await place.spawn(lambda: Process(

@@ -130,6 +130,27 @@ def test_a_leftover_that_forks_and_exits_in_a_loop_dies_with_its_place(v1):
         assert place.pids() == [], "a hopper outlived its place's end"    # none left to fork
 
 
+def test_a_place_left_holding_memory_is_not_given_to_the_next_task(v1):
+    """A file in a tmpfs outlives its task and stays charged to the task's
+    cgroup: the next task there would start with it counted against its
+    request, and one asking for less could not have its limit set at all."""
+    shm = f"/dev/shm/sg-test-{os.getpid()}"
+    try:
+        for give_back in (v1.give_back, v1.free.append):   # the worker's way; and a place
+            place = v1.take_for(Need(1, 512, 1, 0))          # found so with its limit
+            pid = spawn(place, ["/bin/sh", "-c", f"head -c 100M /dev/zero > {shm}"])
+            assert status_of(pid) == 0 and place.holds_memory()
+            give_back(place)
+            fresh = v1.take_for(Need(1, 64, 1, 0))           # below what the old one holds
+            assert fresh is not place and place not in v1.made and not fresh.holds_memory()
+            assert status_of(spawn(fresh, HOG + ["32", "0"])) == 0
+            v1.give_back(fresh)
+            os.unlink(shm)
+    finally:
+        if os.path.exists(shm):
+            os.unlink(shm)
+
+
 def test_strange_names_beside_the_places_are_left_and_two_workers_clear_at_once():
     with open("/proc/self/cgroup") as f:
         folder = "/sys/fs/cgroup/pids" + places.own_cgroups(f.read())["pids"].rstrip("/")
@@ -200,7 +221,8 @@ def test_cgroup_v2_writes_its_limits_and_reads_its_kills(tmp_path):
     def makedirs(path, *args, **kwargs):      # a new cgroup comes with its files
         real_makedirs(path, *args, **kwargs)
         for name in ("cgroup.procs", "memory.events", "cpu.max", "cpu.weight",
-                     "memory.swap.max", "cgroup.subtree_control"):
+                     "memory.swap.max", "cgroup.subtree_control", "memory.current",
+                     "memory.stat"):
             if not os.path.exists(os.path.join(path, name)):
                 open(os.path.join(path, name), "w").close()
     cgroup2.os.makedirs = makedirs
