@@ -533,8 +533,7 @@ class Runner:
                         self.stop_held(run, places.over_memory_reason(need, used >> 20))
                         continue
                 if disk and run.sandbox:
-                    size = await trio.to_thread.run_sync(folder_size, run.sandbox,
-                                                         (need.disk + 1) << 20)
+                    size = await trio.to_thread.run_sync(task_disk, run, (need.disk + 1) << 20)
                     if size > need.disk << 20 and run.running:
                         self.stop_held(run, f"used more than {mib(size >> 20)} of disk, past "
                                        f"its {mib(need.disk)} request, and was stopped: "
@@ -547,6 +546,18 @@ class Runner:
             run.process.kill()
         if run.place is not None:
             run.place.signal(signal.SIGKILL)
+
+
+def task_disk(run: TaskRun, stop: int) -> int:
+    """Bytes the task takes on disk: its folder, and its output and error files
+    beside it (a task writing without end to its output fills the disk too)."""
+    total = 0
+    for stream in ("stdout", "stderr"):
+        try:
+            total += os.stat(run.local(stream)).st_blocks * 512
+        except OSError:
+            continue
+    return total + folder_size(run.sandbox, stop - total)
 
 
 def _read(path: str) -> bytes:
