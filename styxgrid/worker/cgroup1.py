@@ -142,8 +142,7 @@ class CgroupV1(Limits):
     kind = "cgroup1"
 
     def __init__(self, name: str, nice: int, root: str = V1) -> None:
-        super().__init__()
-        self.nice = nice
+        super().__init__(nice)
         own = own_cgroups(read_file("/proc/self/cgroup"))
         tag = tag_of(name)
         folders = {c: f"{root}/{c}{own.get(c, '/').rstrip('/')}" for c in V1_CONTROLLERS}

@@ -81,8 +81,7 @@ class CgroupV2(Limits):
 
     def __init__(self, name: str, folder: str, nice: int) -> None:
         """`folder`: the worker's own cgroup (delegated to it)."""
-        super().__init__()
-        self.nice = nice
+        super().__init__(nice)
         if "memory" not in read_file(f"{folder}/cgroup.controllers").split():
             raise OSError("cgroup v2 has no memory controller here")
         leaf = f"{folder}/worker"

@@ -19,7 +19,7 @@ def choose(mode: str, name: str, nice: int = 10) -> Limits:
     cgroup or the worker does not start; `rlimit`: rlimits only.  `nice`
     weighs the task cgroups against the owner's programs."""
     if mode == "rlimit":
-        return Limits()
+        return Limits(nice)
     tried = []
     try:
         root = v2_root()
@@ -35,4 +35,4 @@ def choose(mode: str, name: str, nice: int = 10) -> Limits:
     if mode == "cgroup":
         raise OSError("cannot hold tasks to their requests with cgroups: " + "; ".join(tried))
     log.info("tasks are held to their requests by rlimits (%s)", "; ".join(tried))
-    return Limits()
+    return Limits(nice)

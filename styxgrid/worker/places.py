@@ -84,6 +84,8 @@ def over_memory_reason(need: Need, used: int | None = None) -> str:
 class Place:
     """Where one task at a time runs, held to its request."""
 
+    session = False             # whether its task starts a session of its own
+
     async def spawn(self, start: Callable[[], T]) -> T:
         """Run `start` (which spawns the task, calling the hooks below) where the
         task is to be born."""
@@ -179,7 +181,8 @@ class Limits:
 
     kind = "rlimit"
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int) -> None:
+        self.nice = nice
         self.free: list[Place] = []
         self.made: list[Place] = []
         self.numbered = 0
@@ -223,7 +226,7 @@ class Limits:
             log.warning("cannot remove a task's cgroup: %s", exc)
 
     def make(self, number: int) -> Place:
-        return RlimitPlace()
+        return RlimitPlace(self.nice)
 
     def close(self) -> None:
         for place in self.made:
@@ -234,8 +237,15 @@ class Limits:
 
 
 class RlimitPlace(Place):
-    def __init__(self) -> None:
+    """With no cgroup, a task's nice value would count only inside the worker's
+    session (the kernel's autogroup), against the worker alone: the task starts
+    a session of its own, whose scheduling group is given the nice value."""
+
+    session = True
+
+    def __init__(self, nice: int) -> None:
         self.need = Need()
+        self.nice = nice
 
     def prepare(self, need: Need) -> None:
         self.need = need
@@ -250,6 +260,9 @@ class RlimitPlace(Place):
         for _ in range(RLIMIT_TRIES):
             try:
                 resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
+                write_file(f"/proc/{pid}/autogroup", str(self.nice))
+                return
+            except FileNotFoundError:           # a kernel without autogroups, or it ended
                 return
             except PermissionError:
                 os.sched_yield()

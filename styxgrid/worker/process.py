@@ -1,6 +1,7 @@
 """Starting and reaping task processes without threads.
 
-`os.posix_spawn` starts the program (vfork speed) in its own process group, every
+`os.posix_spawn` starts the program (vfork speed) in its own process group (with
+rlimits, its own session: places.py), every
 signal at its default, with stdout and stderr going straight to files beside its
 sandbox; a pidfd tells the trio loop when it has ended.  Killing a task kills its whole process group.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from typing import Any
 
 import trio
 
@@ -26,6 +28,8 @@ SPAWNING = threading.Lock()       # spawns change the process's folder around th
 # (SIGPIPE: `yes | head` would complain of a broken pipe); asked for by name, the
 # reset also spares the spawn a look at each signal first.
 DEFAULT_SIGNALS = signal.valid_signals()
+GROUP: dict[str, Any] = {"setpgroup": 0}      # a process group of its own
+SESSION: dict[str, Any] = {"setsid": True}    # a session (and so a group) of its own
 
 
 class Process:
@@ -51,8 +55,9 @@ class Process:
             pid = None
             try:
                 with acting_as(user):
+                    group = SESSION if place is not None and place.session else GROUP
                     pid = os.posix_spawn(program, argv, env, file_actions=actions,
-                                         setpgroup=0, setsigdef=DEFAULT_SIGNALS)
+                                         setsigdef=DEFAULT_SIGNALS, **group)
                     if place is not None:       # as its user: allowed with no capability
                         place.limit(pid)
             finally:

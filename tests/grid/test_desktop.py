@@ -113,12 +113,14 @@ def cpu_seconds(pid: int) -> float:
 SPIN = "sh -c while :; do :; done"
 
 
-async def test_a_busy_task_leaves_the_owner_s_busy_program_most_of_their_cpu(grid):
+@pytest.mark.parametrize("holding", ["auto", "rlimit"])
+async def test_a_busy_task_leaves_the_owner_s_busy_program_most_of_their_cpu(grid, holding):
     """A task and a program of the owner, both spinning on one cpu: the owner's
     gets about nine tenths, as beside a process niced to 10 (the task's cgroup
     weighs what such a process does, not what the owner's program does), on a
-    node of many cpus too (its cgroup of places weighs one niced process)."""
-    grid.start_worker("desk", 4)
+    node of many cpus too (its cgroup of places weighs one niced process).
+    Without cgroups the task's session is its own scheduling group, niced."""
+    grid.start_worker("desk", 4, "--limits", holding)
     owner = None
     async with open_client(grid.sock) as c:
         job = await submit(c, "cmd taskset -c 0 sh -c 'while :; do :; done'\nsubmit\n")
@@ -126,7 +128,8 @@ async def test_a_busy_task_leaves_the_owner_s_busy_program_most_of_their_cpu(gri
             with trio.fail_after(30):
                 while not (task := tasks_of((SPIN,))):
                     await trio.sleep(0.05)
-            owner = subprocess.Popen(["taskset", "-c", "0", "sh", "-c", "while :; do :; done"])
+            owner = subprocess.Popen(["taskset", "-c", "0", "sh", "-c", "while :; do :; done"],
+                                     start_new_session=True)    # a desktop's session
             await trio.sleep(0.3)
             (spinner,) = task
             before = cpu_seconds(spinner), cpu_seconds(owner.pid)
