@@ -186,6 +186,7 @@ class Limits:
         self.free: list[Place] = []
         self.made: list[Place] = []
         self.numbered = 0
+        self.sessions: bool | None = None     # whether autogroups weigh our tasks
 
     def take(self) -> Place:
         if self.free:
@@ -226,7 +227,9 @@ class Limits:
             log.warning("cannot remove a task's cgroup: %s", exc)
 
     def make(self, number: int) -> Place:
-        return RlimitPlace(self.nice)
+        if self.sessions is None:
+            self.sessions = sessions_weigh()
+        return RlimitPlace(self.nice, self.sessions)
 
     def close(self) -> None:
         for place in self.made:
@@ -237,15 +240,16 @@ class Limits:
 
 
 class RlimitPlace(Place):
-    """With no cgroup, a task's nice value would count only inside the worker's
-    session (the kernel's autogroup), against the worker alone: the task starts
-    a session of its own, whose scheduling group is given the nice value."""
+    """With no cgroup, where the kernel groups processes by session (autogroup),
+    a task's nice value would count only inside the worker's session, against
+    the worker alone: the task starts a session of its own, whose group is given
+    the nice value.  (A new session costs the kernel a group: only where they
+    weigh.)"""
 
-    session = True
-
-    def __init__(self, nice: int) -> None:
+    def __init__(self, nice: int, session: bool) -> None:
         self.need = Need()
         self.nice = nice
+        self.session = session
 
     def prepare(self, need: Need) -> None:
         self.need = need
@@ -260,7 +264,8 @@ class RlimitPlace(Place):
         for _ in range(RLIMIT_TRIES):
             try:
                 resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
-                write_file(f"/proc/{pid}/autogroup", str(self.nice))
+                if self.session:
+                    write_file(f"/proc/{pid}/autogroup", str(self.nice))
                 return
             except FileNotFoundError:           # a kernel without autogroups, or it ended
                 return
@@ -272,6 +277,18 @@ class RlimitPlace(Place):
             RlimitPlace.warned = True
             log.warning("cannot set the rlimits of task process %s (refused); its memory "
                         "is still looked at", pid)
+
+
+def sessions_weigh() -> bool:
+    """Whether the kernel weighs this worker's tasks by session (autogroup on,
+    and the worker in the root cpu group, the only one autogroups apply in)."""
+    try:
+        if read_file("/proc/sys/kernel/sched_autogroup_enabled").strip() != "1":
+            return False
+        own = own_cgroups(read_file("/proc/self/cgroup"))
+    except OSError:
+        return False
+    return own.get("cpu", own.get("", "/")) == "/"
 
 
 def group_memory(pgid: int) -> int:
