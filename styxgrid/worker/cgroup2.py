@@ -1,7 +1,8 @@
 """cgroup v2 (`cgroup2`): a cgroup per place with memory.max,
 memory.swap.max, cpu.max, cpu.weight (its cpus at the worker's nice value; the
-worker's cgroup of places weighs one process of that nice value), pids.max and memory.events; v2 moves only whole
-processes, so the task is moved in right after the spawn.  It needs a cgroup
+worker's cgroup of places weighs one process of that nice value), pids.max and
+memory.events; v2 moves only whole processes, so the task is moved in right
+after the spawn.  It needs a cgroup
 delegated to the worker: the worker moves itself into a `worker` leaf of its
 own cgroup, so that the places can have controllers beside it.
 """

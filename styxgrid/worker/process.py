@@ -1,9 +1,9 @@
 """Starting and reaping task processes without threads.
 
 `os.posix_spawn` starts the program (vfork speed) in its own process group (with
-rlimits, its own session: places.py), every
-signal at its default, with stdout and stderr going straight to files beside its
-sandbox; a pidfd tells the trio loop when it has ended.  Killing a task kills its whole process group.
+rlimits, maybe its own session: places.py), every signal at its default, with
+stdout and stderr going straight to files beside its sandbox; a pidfd tells the
+trio loop when it has ended.  Killing a task kills its whole process group.
 
 A worker running as root starts each task as its task user with no extra exec:
 around the spawn the spawning thread acts as that user (credentials.py); execve
