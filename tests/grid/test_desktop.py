@@ -130,10 +130,12 @@ async def test_a_busy_task_leaves_the_owner_s_busy_program_most_of_their_cpu(gri
                     await trio.sleep(0.05)
             owner = subprocess.Popen(["taskset", "-c", "0", "sh", "-c", "while :; do :; done"],
                                      start_new_session=True)    # a desktop's session
-            await trio.sleep(0.3)
+            with trio.fail_after(10):               # both spinning on cpu 0
+                while cpu_seconds(owner.pid) == 0:
+                    await trio.sleep(0.01)
             (spinner,) = task
             before = cpu_seconds(spinner), cpu_seconds(owner.pid)
-            await trio.sleep(2)
+            await trio.sleep(2)                     # the window the shares are measured over
             task_cpu, owner_cpu = (cpu_seconds(p) - b for p, b in zip((spinner, owner.pid),
                                                                        before))
             assert owner_cpu / (owner_cpu + task_cpu) > 0.75, (owner_cpu, task_cpu)
